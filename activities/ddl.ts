@@ -1,0 +1,191 @@
+import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
+import { parseClickHouseType, isTimeType } from '../schemas/clickhouse-type.js';
+import { quoteIdent, quoteString } from '../schemas/identifiers.js';
+
+/**
+ * SQL for the import path. Rows land, as raw strings, in a Null-engine table;
+ * materialized views split them: rows whose every value converts go to the
+ * typed target table, the rest to `<table>_quarantine` with the reason. A third
+ * view counts rows per file. ClickHouse does all parsing; JavaScript never
+ * touches a row.
+ */
+
+/** Blocks remembered for insert deduplication per table (MergeTree default is 0 = off). */
+export const DEDUP_WINDOW = 100_000;
+export const FILE_ROWS_TABLE = 's3ch_file_rows';
+
+export type ResolvedFormat = 'csv' | 'ndjson' | 'parquet';
+
+export interface TableNames {
+  target: string;
+  landing: string;
+  quarantine: string;
+  typedView: string;
+  quarantineView: string;
+  rowsView: string;
+}
+
+export function tableNames(db: string, table: string): TableNames {
+  const q = (t: string) => `${quoteIdent(db)}.${quoteIdent(t)}`;
+  return {
+    target: q(table),
+    landing: q(`${table}_s3ch_landing`),
+    quarantine: q(`${table}_quarantine`),
+    typedView: q(`${table}_s3ch_typed_mv`),
+    quarantineView: q(`${table}_s3ch_quarantine_mv`),
+    rowsView: q(`${table}_s3ch_rows_mv`),
+  };
+}
+
+const raw = (i: number) => `r${i}`;
+
+/** Expression converting the raw string column `r<i>` into the column's type, NULL when it does not convert. */
+function conversion(i: number, type: string): { value: string; ok: string } {
+  const t = parseClickHouseType(type);
+  const base = t.text.replace(/^Nullable\((.*)\)$/, '$1');
+  const isString = /^(LowCardinality\()?(Nullable\()?String\)?\)?$/.test(t.text) || /^FixedString/.test(base);
+  if (isString && !/^FixedString/.test(base)) {
+    return { value: t.nullable ? raw(i) : `ifNull(${raw(i)}, '')`, ok: '1' };
+  }
+  // Empty text in a non-string column means "no value", not a parse error.
+  const input = `nullIf(${raw(i)}, '')`;
+  const converted = isTimeType(t.base)
+    ? `accurateCastOrNull(parseDateTime64BestEffortOrNull(${input}, 6, 'UTC'), ${quoteString(base)})`
+    : `accurateCastOrNull(${input}, ${quoteString(base)})`;
+  const value = t.nullable ? converted : `ifNull(${converted}, defaultValueOfTypeName(${quoteString(base)}))`;
+  return { value, ok: `(${input} IS NULL OR ${converted} IS NOT NULL)` };
+}
+
+export interface ImportPlan {
+  names: TableNames;
+  format: ResolvedFormat;
+  /** DDL, in order, that makes the import path exist (idempotent). */
+  create: string[];
+  /** `INSERT INTO landing SELECT ... FROM {source}` with {file}/{etag} as query parameters. */
+  insertSql: string;
+  inputFormat: string;
+  structure: string;
+  settings: Record<string, string | number>;
+}
+
+function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: ResolvedFormat): { select: string; structure: string; inputFormat: string; settings: Record<string, string | number> } {
+  if (format === 'ndjson') {
+    // One line at a time as text, values picked by JSONPath natively: this is
+    // what makes `json:$.a.b` columns, nested objects and invalid lines work
+    // without a JavaScript parser.
+    const pick = columns.map((c) => jsonPathExtract(c.path ?? `$.${c.name}`));
+    return {
+      structure: 'line String',
+      inputFormat: 'LineAsString',
+      select: `${pick.join(', ')}, if(isValidJSON(line), '', 'invalid JSON') AS _row_error, line AS _raw_line`,
+      settings: {},
+    };
+  }
+  const sources = columns.map((c) => c.source ?? c.name);
+  const structure = sources.map((s, i) => `${quoteIdent(spec.format === 'csv' && spec.csv?.header === false ? `c${i + 1}` : s)} Nullable(String)`).join(', ');
+  if (format === 'parquet') {
+    return { structure, inputFormat: 'Parquet', select: `${sources.map((s) => quoteIdent(s)).join(', ')}, '' AS _row_error, '' AS _raw_line`, settings: {} };
+  }
+  const csv = spec.csv ?? { delimiter: ',', header: true, skipLines: 0, quote: '"' as const };
+  const names = csv.header ? sources : sources.map((_, i) => `c${i + 1}`);
+  return {
+    structure,
+    inputFormat: csv.header ? 'CSVWithNames' : 'CSV',
+    select: `${names.map((s) => quoteIdent(s)).join(', ')}, '' AS _row_error, '' AS _raw_line`,
+    settings: {
+      format_csv_delimiter: csv.delimiter,
+      input_format_csv_skip_first_lines: csv.skipLines,
+      format_csv_allow_single_quotes: csv.quote === "'" ? 1 : 0,
+      format_csv_allow_double_quotes: csv.quote === '"' ? 1 : 0,
+      // Header names map columns; columns a file lacks take their default, extra ones are ignored.
+      input_format_with_names_use_header: 1,
+      input_format_skip_unknown_fields: 1,
+      input_format_csv_allow_variable_number_of_columns: 1,
+    },
+  };
+}
+
+/** Translate `$.a.b[0]` into a native JSON extraction returning Nullable(String) (strings unquoted, objects as JSON text). */
+export function jsonPathExtract(path: string): string {
+  const parts: string[] = [];
+  const re = /\.([^.[\]]+)|\[(\d+)\]|\['([^']+)'\]/g;
+  for (const m of path.slice(1).matchAll(re)) {
+    if (m[1] !== undefined) parts.push(quoteString(m[1]));
+    else if (m[2] !== undefined) parts.push(String(Number(m[2]) + 1)); // ClickHouse JSON indices are 1-based
+    else if (m[3] !== undefined) parts.push(quoteString(m[3]));
+  }
+  const args = ['line', ...parts].join(', ');
+  const rawJson = `JSONExtractRaw(${args})`;
+  return `multiIf(${rawJson} IN ('', 'null'), NULL, JSONType(${args}) = 'String', JSONExtractString(${args}), ${rawJson})`;
+}
+
+export function buildImportPlan(db: string, spec: DataSourceSpec, columns: ColumnSpec[], format: ResolvedFormat, dataSource: string): ImportPlan {
+  const names = tableNames(db, spec.table);
+  const convs = columns.map((c, i) => conversion(i, c.type));
+  const okParts = ['_row_error = \'\'', ...convs.map((c) => c.ok).filter((o) => o !== '1')];
+  const ok = okParts.map((p) => `(${p})`).join(' AND ');
+  const firstFailure = (what: 'column' | 'reason') =>
+    `multiIf(_row_error != '', ${what === 'column' ? "''" : '_row_error'}, ${convs
+      .map((c, i) => (c.ok === '1' ? null : `NOT ${c.ok}, ${what === 'column' ? quoteString(columns[i]!.name) : quoteString(`cannot convert to ${columns[i]!.type}`)}`))
+      .filter(Boolean)
+      .concat(["''"])
+      .join(', ')})`;
+  const rawJson = `if(_raw_line != '', _raw_line, toJSONString(map(${columns.map((c, i) => `${quoteString(c.name)}, ${raw(i)}`).join(', ')})))`;
+
+  const landingCols = [
+    ...columns.map((_, i) => `${raw(i)} Nullable(String)`),
+    '_row_error String',
+    '_raw_line String',
+    '_file String',
+    '_etag String',
+    '_line UInt64',
+  ];
+  const engine = spec.engine;
+  const target = [
+    `CREATE TABLE IF NOT EXISTS ${names.target} (`,
+    columns.map((c) => `  ${quoteIdent(c.name)} ${c.type}`).join(',\n'),
+    `) ENGINE = ${engine.engine}()`,
+    engine.partitionKey ? `PARTITION BY ${engine.partitionKey}` : '',
+    `ORDER BY ${engine.sortingKey ?? 'tuple()'}`,
+    engine.primaryKey ? `PRIMARY KEY ${engine.primaryKey}` : '',
+    engine.ttl ? `TTL ${engine.ttl}` : '',
+    `SETTINGS ${mergeTreeSettings(engine.settings)}`,
+  ].filter(Boolean).join('\n');
+
+  const { select, structure, inputFormat, settings } = landingSelect(spec, columns, format);
+  return {
+    names,
+    format,
+    inputFormat,
+    structure,
+    settings,
+    create: [
+      target,
+      `CREATE TABLE IF NOT EXISTS ${names.quarantine} (_file String, _etag String, _line UInt64, column String, raw String, error String, _inserted_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY (_file, _line) SETTINGS non_replicated_deduplication_window = ${DEDUP_WINDOW}`,
+      `CREATE TABLE IF NOT EXISTS ${names.landing} (${landingCols.join(', ')}) ENGINE = Null`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.typedView} TO ${names.target} AS SELECT ${convs.map((c, i) => `${c.value} AS ${quoteIdent(columns[i]!.name)}`).join(', ')} FROM ${names.landing} WHERE ${ok}`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.quarantineView} TO ${names.quarantine} AS SELECT _file, _etag, _line, ${firstFailure('column')} AS column, ${rawJson} AS raw, ${firstFailure('reason')} AS error FROM ${names.landing} WHERE NOT (${ok})`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.rowsView} TO ${quoteIdent(db)}.${FILE_ROWS_TABLE} AS SELECT ${quoteString(dataSource)} AS datasource, _file AS key, _etag AS etag, count() AS rows, countIf(NOT (${ok})) AS quarantined FROM ${names.landing} GROUP BY _file, _etag`,
+    ],
+    insertSql: `INSERT INTO ${names.landing} (${[...columns.map((_, i) => raw(i)), '_row_error', '_raw_line', '_file', '_etag', '_line'].join(', ')}) {settings} SELECT ${select}, {file:String}, {etag:String}, rowNumberInAllBlocks() + 1 FROM {source}`,
+  };
+}
+
+function mergeTreeSettings(user: Record<string, string | number | boolean> | undefined): string {
+  const settings: Record<string, string | number | boolean> = { non_replicated_deduplication_window: DEDUP_WINDOW, ...user };
+  return Object.entries(settings)
+    .map(([k, v]) => `${k} = ${typeof v === 'string' ? quoteString(v) : typeof v === 'boolean' ? (v ? 1 : 0) : v}`)
+    .join(', ');
+}
+
+/** DDL that removes a data source's import path; the target and quarantine tables only when asked. */
+export function dropStatements(names: TableNames, dropTable: boolean): string[] {
+  const out = [
+    `DROP VIEW IF EXISTS ${names.typedView}`,
+    `DROP VIEW IF EXISTS ${names.quarantineView}`,
+    `DROP VIEW IF EXISTS ${names.rowsView}`,
+    `DROP TABLE IF EXISTS ${names.landing}`,
+  ];
+  if (dropTable) out.push(`DROP TABLE IF EXISTS ${names.target}`, `DROP TABLE IF EXISTS ${names.quarantine}`);
+  return out;
+}

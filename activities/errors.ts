@@ -1,0 +1,71 @@
+import { ApplicationFailure } from '@temporalio/common';
+
+/**
+ * The one place that decides whether a failure is worth retrying. Retrying
+ * cannot fix a file that is not what it claims to be, an object that is gone
+ * or changed, or a missing permission; it can fix a network blip, a throttled
+ * S3 or a ClickHouse that is restarting.
+ */
+export type FailureKind =
+  | 'object_missing'
+  | 'object_changed'
+  | 'access_denied'
+  | 'bad_file'
+  | 'too_large'
+  | 'config'
+  | 'transient';
+
+const NON_RETRYABLE: ReadonlySet<FailureKind> = new Set(['object_missing', 'object_changed', 'bad_file', 'too_large', 'config']);
+
+export class ImportError extends Error {
+  constructor(readonly kind: FailureKind, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+// ClickHouse error types that mean "this file's bytes are not valid for its format".
+const DATA_ERROR = /PARSE|INCORRECT_DATA|CANNOT_READ_ALL_DATA|UNKNOWN_FORMAT|CANNOT_DECOMPRESS|ZLIB|ZSTD|LZMA|SNAPPY|INCORRECT_NUMBER_OF_COLUMNS|CANNOT_EXTRACT_TABLE_STRUCTURE|TOO_LARGE_STRING_SIZE|BAD_ARGUMENTS|CANNOT_READ_FROM_FILE|ONLY_NULLS_WHILE_READING_SCHEMA|CANNOT_SKIP_UNKNOWN_FIELD|TOO_MANY_ROWS_OR_BYTES|ARCHIVE/;
+
+interface AwsLikeError {
+  name?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number };
+  message?: string;
+}
+
+export function classify(err: unknown): ImportError {
+  if (err instanceof ImportError) return err;
+  const e = err as AwsLikeError & { type?: string; code?: string };
+  const message = e?.message ?? String(err);
+  const status = e?.$metadata?.httpStatusCode;
+  const name = e?.name ?? e?.Code ?? '';
+  if (name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket')) {
+    return new ImportError('object_missing', `object no longer exists (deleted after it was listed): ${message}`, { cause: err });
+  }
+  if (name === 'PreconditionFailed' || status === 412) {
+    return new ImportError('object_changed', 'object changed after it was listed (ETag differs); the new version is imported on the next sync', { cause: err });
+  }
+  if (name === 'NoSuchBucket') return new ImportError('config', `bucket does not exist: ${message}`, { cause: err });
+  if (name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || status === 403) {
+    return new ImportError('access_denied', `S3 denied access (${name || status}): check the connection's credentials and that they allow s3:ListBucket and s3:GetObject`, { cause: err });
+  }
+  if (typeof e?.type === 'string' && DATA_ERROR.test(e.type)) {
+    return new ImportError('bad_file', `ClickHouse could not read the file: ${message.split('\n')[0]}`, { cause: err });
+  }
+  if (/incorrect header check|unexpected end of file|invalid (stored block|distance|code)/i.test(message)) {
+    return new ImportError('bad_file', `the file is not valid compressed data: ${message}`, { cause: err });
+  }
+  return new ImportError('transient', message, { cause: err });
+}
+
+export function toApplicationFailure(err: ImportError): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: err.kind,
+    message: err.message,
+    nonRetryable: NON_RETRYABLE.has(err.kind),
+  });
+}
+
+export function isNonRetryable(kind: FailureKind): boolean {
+  return NON_RETRYABLE.has(kind);
+}

@@ -1,0 +1,292 @@
+import { Context, CancelledFailure } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { createSchemaTools, stripQuotes } from './schema.js';
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
+import { parseBucketUri, compileGlob } from '../schemas/glob.js';
+import { quoteIdent } from '../schemas/identifiers.js';
+import { buildImportPlan, dropStatements, tableNames, type ResolvedFormat } from './ddl.js';
+import { queryRows, type Destination } from './destination.js';
+import { classify, toApplicationFailure, ImportError } from './errors.js';
+import { resolveCompression, resolveFormat } from './formats.js';
+import { Ledger, type FileStatus } from './ledger.js';
+import type { S3Connections } from './s3.js';
+
+import type { FileRef } from './schema.js';
+export type { FileRef } from './schema.js';
+
+export interface DiscoverInput {
+  dataSource: string;
+  spec: DataSourceSpec;
+  runId: string;
+  /** Most new files to return (a batch); the rest come in the next batch. */
+  limit: number;
+  /** Ordered mode: list only keys after this one. */
+  marker?: string;
+}
+
+export interface DiscoverResult {
+  files: FileRef[];
+  /** True when more new files remain beyond this batch. */
+  more: boolean;
+  listed: number;
+}
+
+export interface PrepareInput {
+  dataSource: string;
+  spec: DataSourceSpec;
+}
+
+export interface PrepareResult {
+  /** Columns in use (declared, inferred or from an existing table); null while no file exists to infer from. */
+  columns: ColumnSpec[] | null;
+  inferredFrom: string | null;
+}
+
+export interface ImportInput {
+  dataSource: string;
+  spec: DataSourceSpec;
+  columns: ColumnSpec[];
+  file: FileRef;
+  runId: string;
+}
+
+export interface ImportResult {
+  rows: number;
+  quarantinedRows: number;
+  bytes: number;
+}
+
+export interface RecordStatusInput {
+  dataSource: string;
+  files: FileRef[];
+  status: FileStatus;
+  attempt?: number;
+  error?: string;
+  runId?: string;
+}
+
+export interface ActivityDeps {
+  destination: Destination;
+  s3: S3Connections;
+  /** Where the connector keeps its own tables (ledger, runs). */
+  metaDatabase?: string;
+}
+
+
+/** The identity of one file version; its hash is the insert's deduplication token. */
+export function dedupToken(dataSource: string, key: string, etag: string): string {
+  return 's3ch-' + createHash('sha256').update(`${dataSource}\u0000${key}\u0000${etag}`).digest('hex');
+}
+
+function heartbeatSafely(details: unknown) {
+  try {
+    Context.current().heartbeat(details);
+  } catch {
+    // Outside an activity context (unit tests): nothing to report to.
+  }
+}
+
+export function currentSignal(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}
+
+export function createActivities({ destination, s3, metaDatabase }: ActivityDeps) {
+  const db = destination.database;
+  const ledger = new Ledger(destination.client, metaDatabase ?? db);
+
+  const schema = createSchemaTools({ destination, s3 });
+  const { listPage } = schema;
+
+  async function existingColumns(table: string): Promise<ColumnSpec[] | null> {
+    const rows = await queryRows<{ name: string; type: string }>(
+      destination.client,
+      `SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} AND default_kind NOT IN ('MATERIALIZED', 'ALIAS') ORDER BY position`,
+      { db, t: table },
+    );
+    return rows.length ? rows : null;
+  }
+
+  return {
+    /** Make the tables, the landing table and the views exist for a spec. Idempotent. */
+    async prepareDataSource({ dataSource, spec }: PrepareInput): Promise<PrepareResult> {
+      await ledger.ensureTables();
+      s3.get(spec.connection);
+      let columns = spec.columns ?? (await existingColumns(spec.table));
+      let inferredFrom: string | null = null;
+      if (!columns) {
+        const ref = await schema.firstMatchingObject(spec).catch((e) => {
+          throw toApplicationFailure(classify(e));
+        });
+        if (!ref) return { columns: null, inferredFrom: null };
+        columns = await schema.inferColumns(spec, ref);
+        inferredFrom = ref.key;
+      }
+      const plan = buildImportPlan(db, spec, columns, 'csv', dataSource);
+      // The landing table and views are rebuilt only when the plan changes, so an
+      // unchanged data source keeps the same views (and deduplication state).
+      const planHash = createHash('sha256').update(plan.create.join('\n')).digest('hex').slice(0, 16);
+      const landingName = `${spec.table}_s3ch_landing`;
+      const [current] = await queryRows<{ comment: string }>(
+        destination.client,
+        'SELECT comment FROM system.tables WHERE database = {db:String} AND name = {t:String}',
+        { db, t: landingName },
+      );
+      if (current?.comment !== `plan:${planHash}`) {
+        for (const sql of dropStatements(plan.names, false)) await destination.client.command({ query: sql });
+        for (const sql of plan.create) {
+          const withComment = sql.includes('ENGINE = Null') ? `${sql} COMMENT 'plan:${planHash}'` : sql;
+          await destination.client.command({ query: withComment });
+        }
+      }
+      return { columns, inferredFrom };
+    },
+
+    /** List the bucket under the glob's literal prefix and return the next batch of files not yet settled. */
+    async discoverFiles({ dataSource, spec, runId, limit, marker }: DiscoverInput): Promise<DiscoverResult> {
+      const { bucket, pattern, listPrefix } = parseBucketUri(spec.bucketUri);
+      const match = compileGlob(pattern);
+      const client = s3.client(spec.connection);
+      const found: FileRef[] = [];
+      let listed = 0;
+      let token: string | undefined;
+      let more = false;
+      try {
+        do {
+          const page = await listPage(client, bucket, listPrefix, token, spec.mode === 'ordered' ? marker : undefined, currentSignal());
+          const candidates: FileRef[] = [];
+          for (const o of page.Contents ?? []) {
+            listed++;
+            if (!o.Key || o.Key.endsWith('/') || !match(o.Key)) continue;
+            candidates.push({ key: o.Key, etag: stripQuotes(o.ETag), size: o.Size ?? 0, lastModified: o.LastModified?.toISOString() ?? '' });
+          }
+          const settled = await ledger.settled(dataSource, candidates.map((c) => c.key));
+          for (const c of candidates) {
+            if (settled.has(`${c.key}\u0000${c.etag}`)) continue;
+            if (found.length >= limit) {
+              more = true;
+              break;
+            }
+            found.push(c);
+          }
+          heartbeatSafely({ listed, found: found.length });
+          token = !more && page.IsTruncated ? page.NextContinuationToken : undefined;
+        } while (token);
+      } catch (e) {
+        throw toApplicationFailure(classify(e));
+      }
+      await ledger.record(found.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued', run_id: runId })));
+      return { files: found, more, listed };
+    },
+
+    /** Stream one object from S3 into ClickHouse; ClickHouse parses it natively. */
+    async importFile({ dataSource, spec, columns, file, runId }: ImportInput): Promise<ImportResult> {
+      const ctx = Context.current();
+      const attempt = ctx.info.attempt;
+      const base = { datasource: dataSource, key: file.key, etag: file.etag, size: file.size, attempt, run_id: runId };
+      await ledger.record([{ ...base, status: 'running' }]);
+      try {
+        if (spec.limits.maxFileBytes > 0 && file.size > spec.limits.maxFileBytes) {
+          throw new ImportError('too_large', `file is ${file.size} bytes, over the data source's maxFileBytes of ${spec.limits.maxFileBytes}`);
+        }
+        const format: ResolvedFormat = resolveFormat(spec, file.key);
+        const compression = resolveCompression(spec, file.key);
+        const plan = buildImportPlan(db, spec, columns, format, dataSource);
+        const { bucket } = parseBucketUri(spec.bucketUri);
+        const signal = ctx.cancellationSignal;
+        // IfMatch pins the version that was listed: a file replaced mid-import fails loudly instead of mixing versions.
+        const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key, IfMatch: `"${file.etag}"` }), { abortSignal: signal });
+        let lastBeat = 0;
+        await destination.insertStream({
+          sql: plan.insertSql,
+          format: plan.inputFormat,
+          structure: plan.structure,
+          compression,
+          body: obj.Body as Readable,
+          params: { file: file.key, etag: file.etag },
+          settings: {
+            ...plan.settings,
+            insert_deduplicate: 1,
+            insert_deduplication_token: dedupToken(dataSource, file.key, file.etag),
+            deduplicate_blocks_in_dependent_materialized_views: 1,
+            // One insert stream keeps block boundaries identical on a retry, so
+            // every block of a half-finished insert is recognised as a duplicate.
+            max_threads: 1,
+            max_insert_threads: 1,
+            input_format_max_bytes_to_read_for_schema_inference: 0,
+          },
+          signal,
+          onBytes: (bytes) => {
+            const now = Date.now();
+            if (now - lastBeat > 1000) {
+              lastBeat = now;
+              ctx.heartbeat({ phase: 'download', bytes, size: file.size });
+            }
+          },
+        });
+        ctx.heartbeat({ phase: 'counting' });
+        const { rows, quarantined } = await ledger.fileRows(dataSource, file.key, file.etag);
+        await ledger.record([{ ...base, status: 'success', rows, quarantined_rows: quarantined, bytes: file.size }]);
+        return { rows, quarantinedRows: quarantined, bytes: file.size };
+      } catch (e) {
+        if (ctx.cancellationSignal.aborted) {
+          await ledger.record([{ ...base, status: 'cancelled', error: 'cancelled' }]).catch(() => undefined);
+          throw e instanceof CancelledFailure ? e : new CancelledFailure('import cancelled');
+        }
+        const failure = classify(e);
+        const af = toApplicationFailure(failure);
+        await ledger
+          .record([{ ...base, status: af.nonRetryable ? 'failure' : 'pending_retry', error: failure.message }])
+          .catch(() => undefined);
+        throw af;
+      }
+    },
+
+    /** Record a status for files the workflow settles itself (retries exhausted, cancelled before start, paused). */
+    async recordFileStatus({ dataSource, files, status, attempt, error, runId }: RecordStatusInput): Promise<void> {
+      await ledger.record(files.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: attempt ?? 0, status, error, run_id: runId })));
+    },
+
+    async recordRun(run: Parameters<Ledger['recordRun']>[0]): Promise<void> {
+      await ledger.recordRun(run);
+    },
+
+    /** Files to import again: the listed keys (current version from S3) or every file whose latest status is failure. */
+    async filesToRetry({ dataSource, spec, keys }: { dataSource: string; spec: DataSourceSpec; keys?: string[] }): Promise<FileRef[]> {
+      if (keys && keys.length) {
+        const { bucket } = parseBucketUri(spec.bucketUri);
+        const client = s3.client(spec.connection);
+        const out: FileRef[] = [];
+        for (const key of keys) {
+          try {
+            const h = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+            out.push({ key, etag: stripQuotes(h.ETag), size: h.ContentLength ?? 0, lastModified: h.LastModified?.toISOString() ?? '' });
+          } catch (e) {
+            throw ApplicationFailure.nonRetryable(`cannot retry ${key}: ${classify(e).message}`, 'retry_failed');
+          }
+        }
+        return out;
+      }
+      return queryRows<FileRef>(
+        destination.client,
+        `SELECT key, etag, argMax(size, at) AS size, '' AS lastModified FROM ${quoteIdent(metaDatabase ?? db)}.s3ch_file_events
+         WHERE datasource = {ds:String} GROUP BY key, etag HAVING argMax(status, at) = 'failure' ORDER BY key LIMIT 10000`,
+        { ds: dataSource },
+      ).then((rows) => rows.map((r) => ({ ...r, size: Number(r.size) })));
+    },
+
+    /** Remove a data source's import path; its table and ledger rows only when asked. */
+    async dropDataSource({ dataSource, spec, dropTable, dropLedger }: { dataSource: string; spec: DataSourceSpec; dropTable: boolean; dropLedger: boolean }): Promise<void> {
+      for (const sql of dropStatements(tableNames(db, spec.table), dropTable)) await destination.client.command({ query: sql });
+      if (dropLedger) await ledger.deleteDataSource(dataSource);
+    },
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

@@ -1,0 +1,153 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import { quoteIdent } from '../schemas/identifiers.js';
+import { DEDUP_WINDOW, FILE_ROWS_TABLE } from './ddl.js';
+import { queryRows } from './destination.js';
+
+/**
+ * The per-file ledger: an append-only log of status transitions in ClickHouse.
+ * It is what the API lists and what discovery consults to skip files already
+ * settled; it never decides whether rows are inserted twice (the insert's
+ * deduplication token does).
+ */
+export const FILE_STATUSES = ['queued', 'running', 'success', 'failure', 'pending_retry', 'paused', 'cancelled'] as const;
+export type FileStatus = (typeof FILE_STATUSES)[number];
+
+export const LEDGER_TABLE = 's3ch_file_events';
+export const RUNS_TABLE = 's3ch_runs';
+
+export interface FileEvent {
+  datasource: string;
+  key: string;
+  etag: string;
+  size: number;
+  attempt: number;
+  status: FileStatus;
+  rows?: number;
+  quarantined_rows?: number;
+  bytes?: number;
+  error?: string;
+  run_id?: string;
+}
+
+export interface RunRecord {
+  datasource: string;
+  run_id: string;
+  trigger: string;
+  started_at: string;
+  finished_at: string;
+  files_found: number;
+  files_imported: number;
+  files_failed: number;
+  rows: number;
+  bytes: number;
+}
+
+const ts = (d = new Date()) => d.toISOString().replace('T', ' ').replace('Z', '');
+
+export class Ledger {
+  constructor(private readonly client: ClickHouseClient, private readonly database: string) {}
+
+  private t(name: string) {
+    return `${quoteIdent(this.database)}.${quoteIdent(name)}`;
+  }
+
+  async ensureTables(): Promise<void> {
+    if (this.database !== 'default') await this.client.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdent(this.database)}` });
+    await this.client.command({
+      query: `CREATE TABLE IF NOT EXISTS ${this.t(LEDGER_TABLE)} (
+        datasource LowCardinality(String), key String, etag String, size UInt64, attempt UInt32,
+        status LowCardinality(String), rows UInt64, quarantined_rows UInt64, bytes UInt64,
+        error String, run_id String, at DateTime64(3, 'UTC'))
+        ENGINE = MergeTree ORDER BY (datasource, key, etag, at)`,
+    });
+    await this.client.command({
+      query: `CREATE TABLE IF NOT EXISTS ${this.t(RUNS_TABLE)} (
+        datasource LowCardinality(String), run_id String, trigger LowCardinality(String),
+        started_at DateTime64(3, 'UTC'), finished_at DateTime64(3, 'UTC'),
+        files_found UInt64, files_imported UInt64, files_failed UInt64, rows UInt64, bytes UInt64)
+        ENGINE = MergeTree ORDER BY (datasource, started_at)`,
+    });
+    await this.client.command({
+      query: `CREATE TABLE IF NOT EXISTS ${this.t(FILE_ROWS_TABLE)} (
+        datasource LowCardinality(String), key String, etag String, rows UInt64, quarantined UInt64)
+        ENGINE = SummingMergeTree ORDER BY (datasource, key, etag)
+        SETTINGS non_replicated_deduplication_window = ${DEDUP_WINDOW}`,
+    });
+  }
+
+  async record(events: FileEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const at = ts();
+    await this.client.insert({
+      table: this.t(LEDGER_TABLE),
+      format: 'JSONEachRow',
+      values: events.map((e) => ({
+        rows: 0, quarantined_rows: 0, bytes: 0, error: '', run_id: '',
+        ...e,
+        at,
+      })),
+    });
+  }
+
+  async recordRun(run: RunRecord): Promise<void> {
+    await this.client.insert({ table: this.t(RUNS_TABLE), format: 'JSONEachRow', values: [run] });
+  }
+
+  /** Of the given (key, etag) pairs, those whose latest status is settled (success or failure). */
+  async settled(datasource: string, keys: string[]): Promise<Set<string>> {
+    if (keys.length === 0) return new Set();
+    const rows = await queryRows<{ key: string; etag: string }>(
+      this.client,
+      `SELECT key, etag FROM ${this.t(LEDGER_TABLE)}
+       WHERE datasource = {ds:String} AND key IN {keys:Array(String)}
+       GROUP BY key, etag HAVING argMax(status, at) IN ('success', 'failure')`,
+      { ds: datasource, keys },
+    );
+    return new Set(rows.map((r) => `${r.key}\u0000${r.etag}`));
+  }
+
+  /** Rows loaded and quarantined for one file version, counted by the import path itself. */
+  async fileRows(datasource: string, key: string, etag: string): Promise<{ rows: number; quarantined: number }> {
+    const [row] = await queryRows<{ rows: string; quarantined: string }>(
+      this.client,
+      `SELECT sum(rows) AS rows, sum(quarantined) AS quarantined FROM ${this.t(FILE_ROWS_TABLE)}
+       WHERE datasource = {ds:String} AND key = {key:String} AND etag = {etag:String}`,
+      { ds: datasource, key, etag },
+    );
+    const total = Number(row?.rows ?? 0);
+    const quarantined = Number(row?.quarantined ?? 0);
+    return { rows: total - quarantined, quarantined };
+  }
+
+  /** Files per latest status, plus totals, for one data source. */
+  async stats(datasource: string): Promise<{ files: Record<FileStatus, number>; rows: number; bytes: number; quarantinedRows: number }> {
+    const rows = await queryRows<{ status: string; files: string; rows: string; bytes: string; quarantined: string }>(
+      this.client,
+      `SELECT status, count() AS files, sum(rows) AS rows, sum(bytes) AS bytes, sum(quarantined) AS quarantined FROM (
+         SELECT argMax(status, at) AS status, argMax(rows, at) AS rows, argMax(bytes, at) AS bytes, argMax(quarantined_rows, at) AS quarantined
+         FROM ${this.t(LEDGER_TABLE)} WHERE datasource = {ds:String} GROUP BY key, etag)
+       GROUP BY status`,
+      { ds: datasource },
+    );
+    const files = Object.fromEntries(FILE_STATUSES.map((s) => [s, 0])) as Record<FileStatus, number>;
+    let total = 0, bytes = 0, quarantinedRows = 0;
+    for (const r of rows) {
+      if ((FILE_STATUSES as readonly string[]).includes(r.status)) files[r.status as FileStatus] = Number(r.files);
+      if (r.status === 'success') {
+        total += Number(r.rows);
+        bytes += Number(r.bytes);
+        quarantinedRows += Number(r.quarantined);
+      }
+    }
+    return { files, rows: total, bytes, quarantinedRows };
+  }
+
+  async deleteDataSource(datasource: string): Promise<void> {
+    for (const table of [LEDGER_TABLE, RUNS_TABLE, FILE_ROWS_TABLE]) {
+      await this.client.command({
+        query: `DELETE FROM ${this.t(table)} WHERE datasource = {ds:String}`,
+        query_params: { ds: datasource },
+      });
+    }
+  }
+}

@@ -1,0 +1,71 @@
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+import type { Connection } from '../schemas/connection.js';
+
+export class UnknownConnectionError extends Error {
+  constructor(readonly connection: string, known: string[]) {
+    super(`unknown connection '${connection}'; configured: ${known.length ? known.join(', ') : '(none)'}`);
+  }
+}
+
+function clientConfig(conn: Connection): S3ClientConfig {
+  const base: S3ClientConfig = {
+    region: conn.region,
+    endpoint: conn.endpoint,
+    forcePathStyle: conn.forcePathStyle,
+    // Retries belong to Temporal's retry policy (with backoff and visibility);
+    // a couple of SDK-level retries absorb only momentary blips.
+    maxAttempts: 3,
+  };
+  switch (conn.kind) {
+    case 'static':
+      return { ...base, credentials: { accessKeyId: conn.accessKeyId, secretAccessKey: conn.secretAccessKey, sessionToken: conn.sessionToken } };
+    case 'default-chain':
+      return { ...base, credentials: fromNodeProviderChain() };
+    case 'assume-role':
+      return {
+        ...base,
+        credentials: fromTemporaryCredentials({
+          params: { RoleArn: conn.roleArn, ExternalId: conn.externalId, RoleSessionName: conn.sessionName },
+          clientConfig: { region: conn.region },
+        }),
+      };
+    case 'anonymous':
+      // Unsigned requests for public buckets.
+      return { ...base, credentials: { accessKeyId: '', secretAccessKey: '' }, signer: { sign: async (req) => req } };
+  }
+}
+
+/** Named S3 connections; clients are created lazily and reused. */
+export class S3Connections {
+  private readonly clients = new Map<string, S3Client>();
+  constructor(private readonly connections: Map<string, Connection>) {}
+
+  names(): string[] {
+    return [...this.connections.keys()].sort();
+  }
+
+  has(name: string): boolean {
+    return this.connections.has(name);
+  }
+
+  get(name: string): Connection {
+    const conn = this.connections.get(name);
+    if (!conn) throw new UnknownConnectionError(name, this.names());
+    return conn;
+  }
+
+  client(name: string): S3Client {
+    let client = this.clients.get(name);
+    if (!client) {
+      client = new S3Client(clientConfig(this.get(name)));
+      this.clients.set(name, client);
+    }
+    return client;
+  }
+
+  close() {
+    for (const c of this.clients.values()) c.destroy();
+    this.clients.clear();
+  }
+}

@@ -1,0 +1,98 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { timingSafeEqual } from 'node:crypto';
+import type { ApiDeps, AppEnv } from './context.js';
+import { ApiError, fieldErrors } from './errors.js';
+import { registerDataSourceRoutes } from './routes/datasources.js';
+import { registerSystemRoutes } from './routes/system.js';
+import { DataSourceService } from './service.js';
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+function problemBody(status: number, title: string, detail: string, errors?: Array<{ field: string; message: string }>) {
+  return { type: 'about:blank', title, status, detail, ...(errors && errors.length ? { errors } : {}) };
+}
+
+function tokenMatches(given: string, allowed: string[]): boolean {
+  const g = Buffer.from(given);
+  return allowed.some((t) => {
+    const b = Buffer.from(t);
+    return b.length === g.length && timingSafeEqual(b, g);
+  });
+}
+
+export function createApp(deps: ApiDeps) {
+  const service = new DataSourceService(deps);
+  const app = new OpenAPIHono<AppEnv>({
+    // One validation hook owns the 400 shape.
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        const errors = fieldErrors(result.error.issues);
+        return c.json(problemBody(400, 'Bad Request', `invalid request ${result.target}: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`, errors), 400, {
+          'content-type': 'application/problem+json',
+        });
+      }
+    },
+  });
+
+  app.use('*', async (c, next) => {
+    c.set('deps', deps);
+    c.set('service', service);
+    await next();
+  });
+
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => c.json(problemBody(413, 'Payload Too Large', `request bodies are limited to ${MAX_BODY_BYTES} bytes`), 413, { 'content-type': 'application/problem+json' }),
+    }),
+  );
+
+  // Bearer auth: reads need any configured token, changes need an admin token.
+  app.use('*', async (c, next) => {
+    const { admin, readOnly } = deps.tokens;
+    if (admin.length + readOnly.length === 0 || c.req.path === '/healthz') return next();
+    const header = c.req.header('authorization') ?? '';
+    const token = /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim();
+    if (!token) throw new ApiError(401, 'Unauthorized', 'send Authorization: Bearer <token>');
+    const isAdmin = tokenMatches(token, admin);
+    if (!isAdmin && !tokenMatches(token, readOnly)) throw new ApiError(401, 'Unauthorized', 'unknown token');
+    const mutating = !['GET', 'HEAD', 'OPTIONS'].includes(c.req.method) && c.req.path !== '/v1/sql' && c.req.path !== '/v1/preview';
+    if (mutating && !isAdmin) throw new ApiError(403, 'Forbidden', 'this token is read-only; changes need an admin token');
+    return next();
+  });
+
+  registerSystemRoutes(app);
+  registerDataSourceRoutes(app);
+
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 's3-clickhouse-connector', version: '0.1.0', description: 'Continuously loads files from S3 into ClickHouse; every data source is a durable Temporal workflow.' },
+  });
+
+  app.notFound((c) => c.json(problemBody(404, 'Not Found', `no route for ${c.req.method} ${c.req.path}`), 404, { 'content-type': 'application/problem+json' }));
+
+  // The one error mapper.
+  app.onError((err, c) => {
+    if (err instanceof ApiError) {
+      return c.json(problemBody(err.status, err.title, err.detail, err.errors), err.status, { 'content-type': 'application/problem+json' });
+    }
+    if (err instanceof HTTPException) {
+      const status = err.status as ContentfulStatusCode;
+      return c.json(problemBody(status, 'Bad Request', err.message || 'malformed request'), status, { 'content-type': 'application/problem+json' });
+    }
+    if (err && typeof err === 'object' && 'issues' in err && Array.isArray((err as { issues: unknown }).issues)) {
+      const errors = fieldErrors((err as { issues: Array<{ path: PropertyKey[]; message: string }> }).issues);
+      return c.json(problemBody(400, 'Bad Request', 'invalid input', errors), 400, { 'content-type': 'application/problem+json' });
+    }
+    console.error('[api] unexpected error', err);
+    return c.json(problemBody(500, 'Internal Server Error', (err as Error)?.message ?? 'unexpected error'), 500, { 'content-type': 'application/problem+json' });
+  });
+
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

@@ -1,0 +1,76 @@
+import { z } from 'zod';
+import { dataSourceSpecSchema, dataSourcePatchSchema } from '../schemas/datasource.js';
+import { FILE_STATUSES } from '../activities/ledger.js';
+
+/** Shapes for the OpenAPI document and request validation; responses are documented, not re-validated. */
+export const problemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+  })
+  .meta({ id: 'Problem' });
+
+export const nameParam = z.object({ name: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'name must match ^[a-z][a-z0-9_]{0,62}$') });
+
+const fileCounts = z.object(Object.fromEntries(FILE_STATUSES.map((s) => [s, z.number().int()])) as Record<(typeof FILE_STATUSES)[number], z.ZodNumber>);
+
+export const dataSourceResourceSchema = z
+  .looseObject({
+    name: z.string(),
+    status: z.object({
+      state: z.enum(['idle', 'syncing', 'paused', 'error', 'deleting']),
+      lastRunAt: z.string().nullable(),
+      nextRunAt: z.string().nullable(),
+      error: z.string().nullable(),
+      backlog: z.boolean(),
+    }),
+    stats: z.object({ files: fileCounts, rows: z.number(), bytes: z.number(), quarantinedRows: z.number() }),
+  })
+  .meta({ id: 'DataSource' });
+
+export const specBody = dataSourceSpecSchema.meta({ id: 'DataSourceSpec' });
+export const patchBody = dataSourcePatchSchema.meta({ id: 'DataSourcePatch' });
+
+export const fileItemSchema = z.object({
+  key: z.string(),
+  etag: z.string(),
+  size: z.number(),
+  status: z.enum(FILE_STATUSES),
+  attempts: z.number(),
+  rows: z.number(),
+  quarantinedRows: z.number(),
+  error: z.string().nullable(),
+  updatedAt: z.string(),
+});
+
+export const listOf = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item), nextCursor: z.string().nullable() });
+
+export const filesQuery = z.strictObject({
+  status: z.enum(FILE_STATUSES).optional(),
+  search: z.string().max(1024).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(4096).optional(),
+});
+
+export const limitQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
+
+export const deleteQuery = z.strictObject({
+  dropTable: z.enum(['true', 'false']).default('false'),
+  dropLedger: z.enum(['true', 'false']).default('false'),
+});
+
+export const retryBody = z.strictObject({ keys: z.array(z.string().min(1).max(1024)).max(1000).optional() });
+
+export const sqlBody = z.strictObject({ query: z.string().min(1, 'query must not be empty').max(100_000) });
+
+export const previewBody = z.strictObject({
+  connection: z.string().min(1),
+  bucketUri: z.string().min(1),
+  format: z.enum(['csv', 'ndjson', 'parquet', 'auto']).optional(),
+  compression: z.enum(['auto', 'none', 'gzip', 'zip', 'zstd']).optional(),
+  csv: z.record(z.string(), z.unknown()).optional(),
+  limit: z.number().int().min(1).max(1000).optional(),
+});

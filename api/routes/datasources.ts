@@ -1,0 +1,107 @@
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import { z } from 'zod';
+import type { AppEnv } from '../context.js';
+import {
+  dataSourceResourceSchema, deleteQuery, fileItemSchema, filesQuery, limitQuery, listOf, nameParam, patchBody, problemSchema, retryBody, specBody,
+} from '../openapi-schemas.js';
+import { ApiError } from '../errors.js';
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
+const problem = (description: string) => ({ content: { 'application/problem+json': { schema: problemSchema } }, description });
+const statusView = z.looseObject({ state: z.string() });
+
+const routes = {
+  create: createRoute({
+    method: 'post', path: '/v1/datasources', tags: ['datasources'], summary: 'Create a data source (JSON spec)',
+    request: { body: { content: { 'application/json': { schema: specBody } }, required: true } },
+    responses: { 201: json(dataSourceResourceSchema, 'Created'), 400: problem('Invalid spec'), 409: problem('Name taken') },
+  }),
+  list: createRoute({
+    method: 'get', path: '/v1/datasources', tags: ['datasources'], summary: 'List data sources with status',
+    responses: { 200: json(listOf(dataSourceResourceSchema), 'Data sources') },
+  }),
+  get: createRoute({
+    method: 'get', path: '/v1/datasources/{name}', tags: ['datasources'], summary: 'Spec, live status and counters',
+    request: { params: nameParam },
+    responses: { 200: json(dataSourceResourceSchema, 'The data source'), 404: problem('Unknown name') },
+  }),
+  patch: createRoute({
+    method: 'patch', path: '/v1/datasources/{name}', tags: ['datasources'], summary: 'Update the spec (applied between runs)',
+    request: { params: nameParam, body: { content: { 'application/json': { schema: patchBody } }, required: true } },
+    responses: { 200: json(dataSourceResourceSchema, 'Updated'), 400: problem('Invalid patch'), 404: problem('Unknown name'), 409: problem('Rejected by the data source') },
+  }),
+  remove: createRoute({
+    method: 'delete', path: '/v1/datasources/{name}', tags: ['datasources'], summary: 'Delete; optionally drop the table and the ledger rows',
+    request: { params: nameParam, query: deleteQuery },
+    responses: { 200: json(statusView, 'Deleted'), 404: problem('Unknown name'), 409: problem('Delete already in progress') },
+  }),
+  sync: createRoute({
+    method: 'post', path: '/v1/datasources/{name}/sync', tags: ['control'], summary: 'Run a sync now',
+    request: { params: nameParam },
+    responses: { 202: json(z.object({ accepted: z.literal(true) }), 'Sync requested'), 404: problem('Unknown name') },
+  }),
+  pause: createRoute({
+    method: 'post', path: '/v1/datasources/{name}/pause', tags: ['control'], summary: 'Pause: no new files start; in-flight imports are cancelled',
+    request: { params: nameParam },
+    responses: { 200: json(statusView, 'Paused'), 404: problem('Unknown name'), 409: problem('Rejected') },
+  }),
+  resume: createRoute({
+    method: 'post', path: '/v1/datasources/{name}/resume', tags: ['control'], summary: 'Resume where it stopped',
+    request: { params: nameParam },
+    responses: { 200: json(statusView, 'Resumed'), 404: problem('Unknown name'), 409: problem('Rejected') },
+  }),
+  retry: createRoute({
+    method: 'post', path: '/v1/datasources/{name}/retry', tags: ['control'], summary: 'Import listed files again, or every failed file',
+    request: { params: nameParam, body: { content: { 'application/json': { schema: retryBody } }, required: false } },
+    responses: { 202: json(z.object({ accepted: z.literal(true) }), 'Retry queued'), 400: problem('Invalid body'), 404: problem('Unknown name'), 409: problem('Rejected') },
+  }),
+  files: createRoute({
+    method: 'get', path: '/v1/datasources/{name}/files', tags: ['files'], summary: 'Files with their latest status, newest first',
+    request: { params: nameParam, query: filesQuery },
+    responses: { 200: json(listOf(fileItemSchema), 'Files'), 400: problem('Invalid query'), 404: problem('Unknown name') },
+  }),
+  fileHistory: createRoute({
+    method: 'get', path: '/v1/datasources/{name}/files/history', tags: ['files'], summary: "One file's status transitions with time spent in each",
+    request: { params: nameParam, query: z.strictObject({ key: z.string().min(1).max(1024) }) },
+    responses: { 200: json(z.looseObject({ key: z.string(), items: z.array(z.looseObject({})) }), 'History'), 404: problem('Unknown name') },
+  }),
+  runs: createRoute({
+    method: 'get', path: '/v1/datasources/{name}/runs', tags: ['files'], summary: 'Sync history',
+    request: { params: nameParam, query: limitQuery },
+    responses: { 200: json(listOf(z.looseObject({ runId: z.string() })), 'Runs'), 404: problem('Unknown name') },
+  }),
+  quarantine: createRoute({
+    method: 'get', path: '/v1/datasources/{name}/quarantine', tags: ['files'], summary: 'Rows that did not fit, with file, line, raw text and reason',
+    request: { params: nameParam, query: limitQuery },
+    responses: { 200: json(listOf(z.looseObject({ key: z.string(), line: z.number() })), 'Quarantined rows'), 404: problem('Unknown name') },
+  }),
+};
+
+export function registerDataSourceRoutes(app: OpenAPIHono<AppEnv>) {
+  app.openapi(routes.create, async (c) => c.json(await c.var.service.create(c.req.valid('json')), 201));
+  app.openapi(routes.list, async (c) => c.json({ items: await c.var.service.list(), nextCursor: null }, 200));
+  app.openapi(routes.get, async (c) => c.json(await c.var.service.get(c.req.valid('param').name), 200));
+  app.openapi(routes.patch, async (c) => c.json(await c.var.service.patch(c.req.valid('param').name, c.req.valid('json')), 200));
+  app.openapi(routes.remove, async (c) => {
+    const q = c.req.valid('query');
+    return c.json(await c.var.service.remove(c.req.valid('param').name, q.dropTable === 'true', q.dropLedger === 'true'), 200);
+  });
+  app.openapi(routes.sync, async (c) => {
+    await c.var.service.sync(c.req.valid('param').name);
+    return c.json({ accepted: true as const }, 202);
+  });
+  app.openapi(routes.pause, async (c) => c.json(await c.var.service.pause(c.req.valid('param').name), 200));
+  app.openapi(routes.resume, async (c) => c.json(await c.var.service.resume(c.req.valid('param').name), 200));
+  app.openapi(routes.retry, async (c) => {
+    let keys: string[] | undefined;
+    if (c.req.header('content-length') !== '0' && c.req.header('content-type')?.includes('json')) keys = c.req.valid('json')?.keys;
+    await c.var.service.retry(c.req.valid('param').name, keys);
+    return c.json({ accepted: true as const }, 202);
+  });
+  app.openapi(routes.files, async (c) => c.json(await c.var.service.files(c.req.valid('param').name, c.req.valid('query')) as never, 200));
+  app.openapi(routes.fileHistory, async (c) => c.json(await c.var.service.fileHistory(c.req.valid('param').name, c.req.valid('query').key), 200));
+  app.openapi(routes.runs, async (c) => c.json(await c.var.service.runs(c.req.valid('param').name, c.req.valid('query').limit), 200));
+  app.openapi(routes.quarantine, async (c) => c.json(await c.var.service.quarantine(c.req.valid('param').name, c.req.valid('query').limit), 200));
+}
+
+export { ApiError };

@@ -1,0 +1,352 @@
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client, WorkflowUpdateFailedError } from '@temporalio/client';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { buildImportPlan, tableNames } from '../activities/ddl.js';
+import type { Destination } from '../activities/destination.js';
+import { queryRows } from '../activities/destination.js';
+import { FILE_STATUSES, LEDGER_TABLE, Ledger, RUNS_TABLE } from '../activities/ledger.js';
+import type { S3Connections } from '../activities/s3.js';
+import { createSchemaTools, suggestTimeColumn } from '../activities/schema.js';
+import { dataSourcePatchSchema, dataSourceSpecSchema, normalizeSpec, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
+import { quoteIdent } from '../schemas/identifiers.js';
+import type { DataSourceInput } from '../workflows/datasource.js';
+import {
+  WORKFLOW_TYPE,
+  deleteUpdate,
+  pauseUpdate,
+  resumeUpdate,
+  retryUpdate,
+  statusQuery,
+  syncSignal,
+  updateSpecUpdate,
+  workflowIdFor,
+  type DataSourceState,
+  type StatusView,
+} from '../workflows/messages.js';
+import { ApiError, badRequest, conflict, fieldErrors, notFound } from './errors.js';
+
+export interface ServiceDeps {
+  temporal: Client;
+  taskQueue: string;
+  /** Whether the DataSource/DataSourceState search attributes are registered on the namespace. */
+  searchAttributes: boolean;
+  destination: Destination;
+  s3: S3Connections;
+  metaDatabase?: string;
+}
+
+export interface DataSourceResource extends DataSourceSpec {
+  status: { state: DataSourceState; lastRunAt: string | null; nextRunAt: string | null; error: string | null; backlog: boolean; inFlight: StatusView['inFlight'] };
+  stats: { files: Record<(typeof FILE_STATUSES)[number], number>; rows: number; bytes: number; quarantinedRows: number };
+  inferredFrom: string | null;
+  lastRun: StatusView['lastRun'];
+}
+
+const QUERY_TIMEOUT_MS = 5000;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms (is a worker running?)`)), ms).unref())]);
+}
+
+function updateRejection(err: unknown): never {
+  if (err instanceof WorkflowUpdateFailedError) throw conflict(err.cause?.message ?? err.message);
+  if (err instanceof WorkflowNotFoundError) throw notFound('no such data source');
+  throw err;
+}
+
+/** Everything the API (and the CLI) does to data sources, over Temporal and ClickHouse. */
+export class DataSourceService {
+  readonly ledger: Ledger;
+  readonly schema: ReturnType<typeof createSchemaTools>;
+  private readonly metaDb: string;
+
+  constructor(private readonly deps: ServiceDeps) {
+    this.metaDb = deps.metaDatabase ?? deps.destination.database;
+    this.ledger = new Ledger(deps.destination.client, this.metaDb);
+    this.schema = createSchemaTools({ destination: deps.destination, s3: deps.s3 });
+  }
+
+  private handle(name: string) {
+    return this.deps.temporal.workflow.getHandle(workflowIdFor(name));
+  }
+
+  /** Validate a spec fully: shape, connection, and the table DDL (dry-run in ClickHouse). */
+  async validate(input: unknown): Promise<{ spec: DataSourceSpec; columns: ColumnSpec[] | null }> {
+    const parsed = dataSourceSpecSchema.safeParse(input);
+    if (!parsed.success) throw badRequest('the data source spec is invalid', fieldErrors(parsed.error.issues));
+    const spec = normalizeSpec(parsed.data);
+    if (!this.deps.s3.has(spec.connection)) {
+      throw badRequest('the data source spec is invalid', [
+        { field: 'connection', message: `unknown connection '${spec.connection}'; configured: ${this.deps.s3.names().join(', ') || '(none)'}` },
+      ]);
+    }
+    const columns = spec.columns ?? null;
+    if (columns) await this.dryRunDdl(spec, columns);
+    return { spec, columns };
+  }
+
+  /** Create the target table under a scratch name and drop it: ClickHouse itself judges ENGINE, keys and TTL. */
+  private async dryRunDdl(spec: DataSourceSpec, columns: ColumnSpec[]) {
+    const existing = await queryRows<{ n: string }>(
+      this.deps.destination.client,
+      'SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = {t:String}',
+      { db: this.deps.destination.database, t: spec.table },
+    );
+    if (Number(existing[0]?.n ?? 0) > 0) return; // an existing table is ingested into as it is
+    const scratch = `s3ch_validate_${randomBytes(6).toString('hex')}`;
+    const plan = buildImportPlan(this.deps.destination.database, { ...spec, table: scratch }, columns, 'csv', spec.name);
+    try {
+      await this.deps.destination.client.command({ query: plan.create[0]! });
+    } catch (err) {
+      const message = (err as Error).message.split('\n')[0]!.replace(new RegExp(scratch, 'g'), spec.table);
+      const field = /TTL/i.test(message) ? 'engine.ttl' : /partition/i.test(message) ? 'engine.partitionKey' : /sorting|order by|primary key/i.test(message) ? 'engine.sortingKey' : 'engine';
+      throw badRequest('ClickHouse rejected the table definition', [{ field, message }]);
+    } finally {
+      await this.deps.destination.client.command({ query: `DROP TABLE IF EXISTS ${tableNames(this.deps.destination.database, scratch).target}` }).catch(() => undefined);
+    }
+  }
+
+  async create(input: unknown): Promise<DataSourceResource> {
+    const { spec } = await this.validate(input);
+    await this.ledger.ensureTables();
+    const workflowInput: DataSourceInput = { spec, searchAttributes: this.deps.searchAttributes };
+    try {
+      await this.deps.temporal.workflow.start(WORKFLOW_TYPE, {
+        workflowId: workflowIdFor(spec.name),
+        taskQueue: this.deps.taskQueue,
+        args: [workflowInput],
+        memo: { spec },
+        workflowIdConflictPolicy: 'FAIL',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        ...(this.deps.searchAttributes ? { searchAttributes: { DataSource: [spec.name], DataSourceState: ['idle'] } } : {}),
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) throw conflict(`data source '${spec.name}' already exists`);
+      throw err;
+    }
+    return this.get(spec.name);
+  }
+
+  private async describe(name: string) {
+    try {
+      const d = await this.handle(name).describe();
+      if (d.status.name !== 'RUNNING') throw notFound(`no data source named '${name}'`);
+      return d;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw notFound(`no data source named '${name}'`);
+      throw err;
+    }
+  }
+
+  async status(name: string): Promise<StatusView | null> {
+    try {
+      return await withTimeout(this.handle(name).query(statusQuery), QUERY_TIMEOUT_MS);
+    } catch {
+      return null;
+    }
+  }
+
+  async get(name: string): Promise<DataSourceResource> {
+    const d = await this.describe(name);
+    const [view, stats] = await Promise.all([this.status(name), this.ledger.stats(name)]);
+    const spec = (view?.spec ?? (d.memo?.spec as DataSourceSpec));
+    return this.resource(spec, view, stats, d.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined);
+  }
+
+  private resource(spec: DataSourceSpec, view: StatusView | null, stats: DataSourceResource['stats'], fallbackState?: DataSourceState): DataSourceResource {
+    return {
+      ...spec,
+      columns: view?.columns ?? spec.columns,
+      status: {
+        state: view?.state ?? fallbackState ?? 'idle',
+        lastRunAt: view?.lastRunAt ?? null,
+        nextRunAt: view?.nextRunAt ?? null,
+        error: view ? view.error : 'status unavailable: no worker answered (is the worker running?)',
+        backlog: view?.backlog ?? false,
+        inFlight: view?.inFlight ?? [],
+      },
+      stats,
+      inferredFrom: view?.inferredFrom ?? null,
+      lastRun: view?.lastRun ?? null,
+    };
+  }
+
+  async list(): Promise<DataSourceResource[]> {
+    const out: DataSourceResource[] = [];
+    const names: string[] = [];
+    for await (const wf of this.deps.temporal.workflow.list({ query: `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'` })) {
+      if (wf.workflowId.startsWith('datasource:')) names.push(wf.workflowId.slice('datasource:'.length));
+    }
+    for (const name of names.sort()) {
+      try {
+        out.push(await this.get(name));
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 404)) throw err;
+      }
+    }
+    return out;
+  }
+
+  async patch(name: string, body: unknown): Promise<DataSourceResource> {
+    const parsed = dataSourcePatchSchema.safeParse(body);
+    if (!parsed.success) throw badRequest('the patch is invalid', fieldErrors(parsed.error.issues));
+    const d = await this.describe(name);
+    const current = (await this.status(name))?.spec ?? (d.memo?.spec as DataSourceSpec);
+    const { force, ...changes } = parsed.data;
+    const merged = { ...current, ...changes, name };
+    const { spec } = await this.validate(merged);
+    try {
+      await this.handle(name).executeUpdate(updateSpecUpdate, { args: [{ spec, force }] });
+    } catch (err) {
+      updateRejection(err);
+    }
+    return this.get(name);
+  }
+
+  async remove(name: string, dropTable: boolean, dropLedger: boolean): Promise<StatusView> {
+    await this.describe(name);
+    try {
+      return await this.handle(name).executeUpdate(deleteUpdate, { args: [{ dropTable, dropLedger }] });
+    } catch (err) {
+      updateRejection(err);
+    }
+  }
+
+  async sync(name: string, reason = 'api'): Promise<void> {
+    await this.describe(name);
+    await this.handle(name).signal(syncSignal, { reason });
+  }
+
+  async pause(name: string): Promise<StatusView> {
+    await this.describe(name);
+    try {
+      return await this.handle(name).executeUpdate(pauseUpdate);
+    } catch (err) {
+      updateRejection(err);
+    }
+  }
+
+  async resume(name: string): Promise<StatusView> {
+    await this.describe(name);
+    try {
+      return await this.handle(name).executeUpdate(resumeUpdate);
+    } catch (err) {
+      updateRejection(err);
+    }
+  }
+
+  async retry(name: string, keys?: string[]): Promise<void> {
+    await this.describe(name);
+    try {
+      await this.handle(name).executeUpdate(retryUpdate, { args: [{ keys }] });
+    } catch (err) {
+      updateRejection(err);
+    }
+  }
+
+  async files(name: string, q: { status?: string; search?: string; limit: number; cursor?: string }) {
+    await this.describe(name);
+    let after: { updatedAt: string; key: string; etag: string } | null = null;
+    if (q.cursor) {
+      try {
+        after = z.object({ updatedAt: z.string(), key: z.string(), etag: z.string() }).parse(JSON.parse(Buffer.from(q.cursor, 'base64url').toString('utf8')));
+      } catch {
+        throw badRequest('invalid cursor', [{ field: 'cursor', message: 'not a cursor returned by this API' }]);
+      }
+    }
+    const rows = await queryRows<{ key: string; etag: string; size: string; status: string; attempts: number; rows: string; quarantinedRows: string; error: string; updatedAt: string }>(
+      this.deps.destination.client,
+      `SELECT key, etag, argMax(size, at) AS size, argMax(status, at) AS status, max(attempt) AS attempts,
+              argMax(rows, at) AS rows, argMax(quarantined_rows, at) AS quarantinedRows, argMax(error, at) AS error,
+              toString(max(at)) AS updatedAt
+       FROM ${quoteIdent(this.metaDb)}.${LEDGER_TABLE}
+       WHERE datasource = {ds:String} ${q.search ? 'AND positionCaseInsensitiveUTF8(key, {search:String}) > 0' : ''}
+       GROUP BY key, etag
+       HAVING 1 ${q.status ? 'AND status = {status:String}' : ''}
+         ${after ? 'AND (max(at) < toDateTime64({aAt:String}, 3, \'UTC\') OR (max(at) = toDateTime64({aAt:String}, 3, \'UTC\') AND (key, etag) > ({aKey:String}, {aEtag:String})))' : ''}
+       ORDER BY max(at) DESC, key, etag
+       LIMIT {limit:UInt32}`,
+      { ds: name, search: q.search ?? '', status: q.status ?? '', limit: q.limit + 1, aAt: after?.updatedAt ?? '', aKey: after?.key ?? '', aEtag: after?.etag ?? '' },
+    );
+    const page = rows.slice(0, q.limit);
+    const last = page[page.length - 1];
+    return {
+      items: page.map((r) => ({
+        key: r.key, etag: r.etag, size: Number(r.size), status: r.status, attempts: Number(r.attempts),
+        rows: Number(r.rows), quarantinedRows: Number(r.quarantinedRows), error: r.error || null,
+        updatedAt: new Date(r.updatedAt.replace(' ', 'T') + 'Z').toISOString(),
+      })),
+      nextCursor: rows.length > q.limit && last ? Buffer.from(JSON.stringify({ updatedAt: last.updatedAt, key: last.key, etag: last.etag })).toString('base64url') : null,
+    };
+  }
+
+  async fileHistory(name: string, key: string) {
+    await this.describe(name);
+    const rows = await queryRows<{ etag: string; status: string; attempt: number; rows: string; quarantined_rows: string; error: string; run_id: string; at: string; next_at: string | null }>(
+      this.deps.destination.client,
+      `SELECT etag, status, attempt, rows, quarantined_rows, error, run_id, toString(at) AS at,
+              toString(leadInFrame(at) OVER (PARTITION BY etag ORDER BY at ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)) AS next_at,
+              row_number() OVER (PARTITION BY etag ORDER BY at ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n,
+              count() OVER (PARTITION BY etag) AS total
+       FROM ${quoteIdent(this.metaDb)}.${LEDGER_TABLE}
+       WHERE datasource = {ds:String} AND key = {key:String} ORDER BY at`,
+      { ds: name, key },
+    );
+    const iso = (s: string) => new Date(s.replace(' ', 'T') + 'Z').toISOString();
+    return {
+      key,
+      items: rows.map((r) => {
+        const n = (r as unknown as { n: string; total: string });
+        const isLast = Number(n.n) === Number(n.total);
+        return {
+          etag: r.etag, status: r.status, attempt: Number(r.attempt), rows: Number(r.rows), quarantinedRows: Number(r.quarantined_rows),
+          error: r.error || null, runId: r.run_id || null, at: iso(r.at),
+          /** Time spent in this status; null for the current one. */
+          durationMs: isLast || !r.next_at ? null : Date.parse(iso(r.next_at)) - Date.parse(iso(r.at)),
+        };
+      }),
+    };
+  }
+
+  async runs(name: string, limit: number) {
+    await this.describe(name);
+    const rows = await queryRows<Record<string, string>>(
+      this.deps.destination.client,
+      `SELECT run_id, trigger, toString(started_at) AS started_at, toString(finished_at) AS finished_at, files_found, files_imported, files_failed, rows, bytes
+       FROM ${quoteIdent(this.metaDb)}.${RUNS_TABLE} WHERE datasource = {ds:String} ORDER BY started_at DESC LIMIT {limit:UInt32}`,
+      { ds: name, limit },
+    );
+    const iso = (s: string) => new Date(s.replace(' ', 'T') + 'Z').toISOString();
+    return {
+      items: rows.map((r) => ({
+        runId: r.run_id!, trigger: r.trigger!, startedAt: iso(r.started_at!), finishedAt: iso(r.finished_at!),
+        durationMs: Date.parse(iso(r.finished_at!)) - Date.parse(iso(r.started_at!)),
+        filesFound: Number(r.files_found), filesImported: Number(r.files_imported), filesFailed: Number(r.files_failed),
+        rows: Number(r.rows), bytes: Number(r.bytes),
+      })),
+      nextCursor: null,
+    };
+  }
+
+  async quarantine(name: string, limit: number) {
+    const ds = await this.get(name);
+    const names = tableNames(this.deps.destination.database, ds.table);
+    const rows = await queryRows<{ _file: string; _etag: string; _line: string; column: string; raw: string; error: string }>(
+      this.deps.destination.client,
+      `SELECT _file, _etag, _line, column, raw, error FROM ${names.quarantine} ORDER BY _file, _line LIMIT {limit:UInt32}`,
+      { limit },
+    ).catch(() => []);
+    return { items: rows.map((r) => ({ key: r._file, etag: r._etag, line: Number(r._line), column: r.column || null, raw: r.raw, error: r.error })), nextCursor: null };
+  }
+
+  async preview(body: { connection: string; bucketUri: string; format?: string; csv?: unknown; compression?: string; limit?: number }) {
+    const spec = await this.validate({ name: 'preview', connection: body.connection, bucketUri: body.bucketUri, format: body.format, csv: body.csv, compression: body.compression }).then((v) => v.spec);
+    const matched = await this.schema.matchingObjects(spec, body.limit ?? 20);
+    const ref = matched.files.find((f) => f.size > 0);
+    if (!ref) return { files: matched.files, total: matched.total, complete: matched.complete, columns: null, inferredFrom: null, suggestedTimeColumn: null };
+    const columns = await this.schema.inferColumns(spec, ref);
+    return { files: matched.files, total: matched.total, complete: matched.complete, columns, inferredFrom: ref.key, suggestedTimeColumn: suggestTimeColumn(columns) };
+  }
+}
+
+export { FILE_STATUSES };

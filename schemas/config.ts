@@ -1,0 +1,91 @@
+import { z } from 'zod';
+import { readFileSync } from 'node:fs';
+import { connectionsFileSchema, type Connection } from './connection.js';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/**
+ * Every environment variable the connector reads. Validated once at start;
+ * nothing else reads process.env.
+ */
+export const envSchema = z.object({
+  /** Temporal frontend. Unset = the embedded dev server started by `npm start`. */
+  TEMPORAL_ADDRESS: z.string().optional(),
+  /** @default "default" */
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  /** @default "s3-clickhouse" */
+  TEMPORAL_TASK_QUEUE: z.string().default('s3-clickhouse'),
+  TEMPORAL_API_KEY: z.string().optional(),
+  TEMPORAL_TLS: bool.default(false),
+  /** ClickHouse HTTP(S) URL. Unset = embedded chDB under the data dir. */
+  CLICKHOUSE_URL: z.url({ message: 'CLICKHOUSE_URL must be an http(s) URL' }).optional(),
+  CLICKHOUSE_USER: z.string().default('default'),
+  CLICKHOUSE_PASSWORD: z.string().default(''),
+  CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'CLICKHOUSE_DATABASE must be a plain identifier').default('default'),
+  /** Where embedded state lives (chDB, Temporal db, MinIO data). @default ".data" */
+  S3CH_DATA_DIR: z.string().default('.data'),
+  /** JSON file with `{ "connections": { name: {...} } }`. */
+  S3CH_CONNECTIONS_FILE: z.string().optional(),
+  /** The same JSON inline (handy for containers). */
+  S3CH_CONNECTIONS: z.string().optional(),
+  /** Comma-separated bearer tokens; `ro:` prefix = read-only. Empty = no auth, loopback only. */
+  S3CH_API_TOKENS: z.string().default(''),
+  HOST: z.string().default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** Log level for the worker and the API. @default "info" */
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+});
+export type Env = z.infer<typeof envSchema>;
+
+export class ConfigError extends Error {
+  constructor(message: string, readonly fields: Record<string, string[]> = {}) {
+    super(message);
+  }
+}
+
+export function loadEnv(env: NodeJS.ProcessEnv = process.env): Env {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const fields: Record<string, string[]> = {};
+    for (const issue of parsed.error.issues) (fields[issue.path.join('.')] ??= []).push(issue.message);
+    throw new ConfigError(
+      'invalid configuration:\n' + Object.entries(fields).map(([k, v]) => `  ${k}: ${v.join('; ')}`).join('\n'),
+      fields,
+    );
+  }
+  return parsed.data;
+}
+
+/** Load named S3 connections from the file and/or inline JSON (inline wins on name clashes). */
+export function loadConnections(env: Env, extra: Record<string, Connection> = {}): Map<string, Connection> {
+  const out = new Map<string, Connection>(Object.entries(extra));
+  const sources: Array<[string, string]> = [];
+  if (env.S3CH_CONNECTIONS_FILE) {
+    let text: string;
+    try {
+      text = readFileSync(env.S3CH_CONNECTIONS_FILE, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`S3CH_CONNECTIONS_FILE: cannot read ${env.S3CH_CONNECTIONS_FILE}: ${(e as Error).message}`);
+    }
+    sources.push([`S3CH_CONNECTIONS_FILE (${env.S3CH_CONNECTIONS_FILE})`, text]);
+  }
+  if (env.S3CH_CONNECTIONS) sources.push(['S3CH_CONNECTIONS', env.S3CH_CONNECTIONS]);
+  for (const [where, text] of sources) {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new ConfigError(`${where}: not valid JSON: ${(e as Error).message}`);
+    }
+    const parsed = connectionsFileSchema.safeParse(json);
+    if (!parsed.success) {
+      // Never echo the input: it holds secrets.
+      const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+      throw new ConfigError(`${where}: invalid connections:\n${lines.join('\n')}`);
+    }
+    for (const [name, conn] of Object.entries(parsed.data.connections)) out.set(name, conn);
+  }
+  return out;
+}

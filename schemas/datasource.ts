@@ -1,0 +1,161 @@
+import { z } from 'zod';
+import { DATA_SOURCE_NAME, TABLE_NAME, isValidColumnName } from './identifiers.js';
+import { ClickHouseTypeError, parseClickHouseType } from './clickhouse-type.js';
+import { BucketUriError, parseBucketUri } from './glob.js';
+import { ScheduleError, parseSchedule } from '../workflows/schedule.js';
+
+/** Defaults for per-data-source limits; each can be overridden in the spec. */
+export const DEFAULT_LIMITS = {
+  /** 0 = no cap per run: a backlog drains at the speed of the machine. */
+  maxFilesPerRun: 0,
+  concurrency: 4,
+  /** 0 = no cap on file size; large files are streamed, never held in memory. */
+  maxFileBytes: 0,
+  maxRowBytes: 2 * 1024 * 1024,
+} as const;
+
+// SQL expressions (partition key, sorting key, TTL) are checked for shape here
+// and then for meaning by ClickHouse itself in a dry-run CREATE TABLE before
+// anything is created.
+const sqlExpression = (what: string) =>
+  z
+    .string()
+    .trim()
+    .min(1, `${what} must not be empty`)
+    .max(2000, `${what} is longer than 2000 characters`)
+    .refine((s) => !/;|--|\/\*|\u0000/.test(s), `${what} must be a single expression (no ';' or comments)`);
+
+export const columnSchema = z
+  .strictObject({
+    name: z.string().refine(isValidColumnName, 'column name must be 1-256 printable characters'),
+    type: z.string().superRefine((t, ctx) => {
+      try {
+        parseClickHouseType(t);
+      } catch (e) {
+        if (e instanceof ClickHouseTypeError) ctx.addIssue({ code: 'custom', message: `invalid ClickHouse type: ${e.reason}` });
+        else throw e;
+      }
+    }),
+    /** NDJSON only: JSONPath of the value, e.g. `$.user.id` or `$.items[0]`. */
+    path: z
+      .string()
+      .regex(/^\$(\.[^.[\]]+|\[\d+\]|\['[^']+'\])*$/, "path must be a JSONPath like $.a.b or $.items[0]")
+      .optional(),
+    /** CSV/Parquet: the source column this one reads from (defaults to `name`), for renames. */
+    source: z.string().refine(isValidColumnName, 'source must be 1-256 printable characters').optional(),
+  })
+  .describe('A column of the destination table');
+
+export const engineSchema = z.strictObject({
+  engine: z
+    .enum(['MergeTree', 'ReplacingMergeTree', 'SummingMergeTree', 'AggregatingMergeTree'])
+    .default('MergeTree'),
+  partitionKey: sqlExpression('partitionKey').optional(),
+  sortingKey: sqlExpression('sortingKey').optional(),
+  primaryKey: sqlExpression('primaryKey').optional(),
+  ttl: sqlExpression('ttl').optional(),
+  /** Extra MergeTree SETTINGS as name -> value. */
+  settings: z
+    .record(
+      z.string().regex(/^[a-z_][a-z0-9_]*$/, 'setting names are lower_snake_case'),
+      z.union([z.string().max(200).refine((s) => !/['\\;]/.test(s), "setting values must not contain quotes, backslashes or ';'"), z.number(), z.boolean()]),
+    )
+    .optional(),
+});
+
+export const csvOptionsSchema = z.strictObject({
+  delimiter: z.string().length(1, 'delimiter must be exactly one character').default(','),
+  /** true: first line is a header; false: columns are positional. */
+  header: z.boolean().default(true),
+  /** Lines to skip before the header (or before data when there is no header). */
+  skipLines: z.number().int().min(0).max(1000).default(0),
+  quote: z.enum(['"', "'"]).default('"'),
+});
+
+export const limitsSchema = z.strictObject({
+  maxFilesPerRun: z.number().int().min(0).default(DEFAULT_LIMITS.maxFilesPerRun),
+  concurrency: z.number().int().min(1).max(64).default(DEFAULT_LIMITS.concurrency),
+  maxFileBytes: z.number().int().min(0).default(DEFAULT_LIMITS.maxFileBytes),
+  maxRowBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(DEFAULT_LIMITS.maxRowBytes),
+});
+
+const dataSourceObject = z.strictObject({
+  name: z.string().regex(DATA_SOURCE_NAME, 'name must match ^[a-z][a-z0-9_]{0,62}$'),
+  description: z.string().max(2000).optional(),
+  connection: z.string().min(1, 'connection must name a configured connection').max(128),
+  bucketUri: z.string().superRefine((uri, ctx) => {
+    try {
+      parseBucketUri(uri);
+    } catch (e) {
+      if (e instanceof BucketUriError) ctx.addIssue({ code: 'custom', message: e.reason });
+      else throw e;
+    }
+  }),
+  format: z.enum(['csv', 'ndjson', 'parquet', 'auto']).default('auto'),
+  compression: z.enum(['auto', 'none', 'gzip', 'zip', 'zstd']).default('auto'),
+  csv: csvOptionsSchema.optional(),
+  schedule: z
+    .string()
+    .default('@auto')
+    .superRefine((s, ctx) => {
+      try {
+        parseSchedule(s);
+      } catch (e) {
+        if (e instanceof ScheduleError) ctx.addIssue({ code: 'custom', message: e.reason });
+        else throw e;
+      }
+    }),
+  mode: z.enum(['tracked', 'ordered']).default('tracked'),
+  table: z.string().regex(TABLE_NAME, 'table must match ^[A-Za-z_][A-Za-z0-9_]{0,190}$').optional(),
+  columns: z.array(columnSchema).min(1, 'columns, when given, must list at least one column').max(1000).optional(),
+  engine: engineSchema.optional(),
+  limits: limitsSchema.optional(),
+});
+
+function checkCrossFieldRules(spec: z.infer<typeof dataSourceObject>, ctx: z.RefinementCtx) {
+  const seen = new Set<string>();
+  spec.columns?.forEach((col, i) => {
+    if (seen.has(col.name)) ctx.addIssue({ code: 'custom', path: ['columns', i, 'name'], message: `duplicate column '${col.name}'` });
+    seen.add(col.name);
+    if (col.path && spec.format !== 'ndjson' && spec.format !== 'auto') {
+      ctx.addIssue({ code: 'custom', path: ['columns', i, 'path'], message: `path is only for ndjson, not ${spec.format}` });
+    }
+  });
+  if (spec.csv && spec.format !== 'csv' && spec.format !== 'auto') {
+    ctx.addIssue({ code: 'custom', path: ['csv'], message: `csv options need format csv, not ${spec.format}` });
+  }
+  if (spec.table && spec.table.startsWith('s3ch_')) {
+    ctx.addIssue({ code: 'custom', path: ['table'], message: "table names starting with 's3ch_' are reserved for the connector" });
+  }
+}
+
+/** The data source spec as a user writes it (defaults not yet applied to nested objects). */
+export const dataSourceSpecSchema = dataSourceObject.superRefine(checkCrossFieldRules);
+
+/** A spec with every default filled in: what workflows and activities work with. */
+export type DataSourceSpecInput = z.input<typeof dataSourceSpecSchema>;
+export type DataSourceSpec = z.infer<typeof dataSourceSpecSchema> & {
+  table: string;
+  limits: z.infer<typeof limitsSchema>;
+  engine: z.infer<typeof engineSchema>;
+};
+export type ColumnSpec = z.infer<typeof columnSchema>;
+export type CsvOptions = z.infer<typeof csvOptionsSchema>;
+
+/** Apply the defaults that depend on other fields (table = name, nested defaults). */
+export function normalizeSpec(spec: z.infer<typeof dataSourceSpecSchema>): DataSourceSpec {
+  return {
+    ...spec,
+    table: spec.table ?? spec.name,
+    csv: spec.format === 'csv' || spec.format === 'auto' ? csvOptionsSchema.parse(spec.csv ?? {}) : undefined,
+    engine: engineSchema.parse(spec.engine ?? {}),
+    limits: limitsSchema.parse(spec.limits ?? {}),
+  };
+}
+
+/** PATCH body: any spec field but the name. */
+export const dataSourcePatchSchema = dataSourceObject.omit({ name: true }).partial().extend({
+  /** Changing bucketUri or format of a data source that already imported files needs this. */
+  force: z.boolean().optional(),
+});
+export type DataSourcePatch = z.infer<typeof dataSourcePatchSchema>;

@@ -1,0 +1,458 @@
+/**
+ * Start real services (Temporal dev server, MinIO) as child processes, wait until they
+ * are ready, and stop them cleanly.
+ *
+ * - Child stdout/stderr go straight to `logFile` (opened by us, written by the child) or,
+ *   without a log file, are piped and drained into a small in-memory ring buffer, so a
+ *   full pipe can never block a child.
+ * - Children die with the parent: a process 'exit' handler SIGKILLs any child still
+ *   running, and (on POSIX) a tiny `sh` watchdog per child, holding a pipe from us,
+ *   SIGKILLs it if the parent disappears without running exit handlers (SIGKILL, OOM).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { Connection } from '@temporalio/client';
+
+export interface RunningService {
+  name: string;
+  pid: number;
+  /** SIGTERM, wait, SIGKILL after 10 s. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export type SearchAttributeType = 'Keyword' | 'Text' | 'Int' | 'Double' | 'Bool' | 'Datetime' | 'KeywordList';
+
+export interface TemporalDevServerOptions {
+  bin: string;
+  /** SQLite file for persistence; omit for an in-memory server. */
+  dbFile?: string;
+  /** Bind address for gRPC and UI (default 127.0.0.1). */
+  ip?: string;
+  port: number;
+  uiPort: number;
+  /** Namespace to create (and wait for). Default: "default" (always exists). */
+  namespace?: string;
+  searchAttributes?: Record<string, SearchAttributeType>;
+  logFile?: string;
+  /** Readiness timeout (default 60 s). */
+  readyTimeoutMs?: number;
+}
+
+export interface MinioOptions {
+  bin: string;
+  dataDir: string;
+  port: number;
+  consolePort: number;
+  rootUser: string;
+  rootPassword: string;
+  logFile?: string;
+  env?: Record<string, string>;
+  /** Readiness timeout (default 60 s). */
+  readyTimeoutMs?: number;
+}
+
+const STOP_GRACE_MS = 10_000;
+const DEFAULT_READY_TIMEOUT_MS = 60_000;
+const LOG_TAIL_LINES = 20;
+
+// ---------------------------------------------------------------------------------------
+// Small helpers
+
+/** Ask the OS for a free loopback TCP port. */
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      if (addr === null || typeof addr === 'string') {
+        srv.close();
+        rej(new Error('could not determine a free port'));
+        return;
+      }
+      const { port } = addr;
+      srv.close((err) => (err ? rej(err) : res(port)));
+    });
+  });
+}
+
+export interface WaitForOptions {
+  /** Poll interval (default 250 ms). */
+  intervalMs?: number;
+  /** Log file to point to in the timeout error. */
+  logFile?: string;
+  /** Checked before every poll; if it returns an Error, waiting stops with it. */
+  abort?: () => Error | undefined;
+}
+
+/**
+ * Polls `check` until it returns true. A throwing check counts as "not yet". On timeout
+ * throws an error naming `what` (and the log file, when given).
+ */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  opts: WaitForOptions = {},
+): Promise<void> {
+  const interval = opts.intervalMs ?? 250;
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    const aborted = opts.abort?.();
+    if (aborted) throw aborted;
+    try {
+      if (await check()) return;
+      lastError = undefined;
+    } catch (err) {
+      lastError = err;
+    }
+    const aborted2 = opts.abort?.();
+    if (aborted2) throw aborted2;
+    if (Date.now() >= deadline) break;
+    await sleep(Math.min(interval, Math.max(0, deadline - Date.now())));
+  }
+  const why = lastError instanceof Error ? ` Last error: ${lastError.message}` : lastError ? ` Last error: ${String(lastError)}` : '';
+  const where = opts.logFile ? ` See the log: ${opts.logFile}` : '';
+  throw new Error(`Timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}.${why}${where}`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** True if something accepts TCP connections on host:port. */
+export function tcpOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((res) => {
+    const sock = createConnection({ host, port });
+    const done = (ok: boolean): void => {
+      sock.removeAllListeners();
+      sock.on('error', () => undefined);
+      sock.destroy();
+      res(ok);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Child process management
+
+const running = new Set<ChildProcess>();
+let exitHandlerInstalled = false;
+
+function installExitHandler(): void {
+  if (exitHandlerInstalled) return;
+  exitHandlerInstalled = true;
+  process.on('exit', () => {
+    for (const child of running) {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  });
+}
+
+/**
+ * POSIX watchdog: a tiny `sh` that blocks reading a pipe from us; when this process dies
+ * (however: even SIGKILL), the kernel closes the pipe, `read` returns and it SIGKILLs the
+ * child. No polling, and unlike `kill -0 <ppid>` it is not fooled by an unreaped zombie.
+ */
+function spawnWatchdog(childPid: number): ChildProcess | undefined {
+  if (process.platform === 'win32') return undefined;
+  try {
+    const dog = spawn('/bin/sh', ['-c', `read _ignored; kill -9 ${childPid} 2>/dev/null; exit 0`], {
+      detached: true,
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    dog.on('error', () => undefined);
+    dog.stdin?.on('error', () => undefined);
+    // Don't let the watchdog keep our event loop alive.
+    (dog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    dog.unref();
+    return dog;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Managed {
+  child: ChildProcess;
+  /** Resolves when the child has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exitInfo(): { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  spawnError(): Error | undefined;
+  logTail(): string;
+  stop(): Promise<void>;
+}
+
+function startChild(
+  name: string,
+  bin: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; logFile?: string },
+): Managed {
+  installExitHandler();
+
+  let fd: number | undefined;
+  const ring: string[] = [];
+  if (opts.logFile) {
+    fd = openSync(opts.logFile, 'a');
+  }
+  const child = spawn(bin, args, {
+    env: opts.env ?? process.env,
+    stdio: fd !== undefined ? ['ignore', fd, fd] : ['ignore', 'pipe', 'pipe'],
+  });
+  if (fd !== undefined) closeSync(fd); // the child has its own copy
+  if (fd === undefined) {
+    let partial = '';
+    const drain = (buf: Buffer): void => {
+      const lines = (partial + buf.toString('utf8')).split(/\r?\n/);
+      partial = lines.pop() ?? '';
+      for (const l of lines) {
+        ring.push(l);
+        if (ring.length > 200) ring.shift();
+      }
+    };
+    child.stdout?.on('data', drain);
+    child.stderr?.on('data', drain);
+  }
+
+  let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  let spawnError: Error | undefined;
+  let dog: ChildProcess | undefined;
+
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
+    child.once('error', (err) => {
+      spawnError = err;
+      if (child.pid === undefined) {
+        exitInfo = { code: null, signal: null };
+        running.delete(child);
+        res(exitInfo);
+      }
+    });
+    child.once('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      running.delete(child);
+      if (dog?.pid) {
+        try {
+          process.kill(dog.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+      res(exitInfo);
+    });
+  });
+
+  if (child.pid !== undefined) {
+    running.add(child);
+    dog = spawnWatchdog(child.pid);
+  }
+
+  const logTail = (): string => {
+    let lines: string[];
+    if (opts.logFile) {
+      try {
+        lines = readFileSync(opts.logFile, 'utf8').split(/\r?\n/);
+      } catch {
+        lines = [];
+      }
+    } else {
+      lines = ring;
+    }
+    return lines
+      .filter((l) => l.trim() !== '')
+      .slice(-LOG_TAIL_LINES)
+      .join('\n');
+  };
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (exitInfo) return;
+      child.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const graceful = await Promise.race([
+        exited.then(() => true),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), STOP_GRACE_MS))),
+      ]);
+      clearTimeout(timer);
+      if (!graceful && !exitInfo) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    })();
+    return stopping;
+  };
+
+  return {
+    child,
+    exited,
+    exitInfo: () => exitInfo,
+    spawnError: () => spawnError,
+    logTail,
+    stop,
+  };
+}
+
+function describeExit(info: { code: number | null; signal: NodeJS.Signals | null }): string {
+  return info.signal ? `signal ${info.signal}` : `exit code ${info.code}`;
+}
+
+/** Waits until `ready` succeeds; fails fast (with the log tail) if the child dies first. */
+async function waitReady(
+  name: string,
+  m: Managed,
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  logFile: string | undefined,
+): Promise<void> {
+  const abort = (): Error | undefined => {
+    const spawnErr = m.spawnError();
+    if (spawnErr && m.child.pid === undefined) {
+      return new Error(`Failed to start ${name}: ${spawnErr.message}`);
+    }
+    const info = m.exitInfo();
+    if (!info) return undefined;
+    const tail = m.logTail();
+    return new Error(
+      `${name} exited before it was ready (${describeExit(info)}).` +
+        (logFile ? ` Log: ${logFile}` : '') +
+        (tail ? `\nLast lines of its output:\n${tail}` : ''),
+    );
+  };
+  let abortError: Error | undefined;
+  try {
+    await waitFor(what, check, timeoutMs, {
+      logFile,
+      abort: () => (abortError = abort()),
+    });
+  } catch (err) {
+    await m.stop();
+    if (err === abortError || !(err instanceof Error)) throw err;
+    // Timed out: the child is still alive; include what it said.
+    const tail = m.logTail();
+    throw new Error(`${err.message}${tail ? `\nLast lines of ${name}'s output:\n${tail}` : ''}`);
+  }
+}
+
+async function prepareLogFile(logFile: string | undefined): Promise<string | undefined> {
+  if (!logFile) return undefined;
+  const abs = resolve(logFile);
+  await mkdir(dirname(abs), { recursive: true });
+  return abs;
+}
+
+// ---------------------------------------------------------------------------------------
+// Temporal dev server
+
+export async function startTemporalDevServer(
+  opts: TemporalDevServerOptions,
+): Promise<RunningService & { address: string; uiUrl: string }> {
+  const ip = opts.ip ?? '127.0.0.1';
+  const namespace = opts.namespace ?? 'default';
+  const logFile = await prepareLogFile(opts.logFile);
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    ip,
+    '--port',
+    String(opts.port),
+    '--ui-port',
+    String(opts.uiPort),
+    '--log-level',
+    'warn',
+  ];
+  if (opts.dbFile) {
+    const db = resolve(opts.dbFile);
+    await mkdir(dirname(db), { recursive: true });
+    args.push('--db-filename', db);
+  }
+  if (namespace !== 'default') args.push('--namespace', namespace);
+  const searchAttributes = Object.entries(opts.searchAttributes ?? {});
+  for (const [key, type] of searchAttributes) args.push('--search-attribute', `${key}=${type}`);
+
+  const m = startChild('temporal', opts.bin, args, { logFile });
+  // A wildcard bind is reachable via loopback.
+  const host = ip === '0.0.0.0' || ip === '::' ? '127.0.0.1' : ip;
+  const address = `${host.includes(':') ? `[${host}]` : host}:${opts.port}`;
+  const uiUrl = `http://${host.includes(':') ? `[${host}]` : host}:${opts.uiPort}`;
+
+  await waitReady(
+    'temporal',
+    m,
+    `Temporal dev server on ${address} (namespace "${namespace}")`,
+    async () => {
+      if (!(await tcpOpen(host, opts.port))) return false;
+      const connection = await Connection.connect({ address, connectTimeout: 2000 });
+      try {
+        return await connection.withDeadline(Date.now() + 5000, async () => {
+          await connection.workflowService.describeNamespace({ namespace });
+          if (searchAttributes.length === 0) return true;
+          // start-dev registers --search-attribute after the frontend is up: wait for them too.
+          const res = await connection.operatorService.listSearchAttributes({ namespace });
+          const custom = res.customAttributes ?? {};
+          return searchAttributes.every(([key]) => key in custom);
+        });
+      } finally {
+        await connection.close().catch(() => undefined);
+      }
+    },
+    opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+    logFile,
+  );
+
+  return { name: 'temporal', pid: m.child.pid!, stop: m.stop, address, uiUrl };
+}
+
+// ---------------------------------------------------------------------------------------
+// MinIO
+
+export async function startMinio(opts: MinioOptions): Promise<RunningService & { endpoint: string }> {
+  const logFile = await prepareLogFile(opts.logFile);
+  const dataDir = resolve(opts.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  const args = [
+    'server',
+    dataDir,
+    '--address',
+    `127.0.0.1:${opts.port}`,
+    '--console-address',
+    `127.0.0.1:${opts.consolePort}`,
+  ];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    MINIO_UPDATE: 'off',
+    ...opts.env,
+    MINIO_ROOT_USER: opts.rootUser,
+    MINIO_ROOT_PASSWORD: opts.rootPassword,
+  };
+  const m = startChild('minio', opts.bin, args, { env, logFile });
+  const endpoint = `http://127.0.0.1:${opts.port}`;
+
+  await waitReady(
+    'minio',
+    m,
+    `MinIO on ${endpoint}`,
+    async () => {
+      const res = await fetch(`${endpoint}/minio/health/live`, { signal: AbortSignal.timeout(2000) });
+      await res.body?.cancel();
+      return res.status === 200;
+    },
+    opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+    logFile,
+  );
+
+  return { name: 'minio', pid: m.child.pid!, stop: m.stop, endpoint };
+}

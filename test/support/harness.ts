@@ -1,0 +1,112 @@
+import { CreateBucketCommand, PutObjectCommand, DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { inject } from 'vitest';
+import { createDestination, type Destination } from '../../activities/destination.js';
+import { envSchema } from '../../schemas/config.js';
+import type { Connection } from '../../schemas/connection.js';
+import { startConnector, type Connector } from '../../worker/runtime.js';
+
+export const uid = (prefix = 't') => `${prefix}_${randomBytes(5).toString('hex')}`;
+
+let destination: Destination | null = null;
+
+/** One chDB per test process: libchdb binds a single data directory per process. */
+export async function processDestination(): Promise<Destination> {
+  if (!destination) {
+    const dir = await mkdtemp(join(tmpdir(), 's3ch-chdb-'));
+    destination = createDestination({ S3CH_DATA_DIR: dir, CLICKHOUSE_DATABASE: 'default', CLICKHOUSE_URL: undefined, CLICKHOUSE_USER: 'default', CLICKHOUSE_PASSWORD: '' });
+  }
+  return destination;
+}
+
+export function minioConnection(): Connection {
+  return {
+    kind: 'static',
+    endpoint: inject('minioEndpoint'),
+    region: 'us-east-1',
+    forcePathStyle: true,
+    accessKeyId: inject('minioUser'),
+    secretAccessKey: inject('minioPassword'),
+  };
+}
+
+export function testS3(): S3Client {
+  const c = minioConnection() as Extract<Connection, { kind: 'static' }>;
+  return new S3Client({ endpoint: c.endpoint, region: c.region, forcePathStyle: true, credentials: { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey } });
+}
+
+export async function createBucket(s3: S3Client, bucket = uid('b').replace(/_/g, '-')): Promise<string> {
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  return bucket;
+}
+
+export async function put(s3: S3Client, bucket: string, key: string, body: string | Uint8Array) {
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+}
+
+export async function del(s3: S3Client, bucket: string, key: string) {
+  await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+}
+
+export interface TestConnector extends Connector {
+  taskQueue: string;
+  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+}
+
+/** The real connector (worker + API in-process) against the run's Temporal and MinIO and this process's chDB. */
+export async function startTestConnector(overrides: Record<string, string> = {}): Promise<TestConnector> {
+  const taskQueue = uid('tq');
+  const env = envSchema.parse({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
+  const connector = await startConnector({
+    env,
+    connections: new Map([['local', minioConnection()]]),
+    temporalAddress: inject('temporalAddress'),
+    workflowBundle: { codePath: inject('workflowBundlePath') },
+    destination: await processDestination(),
+  });
+  return {
+    ...connector,
+    taskQueue,
+    async request(method, path, body, headers = {}) {
+      const init: RequestInit = { method, headers: { ...headers } };
+      if (body !== undefined) {
+        init.body = typeof body === 'string' ? body : JSON.stringify(body);
+        (init.headers as Record<string, string>)['content-type'] ??= typeof body === 'string' ? 'text/plain' : 'application/json';
+      }
+      const res = await connector.app.request(path, init);
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON
+      }
+      return { status: res.status, body: parsed, headers: res.headers };
+    },
+  };
+}
+
+/** Poll until `check` returns a truthy value; fail with `what` after the timeout. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | null | false>, timeoutMs = 60_000, intervalMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export async function sql<T = Record<string, unknown>>(c: TestConnector, query: string): Promise<T[]> {
+  const res = await c.request('POST', '/v1/sql', { query });
+  if (res.status !== 200) throw new Error(`sql failed: ${JSON.stringify(res.body)}`);
+  return res.body.data as T[];
+}

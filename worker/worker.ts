@@ -1,0 +1,33 @@
+import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
+import { fileURLToPath } from 'node:url';
+import { createActivities } from '../activities/index.js';
+import type { Destination } from '../activities/destination.js';
+import type { S3Connections } from '../activities/s3.js';
+
+export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+export interface ConnectorWorkerOptions {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  destination: Destination;
+  s3: S3Connections;
+  /** A prebuilt workflow bundle (production, tests); otherwise workflows are bundled at start. */
+  workflowBundle?: { code: string } | { codePath: string };
+  /** Most imports this worker runs at once, across data sources. @default 8 */
+  maxConcurrentImports?: number;
+}
+
+export async function createConnectorWorker(opts: ConnectorWorkerOptions): Promise<Worker> {
+  const options: WorkerOptions = {
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: opts.taskQueue,
+    activities: createActivities({ destination: opts.destination, s3: opts.s3 }),
+    maxConcurrentActivityTaskExecutions: opts.maxConcurrentImports ?? 8,
+    // Lets in-flight imports record 'cancelled' (or finish) before the process exits.
+    shutdownGraceTime: '20 seconds',
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath }),
+  };
+  return Worker.create(options);
+}

@@ -1,0 +1,1 @@
+export { dataSource } from './datasource.js';

@@ -1,0 +1,73 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
+
+/** Names shared by the workflow, the API, the CLI and `temporal workflow signal`. */
+export const WORKFLOW_TYPE = 'dataSource';
+export const workflowIdFor = (name: string) => `datasource:${name}`;
+
+export type DataSourceState = 'idle' | 'syncing' | 'paused' | 'error' | 'deleting';
+
+export interface RunSummary {
+  runId: string;
+  trigger: 'schedule' | 'sync' | 'retry' | 'backlog';
+  startedAt: string;
+  finishedAt: string | null;
+  filesFound: number;
+  filesImported: number;
+  filesFailed: number;
+  rows: number;
+  bytes: number;
+}
+
+export interface Counters {
+  runs: number;
+  filesImported: number;
+  filesFailed: number;
+  rows: number;
+  quarantinedRows: number;
+  bytes: number;
+}
+
+export interface StatusView {
+  state: DataSourceState;
+  lastRunAt: string | null;
+  nextRunAt: string | null;
+  error: string | null;
+  /** More files matched than the last batch took; the next batch starts at once. */
+  backlog: boolean;
+  inFlight: Array<{ key: string; startedAt: string }>;
+  counters: Counters;
+  lastRun: RunSummary | null;
+  columns: ColumnSpec[] | null;
+  inferredFrom: string | null;
+  spec: DataSourceSpec;
+}
+
+export interface SyncRequest {
+  /** Why: shows in the run history (e.g. "notify", "cli"). */
+  reason?: string;
+}
+
+export interface SpecUpdate {
+  spec: DataSourceSpec;
+  /** Needed to change bucketUri or format after files were imported. */
+  force?: boolean;
+}
+
+export interface RetryRequest {
+  /** Keys to import again; none = every file whose latest status is failure. */
+  keys?: string[];
+}
+
+export interface DeleteRequest {
+  dropTable: boolean;
+  dropLedger: boolean;
+}
+
+export const syncSignal = defineSignal<[SyncRequest?]>('sync');
+export const pauseUpdate = defineUpdate<StatusView>('pause');
+export const resumeUpdate = defineUpdate<StatusView>('resume');
+export const updateSpecUpdate = defineUpdate<StatusView, [SpecUpdate]>('updateSpec');
+export const retryUpdate = defineUpdate<{ accepted: true }, [RetryRequest]>('retry');
+export const deleteUpdate = defineUpdate<StatusView, [DeleteRequest]>('delete');
+export const statusQuery = defineQuery<StatusView>('status');
