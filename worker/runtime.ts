@@ -92,7 +92,8 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
       stopped = true;
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       if (worker) {
-        worker.shutdown();
+        // The SDK's runtime may already be draining the worker on SIGINT/SIGTERM.
+        if (worker.getState() === 'RUNNING') worker.shutdown();
         await workerRun?.catch(() => undefined);
       }
       await nativeConnection?.close();

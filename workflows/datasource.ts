@@ -75,6 +75,11 @@ export interface DataSourceInput {
   spec: DataSourceSpec;
   /** Upsert the DataSource/DataSourceState search attributes (they must be registered on the namespace). */
   searchAttributes?: boolean;
+  /**
+   * Continue as new after this many sync runs even if Temporal does not suggest
+   * it yet (0 = only when suggested). Bounds history per run; tests use it.
+   */
+  runsPerExecution?: number;
   state?: CarriedState;
 }
 
@@ -343,6 +348,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   }
 
   if (input.searchAttributes) upsertSearchAttributes({ DataSource: [spec.name], DataSourceState: [state] });
+  let runsThisExecution = 0;
 
   for (;;) {
     if (pendingSpec) {
@@ -375,12 +381,14 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       continue;
     }
     await syncRun(trigger);
+    runsThisExecution++;
     if (s.nextRunAtMs !== null && s.nextRunAtMs <= Date.now()) s.nextRunAtMs = null;
 
-    if (workflowInfo().continueAsNewSuggested) {
+    const runsCap = input.runsPerExecution ?? 0;
+    if (workflowInfo().continueAsNewSuggested || (runsCap > 0 && runsThisExecution >= runsCap)) {
       await condition(allHandlersFinished);
       if (!deleteRequest && !pendingSpec) {
-        return continueAsNew<typeof dataSource>({ spec, searchAttributes: input.searchAttributes, state: s });
+        return continueAsNew<typeof dataSource>({ ...input, spec, state: s });
       }
     }
   }

@@ -1,0 +1,154 @@
+/**
+ * `npm start`: the whole connector on embedded defaults in one process —
+ * Temporal dev server (with its Web UI), MinIO with a demo bucket, chDB as
+ * ClickHouse, the worker and the API — and a demo data source.
+ */
+import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { ConfigError, loadConnections, loadEnv } from '../schemas/config.js';
+import type { Connection } from '../schemas/connection.js';
+import { startConnector, type Connector } from '../worker/runtime.js';
+import { DEMO_FILES, demoCsv } from './demo-data.js';
+import { startMinio, startTemporalDevServer, tcpOpen, type RunningService } from './services.js';
+import { ensureTool } from './tools.js';
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+async function main() {
+  const env = loadEnv();
+  const dataDir = resolve(env.S3CH_DATA_DIR);
+  mkdirSync(dataDir, { recursive: true });
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const services: RunningService[] = [];
+  let connector: Connector | null = null;
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say('\nstopping ...');
+    await connector?.stop().catch((e) => console.error(e));
+    for (const s of services.reverse()) await s.stop().catch(() => undefined);
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+
+  try {
+    let temporalAddress = env.TEMPORAL_ADDRESS;
+    let temporalUi = 'your Temporal cluster\'s Web UI';
+    if (!temporalAddress) {
+      if (await tcpOpen('127.0.0.1', 7233)) {
+        throw new Error('port 7233 is already in use: is another `npm start` running? Stop it, or set TEMPORAL_ADDRESS to use that server.');
+      }
+      const bin = await ensureTool('temporal', { log: (l) => say(`[tools] ${l}`) });
+      say('starting Temporal dev server ...');
+      const temporal = await startTemporalDevServer({
+        bin,
+        dbFile: join(dataDir, 'temporal', 'temporal.db'),
+        port: 7233,
+        uiPort: 8233,
+        searchAttributes: { DataSource: 'Keyword', DataSourceState: 'Keyword' },
+        logFile: join(dataDir, 'logs', 'temporal.log'),
+      });
+      services.push(temporal);
+      temporalAddress = temporal.address;
+      temporalUi = temporal.uiUrl;
+    }
+
+    let connections = loadConnections(env);
+    let minioConsole: string | null = null;
+    const seedDemo = connections.size === 0;
+    if (seedDemo) {
+      if (await tcpOpen('127.0.0.1', 9000)) {
+        throw new Error('port 9000 is already in use: stop what listens there, or configure a connection (S3CH_CONNECTIONS_FILE).');
+      }
+      const bin = await ensureTool('minio', { log: (l) => say(`[tools] ${l}`) });
+      say('starting MinIO ...');
+      const minio = await startMinio({
+        bin,
+        dataDir: join(dataDir, 'minio'),
+        port: 9000,
+        consolePort: 9001,
+        // MinIO's documented demo credentials: for this local demo only.
+        rootUser: 'minioadmin',
+        rootPassword: 'minioadmin',
+        logFile: join(dataDir, 'logs', 'minio.log'),
+      });
+      services.push(minio);
+      minioConsole = 'http://127.0.0.1:9001';
+      const local: Connection = { kind: 'static', endpoint: minio.endpoint, region: 'us-east-1', forcePathStyle: true, accessKeyId: 'minioadmin', secretAccessKey: 'minioadmin' };
+      connections = new Map([['local', local]]);
+    }
+
+    say('starting worker and API (ClickHouse: ' + (env.CLICKHOUSE_URL ? env.CLICKHOUSE_URL : `embedded chDB in ${join(dataDir, 'chdb')}`) + ') ...');
+    connector = await startConnector({ env, connections, temporalAddress, serveApi: true });
+    const api = connector.apiUrl!;
+
+    if (seedDemo) await seedDemoBucket(connections.get('local')!, connector);
+
+    say('');
+    say('s3-clickhouse-connector is running');
+    say(`  API           ${api}   (contract: ${api}/openapi.json)`);
+    say(`  Temporal UI   ${temporalUi}`);
+    if (minioConsole) say(`  MinIO console ${minioConsole}   (demo credentials minioadmin / minioadmin)`);
+    say(`  data dir      ${dataDir}`);
+    say('');
+    say('Rows imported into the demo table:');
+    say(`  curl -s ${api}/v1/sql -H 'content-type: application/json' -d '{"query":"SELECT count() AS rows, min(timestamp), max(timestamp) FROM demo"}'`);
+    say('Data source status:');
+    say(`  curl -s ${api}/v1/datasources/demo`);
+    say('');
+    say('Press Ctrl-C to stop.');
+  } catch (err) {
+    console.error(err instanceof ConfigError ? err.message : `start failed: ${(err as Error).message}`);
+    await stop(1);
+  }
+}
+
+async function seedDemoBucket(conn: Connection, connector: Connector) {
+  if (conn.kind !== 'static') return;
+  const s3 = new S3Client({ endpoint: conn.endpoint, region: conn.region, forcePathStyle: true, credentials: { accessKeyId: conn.accessKeyId, secretAccessKey: conn.secretAccessKey } });
+  try {
+    const exists = await s3.send(new HeadBucketCommand({ Bucket: 'demo' })).then(() => true, () => false);
+    if (!exists) {
+      await s3.send(new CreateBucketCommand({ Bucket: 'demo' }));
+      for (const f of DEMO_FILES) {
+        const body = demoCsv(f.day, f.rows);
+        await s3.send(new PutObjectCommand({ Bucket: 'demo', Key: f.key, Body: f.gzip ? gzipSync(body) : body }));
+      }
+      say(`seeded bucket demo with ${DEMO_FILES.length} CSV files`);
+    }
+    const existing = await connector.app.request('/v1/datasources/demo');
+    if (existing.status === 404) {
+      const res = await connector.app.request('/v1/datasources', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name: 'demo',
+          connection: 'local',
+          bucketUri: 's3://demo/events/**/*.csv{,.gz}',
+          format: 'csv',
+          schedule: '@auto',
+          columns: [
+            { name: 'timestamp', type: 'DateTime' },
+            { name: 'user_id', type: 'UInt32' },
+            { name: 'page', type: 'LowCardinality(String)' },
+            { name: 'country', type: 'LowCardinality(String)' },
+            { name: 'duration_ms', type: 'UInt32' },
+          ],
+          engine: { partitionKey: 'toYYYYMM(timestamp)', sortingKey: '(page, timestamp)' },
+        }),
+      });
+      if (res.status !== 201) throw new Error(`creating the demo data source failed: ${await res.text()}`);
+      await connector.app.request('/v1/datasources/demo/sync', { method: 'POST' });
+      say('created data source demo (s3://demo/events/**/*.csv{,.gz}, schedule @auto) and started its first sync');
+    }
+  } finally {
+    s3.destroy();
+  }
+}
+
+void main();
