@@ -49,6 +49,13 @@ function conversion(i: number, type: string): { value: string; ok: string } {
   }
   // Empty text in a non-string column means "no value", not a parse error.
   const input = `nullIf(${raw(i)}, '')`;
+  if (/^(Array|Map|Tuple)\b/.test(base)) {
+    // Composite types cannot be Nullable, so the non-throwing cast goes
+    // through a Variant (which can be NULL) and the value is taken back out.
+    const variant = `Variant(${base})`;
+    const converted = `accurateCastOrNull(${input}, ${quoteString(variant)})`;
+    return { value: `variantElement(${converted}, ${quoteString(base)})`, ok: `(${input} IS NULL OR ${converted} IS NOT NULL)` };
+  }
   const converted = isTimeType(t.base)
     ? `accurateCastOrNull(parseDateTime64BestEffortOrNull(${input}, 6, 'UTC'), ${quoteString(base)})`
     : `accurateCastOrNull(${input}, ${quoteString(base)})`;
@@ -84,7 +91,16 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
   const sources = columns.map((c) => c.source ?? c.name);
   const structure = sources.map((s, i) => `${quoteIdent(spec.format === 'csv' && spec.csv?.header === false ? `c${i + 1}` : s)} Nullable(String)`).join(', ');
   if (format === 'parquet') {
-    return { structure, inputFormat: 'Parquet', select: `${sources.map((s) => quoteIdent(s)).join(', ')}, '' AS _row_error, '' AS _raw_line`, settings: {} };
+    // Parquet is typed: ClickHouse reads each column as the declared type
+    // (missing columns read as NULL), then renders it as text so the same
+    // conversion and quarantine views serve every format.
+    const typed = columns.map((c) => `${quoteIdent(c.source ?? c.name)} ${parquetReadType(c.type)}`).join(', ');
+    return {
+      structure: typed,
+      inputFormat: 'Parquet',
+      select: `${columns.map((c) => `toString(${quoteIdent(c.source ?? c.name)})`).join(', ')}, '' AS _row_error, '' AS _raw_line`,
+      settings: { input_format_parquet_allow_missing_columns: 1 },
+    };
   }
   const csv = spec.csv ?? { delimiter: ',', header: true, skipLines: 0, quote: '"' as const };
   const names = csv.header ? sources : sources.map((_, i) => `c${i + 1}`);
@@ -103,6 +119,14 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
       input_format_csv_allow_variable_number_of_columns: 1,
     },
   };
+}
+
+/** The type a Parquet column is read as: the declared type, made nullable where ClickHouse allows it. */
+export function parquetReadType(type: string): string {
+  const t = parseClickHouseType(type);
+  const inner = t.text.replace(/^LowCardinality\((.*)\)$/, '$1');
+  if (/^(Nullable|Array|Map|Tuple|JSON|Dynamic)\b/.test(inner)) return inner;
+  return `Nullable(${inner})`;
 }
 
 /** Translate `$.a.b[0]` into a native JSON extraction returning Nullable(String) (strings unquoted, objects as JSON text). */

@@ -43,6 +43,8 @@ export interface Destination {
   readonly kind: 'chdb' | 'server';
   readonly client: ClickHouseClient;
   readonly database: string;
+  /** Where objects are spooled for ClickHouse to read locally (chDB); null when ClickHouse is a server. */
+  readonly spoolDir: string | null;
   insertStream(insert: StreamInsert): Promise<void>;
   /** Run a user's query with readonly=1 and result limits; returns ClickHouse's JSON output. */
   readOnlyQuery(query: string): Promise<ReadOnlyResult>;
@@ -108,7 +110,7 @@ class ChdbDestination implements Destination {
   readonly kind = 'chdb' as const;
   readonly client: ClickHouseClient;
   readonly database: string;
-  private readonly spoolDir: string;
+  readonly spoolDir: string;
 
   constructor(dataDir: string, database: string) {
     const chdbDir = resolve(dataDir, 'chdb');
@@ -153,6 +155,7 @@ class ChdbDestination implements Destination {
 class ServerDestination implements Destination {
   readonly kind = 'server' as const;
   readonly client: ClickHouseClient;
+  readonly spoolDir = null;
   constructor(readonly database: string, url: string, username: string, password: string) {
     this.client = createClient({ url, username, password, database, request_timeout: 3_600_000 });
   }

@@ -1,5 +1,11 @@
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { gunzipSync, constants as zlibConstants } from 'node:zlib';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
 import { parseBucketUri, compileGlob } from '../schemas/glob.js';
 import { isTimeType, parseClickHouseType } from '../schemas/clickhouse-type.js';
@@ -14,6 +20,9 @@ export interface FileRef {
   size: number;
   lastModified: string;
 }
+
+/** Largest Parquet file read whole for schema inference. */
+const PARQUET_INFERENCE_MAX_BYTES = 1024 * 1024 * 1024;
 
 export const stripQuotes = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
 
@@ -43,7 +52,7 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
   /** Infer columns from the head of one file, with ClickHouse's own schema inference. */
   async function inferColumns(spec: DataSourceSpec, file: FileRef): Promise<ColumnSpec[]> {
     const format = resolveFormat(spec, file.key);
-    if (format === 'parquet') throw new ImportError('config', 'schema inference for Parquet is not supported yet: declare columns');
+    if (format === 'parquet') return inferParquetColumns(spec, file);
     const compression = resolveCompression(spec, file.key);
     const { bucket } = parseBucketUri(spec.bucketUri);
     const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key, Range: 'bytes=0-1048575' }));
@@ -74,6 +83,28 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
     }));
   }
 
+
+  /**
+   * Parquet keeps its schema in the footer, so the reference file is read
+   * whole into the spool and described by ClickHouse. That needs ClickHouse to
+   * see local files (chDB); against a server, columns must be declared.
+   */
+  async function inferParquetColumns(spec: DataSourceSpec, file: FileRef): Promise<ColumnSpec[]> {
+    if (!destination.spoolDir) throw new ImportError('config', 'schema inference for Parquet needs embedded ClickHouse; declare columns');
+    if (file.size > PARQUET_INFERENCE_MAX_BYTES) {
+      throw new ImportError('config', `reference file ${file.key} is ${file.size} bytes; Parquet inference reads at most ${PARQUET_INFERENCE_MAX_BYTES}: declare columns`);
+    }
+    const { bucket } = parseBucketUri(spec.bucketUri);
+    const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key }));
+    const path = join(destination.spoolDir, `${randomUUID()}.parquet`);
+    try {
+      await pipeline(obj.Body as Readable, createWriteStream(path));
+      const rows = await queryRows<{ name: string; type: string }>(destination.client, `DESCRIBE TABLE file({path:String}, 'Parquet')`, { path });
+      return rows.map((r) => ({ name: r.name, type: r.type }));
+    } finally {
+      await rm(path, { force: true });
+    }
+  }
 
   /** The first `limit` objects the bucketUri matches, and how many were seen in all (up to `scanLimit`). */
   async function matchingObjects(spec: Pick<DataSourceSpec, 'bucketUri' | 'connection'>, limit: number, scanLimit = 100_000): Promise<{ files: FileRef[]; total: number; complete: boolean }> {
