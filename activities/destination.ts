@@ -62,6 +62,11 @@ const READ_ONLY_SETTINGS = { readonly: 1, max_result_rows: 100_000, result_overf
 
 export class ReadOnlyViolation extends Error {}
 
+/** Table functions that only generate data; every other one reaches files, URLs or other servers. */
+const SAFE_TABLE_FUNCTIONS = new Set(['numbers', 'numbers_mt', 'zeros', 'zeros_mt', 'generate_series', 'values', 'null']);
+/** Scalar functions that read from outside the database. */
+const OUTSIDE_FUNCTIONS = new Set(['file', 'url', 's3', 'hdfs', 'azureblobstorage']);
+
 /**
  * Run a user's query so that it can only read. chDB has one session per
  * process and a separate session does not see fresh parts, so the guarantee
@@ -76,12 +81,16 @@ export async function runReadOnly(client: ClickHouseClient, query: string): Prom
   if (!/^(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS)\b/i.test(text)) {
     throw new ReadOnlyViolation('only SELECT, WITH, SHOW, DESCRIBE and EXISTS queries are allowed');
   }
-  const ast = (await (await client.query({ query: `EXPLAIN AST ${text}`, format: 'TSVRaw' as 'TabSeparatedRaw' })).text()).split('\n');
-  ast.forEach((line, i) => {
-    const node = line.trim();
+  // CSV, because chDB answers EXPLAIN in CSV whatever format is asked for; one quoted AST node per line.
+  const csv = await (await client.query({ query: `EXPLAIN AST ${text}`, format: 'CSV' })).text();
+  const ast = csv.split('\n').map((line) => line.trim().replace(/^"(.*)"$/, '$1').replace(/""/g, '"').trim());
+  ast.forEach((node, i) => {
     if (node === 'Set' || node.startsWith('Set ')) throw new ReadOnlyViolation('SETTINGS clauses are not allowed in API queries');
-    if (node.startsWith('TableExpression') && ast[i + 1]?.trim().startsWith('Function ')) {
-      throw new ReadOnlyViolation(`table functions are not allowed in API queries (${ast[i + 1]!.trim().split(' ')[1]})`);
+    const fn = /^Function (\S+)/.exec(node)?.[1];
+    if (fn && OUTSIDE_FUNCTIONS.has(fn.toLowerCase())) throw new ReadOnlyViolation(`function ${fn}() reads outside the database and is not allowed in API queries`);
+    const tableFn = ast[i - 1]?.startsWith('TableExpression') ? fn : undefined;
+    if (tableFn && !SAFE_TABLE_FUNCTIONS.has(tableFn.toLowerCase())) {
+      throw new ReadOnlyViolation(`table function ${tableFn}() is not allowed in API queries (allowed: ${[...SAFE_TABLE_FUNCTIONS].join(', ')})`);
     }
   });
   if (/\bFORMAT\s+\w+\s*$/i.test(text)) throw new ReadOnlyViolation('FORMAT clauses are not allowed: results are JSON');

@@ -258,20 +258,28 @@ export function createActivities({ destination, s3, metaDatabase }: ActivityDeps
     },
 
     /** Files to import again: the listed keys (current version from S3) or every file whose latest status is failure. */
-    async filesToRetry({ dataSource, spec, keys }: { dataSource: string; spec: DataSourceSpec; keys?: string[] }): Promise<FileRef[]> {
+    async filesToRetry({ dataSource, spec, keys, onlyUnsettled }: { dataSource: string; spec: DataSourceSpec; keys?: string[]; onlyUnsettled?: boolean }): Promise<FileRef[]> {
       if (keys && keys.length) {
-        const { bucket } = parseBucketUri(spec.bucketUri);
+        const { bucket, pattern } = parseBucketUri(spec.bucketUri);
+        const match = compileGlob(pattern);
         const client = s3.client(spec.connection);
         const out: FileRef[] = [];
         for (const key of keys) {
+          if (onlyUnsettled && !match(key)) continue;
           try {
             const h = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
             out.push({ key, etag: stripQuotes(h.ETag), size: h.ContentLength ?? 0, lastModified: h.LastModified?.toISOString() ?? '' });
           } catch (e) {
+            // A notified object may be gone already; the listing safety net decides then.
+            if (onlyUnsettled) continue;
             throw ApplicationFailure.nonRetryable(`cannot retry ${key}: ${classify(e).message}`, 'retry_failed');
           }
         }
-        return out;
+        if (!onlyUnsettled) return out;
+        const settled = await ledger.settled(dataSource, out.map((f) => f.key));
+        const fresh = out.filter((f) => !settled.has(`${f.key}\u0000${f.etag}`));
+        await ledger.record(fresh.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued' })));
+        return fresh;
       }
       return queryRows<FileRef>(
         destination.client,

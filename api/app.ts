@@ -10,6 +10,7 @@ import { registerSystemRoutes } from './routes/system.js';
 import { DataSourceService } from './service.js';
 
 const MAX_BODY_BYTES = 1024 * 1024;
+const STATUS_TITLES: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type' };
 
 function problemBody(status: number, title: string, detail: string, errors?: Array<{ field: string; message: string }>) {
   return { type: 'about:blank', title, status, detail, ...(errors && errors.length ? { errors } : {}) };
@@ -82,7 +83,10 @@ export function createApp(deps: ApiDeps) {
     }
     if (err instanceof HTTPException) {
       const status = err.status as ContentfulStatusCode;
-      return c.json(problemBody(status, 'Bad Request', err.message || 'malformed request'), status, { 'content-type': 'application/problem+json' });
+      const title = STATUS_TITLES[status] ?? 'Error';
+      const detail = err.message || 'malformed request';
+      const errors = status === 400 ? [{ field: '(body)', message: detail }] : undefined;
+      return c.json(problemBody(status, title, detail, errors), status, { 'content-type': 'application/problem+json' });
     }
     if (err && typeof err === 'object' && 'issues' in err && Array.isArray((err as { issues: unknown }).issues)) {
       const errors = fieldErrors((err as { issues: Array<{ path: PropertyKey[]; message: string }> }).issues);

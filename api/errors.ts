@@ -23,6 +23,13 @@ export const badRequest = (detail: string, errors: FieldError[] = []) => new Api
 export const notFound = (detail: string) => new ApiError(404, 'Not Found', detail);
 export const conflict = (detail: string) => new ApiError(409, 'Conflict', detail);
 
-export function fieldErrors(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>): FieldError[] {
-  return issues.map((i) => ({ field: i.path.map(String).join('.') || '(body)', message: i.message }));
+export function fieldErrors(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string; code?: string; keys?: ReadonlyArray<string> }>): FieldError[] {
+  return issues.flatMap((i) => {
+    const base = i.path.map(String).join('.');
+    // An unknown key is reported on its parent object; name the key itself.
+    if (i.code === 'unrecognized_keys' && i.keys?.length) {
+      return i.keys.map((k) => ({ field: base ? `${base}.${k}` : k, message: `unknown field '${k}'` }));
+    }
+    return [{ field: base || '(body)', message: i.message }];
+  });
 }

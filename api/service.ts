@@ -9,6 +9,9 @@ import type { S3Connections } from '../activities/s3.js';
 import { createSchemaTools, suggestTimeColumn } from '../activities/schema.js';
 import { dataSourcePatchSchema, dataSourceSpecSchema, normalizeSpec, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
 import { quoteIdent } from '../schemas/identifiers.js';
+import { compileGlob, parseBucketUri } from '../schemas/glob.js';
+import { extractObjectRefs, type ObjectRef } from '../schemas/s3-event.js';
+import { DatasourceFileError, parseDatasourceFile } from '../schemas/datasource-file.js';
 import type { DataSourceInput } from '../workflows/datasource.js';
 import {
   WORKFLOW_TYPE,
@@ -22,6 +25,7 @@ import {
   workflowIdFor,
   type DataSourceState,
   type StatusView,
+  MAX_NOTIFIED_KEYS,
 } from '../workflows/messages.js';
 import { ApiError, badRequest, conflict, fieldErrors, notFound } from './errors.js';
 
@@ -93,14 +97,38 @@ export class DataSourceService {
       { db: this.deps.destination.database, t: spec.table },
     );
     if (Number(existing[0]?.n ?? 0) > 0) return; // an existing table is ingested into as it is
+    // Clause by clause, so a rejection names the field that caused it.
+    const e = spec.engine;
+    const steps: Array<[string, DataSourceSpec['engine']]> = [
+      ['columns', { engine: e.engine }],
+      ['engine.sortingKey', { engine: e.engine, sortingKey: e.sortingKey }],
+      ['engine.primaryKey', { engine: e.engine, sortingKey: e.sortingKey, primaryKey: e.primaryKey }],
+      ['engine.partitionKey', { engine: e.engine, sortingKey: e.sortingKey, primaryKey: e.primaryKey, partitionKey: e.partitionKey }],
+      ['engine.ttl', { ...e, settings: undefined }],
+      ['engine.settings', e],
+    ];
+    for (const [field, engine] of steps) {
+      const error = await this.tryCreate({ ...spec, engine }, columns);
+      if (!error) continue;
+      if (field === 'columns') {
+        for (const [i, col] of columns.entries()) {
+          const colError = await this.tryCreate({ ...spec, engine: { engine: 'MergeTree' } }, [col]);
+          if (colError) throw badRequest('ClickHouse rejected the table definition', [{ field: `columns.${i}.type`, message: colError }]);
+        }
+      }
+      throw badRequest('ClickHouse rejected the table definition', [{ field, message: error }]);
+    }
+  }
+
+  /** CREATE the target table under a scratch name and DROP it; the error message, or null when ClickHouse accepts it. */
+  private async tryCreate(spec: DataSourceSpec, columns: ColumnSpec[]): Promise<string | null> {
     const scratch = `s3ch_validate_${randomBytes(6).toString('hex')}`;
     const plan = buildImportPlan(this.deps.destination.database, { ...spec, table: scratch }, columns, 'csv', spec.name);
     try {
       await this.deps.destination.client.command({ query: plan.create[0]! });
+      return null;
     } catch (err) {
-      const message = (err as Error).message.split('\n')[0]!.replace(new RegExp(scratch, 'g'), spec.table);
-      const field = /TTL/i.test(message) ? 'engine.ttl' : /partition/i.test(message) ? 'engine.partitionKey' : /sorting|order by|primary key/i.test(message) ? 'engine.sortingKey' : 'engine';
-      throw badRequest('ClickHouse rejected the table definition', [{ field, message }]);
+      return (err as Error).message.split('\n')[0]!.replace(new RegExp(`\\S*${scratch}\\S*`, 'g'), spec.table).replace(/:? In scope .*$/, '');
     } finally {
       await this.deps.destination.client.command({ query: `DROP TABLE IF EXISTS ${tableNames(this.deps.destination.database, scratch).target}` }).catch(() => undefined);
     }
@@ -242,6 +270,53 @@ export class DataSourceService {
     } catch (err) {
       updateRejection(err);
     }
+  }
+
+  /** Route S3 event notifications to this data source: matching keys are imported at once. */
+  async notify(name: string, body: unknown): Promise<{ accepted: number; ignored: number }> {
+    const d = await this.describe(name);
+    const spec = (await this.status(name))?.spec ?? (d.memo?.spec as DataSourceSpec);
+    const keys = this.matchingKeys(spec, extractObjectRefs(body));
+    if (keys.length) await this.handle(name).signal(syncSignal, { reason: 'notify', keys });
+    const total = extractObjectRefs(body).length;
+    return { accepted: keys.length, ignored: total - keys.length };
+  }
+
+  /** One webhook for every data source (what a bucket notification target points at). */
+  async notifyAll(body: unknown): Promise<{ accepted: number; dataSources: string[] }> {
+    const refs = extractObjectRefs(body);
+    if (refs.length === 0) return { accepted: 0, dataSources: [] };
+    const hit: string[] = [];
+    let accepted = 0;
+    for await (const wf of this.deps.temporal.workflow.list({ query: `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'` })) {
+      const spec = wf.memo?.spec as DataSourceSpec | undefined;
+      if (!spec) continue;
+      const keys = this.matchingKeys(spec, refs);
+      if (!keys.length) continue;
+      await this.deps.temporal.workflow.getHandle(wf.workflowId).signal(syncSignal, { reason: 'notify', keys });
+      hit.push(spec.name);
+      accepted += keys.length;
+    }
+    return { accepted, dataSources: hit };
+  }
+
+  private matchingKeys(spec: DataSourceSpec, refs: ObjectRef[]): string[] {
+    const { bucket, pattern } = parseBucketUri(spec.bucketUri);
+    const match = compileGlob(pattern);
+    return [...new Set(refs.filter((r) => r.bucket === bucket && match(r.key)).map((r) => r.key))].slice(0, MAX_NOTIFIED_KEYS);
+  }
+
+  /** Create from a Tinybird `.datasource` file; the name comes from the request (the file name). */
+  async createFromFile(text: string, name: string | undefined): Promise<DataSourceResource> {
+    if (!name) throw badRequest('a .datasource file needs a name', [{ field: 'name', message: 'pass ?name=<data source name> (the file name without .datasource)' }]);
+    let spec: unknown;
+    try {
+      spec = parseDatasourceFile(text, { name });
+    } catch (err) {
+      if (err instanceof DatasourceFileError) throw badRequest('the .datasource file is invalid', [{ field: `line ${err.line}`, message: err.reason }]);
+      throw err;
+    }
+    return this.create(spec);
   }
 
   async files(name: string, q: { status?: string; search?: string; limit: number; cursor?: string }) {

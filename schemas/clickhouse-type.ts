@@ -73,8 +73,8 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
       const inner = parseInner(c);
       c.expect(')');
       if (inner.nullable) throw new ClickHouseTypeError('Nullable(Nullable(...)) is not allowed');
-      if (/^(Array|Map|Tuple|LowCardinality)$/.test(inner.base)) {
-        throw new ClickHouseTypeError(`${inner.base} cannot be inside Nullable`);
+      if (/^(Array|Map|Tuple)$/.test(inner.base) || inner.text.startsWith('LowCardinality(')) {
+        throw new ClickHouseTypeError(`${inner.text.startsWith('LowCardinality(') ? 'LowCardinality' : inner.base} cannot be inside Nullable (write LowCardinality(Nullable(...)) instead)`);
       }
       return { text: `Nullable(${inner.text})`, base: inner.base, nullable: true };
     }
@@ -82,6 +82,9 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
       c.expect('(');
       const inner = parseInner(c);
       c.expect(')');
+      if (/^(Array|Map|Tuple|JSON|Dynamic)$/.test(inner.base) || inner.text.startsWith('LowCardinality(')) {
+        throw new ClickHouseTypeError(`LowCardinality cannot wrap ${inner.base}`);
+      }
       return { text: `LowCardinality(${inner.text})`, base: inner.base, nullable: inner.nullable };
     }
     case 'Array': {
@@ -133,6 +136,7 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
       return { text: `DateTime(${tz})`, base: name, nullable: false };
     }
     case 'DateTime64': {
+      if (!open) return { text: 'DateTime64(3)', base: name, nullable: false };
       c.expect('(');
       const p = c.int();
       if (p > 9) throw new ClickHouseTypeError(`DateTime64 precision ${p} is out of range 0-9`);
@@ -155,6 +159,8 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
       c.expect('(');
       const s = c.int();
       c.expect(')');
+      const maxScale = { Decimal32: 9, Decimal64: 18, Decimal128: 38, Decimal256: 76 }[name];
+      if (s > maxScale) throw new ClickHouseTypeError(`${name} scale ${s} is out of range 0-${maxScale}`);
       return { text: `${name}(${s})`, base: name, nullable: false };
     }
     case 'Enum8': case 'Enum16': {
@@ -165,7 +171,10 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
         c.expect('=');
         c.skipSpace();
         const neg = c.peek() === '-' ? (c.pos++, '-') : '';
-        items.push(`${lit} = ${neg}${c.int()}`);
+        const value = Number(`${neg}${c.int()}`);
+        const [min, max] = name === 'Enum8' ? [-128, 127] : [-32768, 32767];
+        if (value < min || value > max) throw new ClickHouseTypeError(`${name} value ${value} is out of range ${min}-${max}`);
+        items.push(`${lit} = ${value}`);
         if (c.peek() === ',') { c.pos++; continue; }
         break;
       }

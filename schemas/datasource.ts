@@ -124,8 +124,13 @@ function checkCrossFieldRules(spec: z.infer<typeof dataSourceObject>, ctx: z.Ref
   if (spec.csv && spec.format !== 'csv' && spec.format !== 'auto') {
     ctx.addIssue({ code: 'custom', path: ['csv'], message: `csv options need format csv, not ${spec.format}` });
   }
-  if (spec.table && spec.table.startsWith('s3ch_')) {
-    ctx.addIssue({ code: 'custom', path: ['table'], message: "table names starting with 's3ch_' are reserved for the connector" });
+  // The table defaults to the name, so both are checked: the connector's own tables must stay out of reach.
+  const table = spec.table ?? spec.name;
+  if (table.startsWith('s3ch_')) {
+    ctx.addIssue({ code: 'custom', path: [spec.table ? 'table' : 'name'], message: "names starting with 's3ch_' are reserved for the connector's own tables" });
+  }
+  if (/(_quarantine|_s3ch_landing|_s3ch_\w+_mv)$/.test(table)) {
+    ctx.addIssue({ code: 'custom', path: [spec.table ? 'table' : 'name'], message: "names ending in _quarantine or _s3ch_* are used by the import path of another table" });
   }
 }
 

@@ -31,6 +31,8 @@ import {
   type RetryRequest,
   type RunSummary,
   type StatusView,
+  type SyncRequest,
+  MAX_NOTIFIED_KEYS,
 } from './messages.js';
 
 /** Files per discovery batch: keeps each batch's history and payloads small. */
@@ -67,6 +69,8 @@ export interface CarriedState {
   syncRequested: boolean;
   backlog: boolean;
   retry: RetryRequest | null;
+  /** Keys from event notifications waiting to be imported (bounded by MAX_NOTIFIED_KEYS). */
+  notified: string[];
   nextRunAtMs: number | null;
   seq: number;
 }
@@ -110,9 +114,11 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     syncRequested: false,
     backlog: false,
     retry: null,
+    notified: [],
     nextRunAtMs: null,
     seq: 0,
   };
+  s.notified ??= [];
   let state: DataSourceState = s.paused ? 'paused' : 'idle';
   // Assigned by handlers; typed loosely so control-flow narrowing does not assume it stays null.
   let deleteRequest = null as DeleteRequest | null;
@@ -142,7 +148,16 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
 
   // Handlers first, so no message that arrives with the first task is lost.
   setHandler(statusQuery, view);
-  setHandler(syncSignal, () => {
+  setHandler(syncSignal, (req?: SyncRequest) => {
+    if (req?.keys?.length && !s.syncRequested) {
+      const merged = [...new Set([...s.notified, ...req.keys])];
+      if (merged.length <= MAX_NOTIFIED_KEYS) {
+        s.notified = merged;
+        return;
+      }
+    }
+    // A plain sync (or too many keys to hold): list the bucket.
+    s.notified = [];
     s.syncRequested = true;
   });
   setHandler(
@@ -191,8 +206,10 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   setHandler(
     retryUpdate,
     (req) => {
-      s.retry = { keys: [...new Set([...(s.retry?.keys ?? []), ...(req.keys ?? [])])] };
-      if (!req.keys?.length) s.retry = {};
+      const all = (r: RetryRequest | null) => r !== null && !r.keys?.length;
+      // "Every failed file" absorbs any list of keys, before or after it.
+      if (all(req) || all(s.retry)) s.retry = {};
+      else s.retry = { keys: [...new Set([...(s.retry?.keys ?? []), ...(req.keys ?? [])])] };
       return { accepted: true } as const;
     },
     {
@@ -214,7 +231,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     { validator: (_req: DeleteRequest) => { if (deleteRequest) throw new Error('delete is already in progress'); } },
   );
 
-  const wake = () => s.syncRequested || s.retry !== null || deleteRequest !== null || pendingSpec !== null;
+  const wake = () => s.syncRequested || s.notified.length > 0 || s.retry !== null || deleteRequest !== null || pendingSpec !== null;
 
   async function prepare(): Promise<boolean> {
     try {
@@ -227,6 +244,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       s.inferredFrom = res.inferredFrom ?? s.inferredFrom;
       s.prepared = true;
       s.error = null;
+      if (state === 'error') setState('idle');
       return true;
     } catch (err) {
       s.error = `preparing the table failed: ${failureMessage(err)}`;
@@ -303,6 +321,14 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
         run.filesFound += files.length;
         await importAll(files, run);
       }
+      if (trigger === 'notify') {
+        const keys = s.notified;
+        s.notified = [];
+        const files = await filesToRetry({ dataSource: spec.name, spec, keys, onlyUnsettled: true });
+        run.filesFound += files.length;
+        await importAll(files, run);
+        return;
+      }
       const cap = spec.limits.maxFilesPerRun > 0 && trigger !== 'sync' ? spec.limits.maxFilesPerRun : Infinity;
       let more = true;
       while (more && !s.paused && !deleteRequest && run.filesFound < cap) {
@@ -321,6 +347,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       }
       s.error = null;
     } catch (err) {
+      // A failed run must not chain into another one at once: the next attempt waits for the schedule.
+      s.backlog = false;
       if (!isCancellation(err)) {
         s.error = failureMessage(err);
         log.warn('sync failed', { error: s.error });
@@ -349,6 +377,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
 
   if (input.searchAttributes) upsertSearchAttributes({ DataSource: [spec.name], DataSourceState: [state] });
   let runsThisExecution = 0;
+  let eagerPrepare = true;
 
   for (;;) {
     if (pendingSpec) {
@@ -360,7 +389,10 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       upsertMemo({ spec });
     }
     if (deleteRequest) break;
-    if (!s.prepared && !s.paused) await prepare();
+    // Prepare eagerly, so the table exists as soon as the data source does;
+    // not again right after a run-time attempt just failed.
+    if (!s.prepared && !s.paused && eagerPrepare) await prepare();
+    eagerPrepare = true;
 
     const schedule = parseSchedule(spec.schedule);
     if (s.nextRunAtMs === null) s.nextRunAtMs = nextRunAt(schedule, Date.now());
@@ -371,11 +403,16 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       const waitMs = s.paused || s.nextRunAtMs === null ? undefined : Math.max(0, s.nextRunAtMs - Date.now());
       const woke = waitMs === undefined ? (await condition(() => wake() && !s.paused || deleteRequest !== null || pendingSpec !== null), true) : await condition(() => (wake() && !s.paused) || deleteRequest !== null || pendingSpec !== null, waitMs);
       if (deleteRequest || pendingSpec) continue;
-      if (woke) trigger = s.retry ? 'retry' : 'sync';
+      if (woke) trigger = s.retry ? 'retry' : s.syncRequested ? 'sync' : 'notify';
       else s.nextRunAtMs = null; // the tick fired; schedule the next one after this run
     }
     s.syncRequested = false;
     if (!s.prepared && !(await prepare())) {
+      eagerPrepare = false;
+      // Nothing can be imported until the table is ready: drop pending triggers
+      // (the listing safety net finds notified files later) so the loop waits.
+      s.notified = [];
+      s.retry = null;
       s.backlog = false;
       s.nextRunAtMs = null;
       continue;

@@ -9,7 +9,7 @@ export type DataSourceState = 'idle' | 'syncing' | 'paused' | 'error' | 'deletin
 
 export interface RunSummary {
   runId: string;
-  trigger: 'schedule' | 'sync' | 'retry' | 'backlog';
+  trigger: 'schedule' | 'sync' | 'retry' | 'backlog' | 'notify';
   startedAt: string;
   finishedAt: string | null;
   filesFound: number;
@@ -46,7 +46,15 @@ export interface StatusView {
 export interface SyncRequest {
   /** Why: shows in the run history (e.g. "notify", "cli"). */
   reason?: string;
+  /**
+   * Keys an event notification named: imported at once without listing the
+   * bucket. Polling stays the safety net for anything a notification misses.
+   */
+  keys?: string[];
 }
+
+/** Most notified keys a workflow holds; beyond that a notification falls back to a full listing. */
+export const MAX_NOTIFIED_KEYS = 1000;
 
 export interface SpecUpdate {
   spec: DataSourceSpec;

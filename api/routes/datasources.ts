@@ -70,6 +70,16 @@ const routes = {
     request: { params: nameParam, query: limitQuery },
     responses: { 200: json(listOf(z.looseObject({ runId: z.string() })), 'Runs'), 404: problem('Unknown name') },
   }),
+  notify: createRoute({
+    method: 'post', path: '/v1/datasources/{name}/notify', tags: ['control'], summary: 'S3/MinIO/EventBridge/SNS event notification: import the named objects now',
+    request: { params: nameParam, body: { content: { 'application/json': { schema: z.looseObject({}) } }, required: true } },
+    responses: { 202: json(z.object({ accepted: z.number(), ignored: z.number() }), 'Objects matching the glob are being imported'), 404: problem('Unknown name') },
+  }),
+  notifyAll: createRoute({
+    method: 'post', path: '/v1/notify', tags: ['control'], summary: 'Event notification webhook for every data source (bucket notification target)',
+    request: { body: { content: { 'application/json': { schema: z.looseObject({}) } }, required: true } },
+    responses: { 202: json(z.object({ accepted: z.number(), dataSources: z.array(z.string()) }), 'Routed to the data sources whose bucket and glob match') },
+  }),
   quarantine: createRoute({
     method: 'get', path: '/v1/datasources/{name}/quarantine', tags: ['files'], summary: 'Rows that did not fit, with file, line, raw text and reason',
     request: { params: nameParam, query: limitQuery },
@@ -78,6 +88,11 @@ const routes = {
 };
 
 export function registerDataSourceRoutes(app: OpenAPIHono<AppEnv>) {
+  // A Tinybird .datasource file (text/plain) creates a data source too; JSON goes on to the typed route.
+  app.post('/v1/datasources', async (c, next) => {
+    if (!c.req.header('content-type')?.startsWith('text/plain')) return next();
+    return c.json(await c.var.service.createFromFile(await c.req.text(), c.req.query('name')), 201);
+  });
   app.openapi(routes.create, async (c) => c.json(await c.var.service.create(c.req.valid('json')), 201));
   app.openapi(routes.list, async (c) => c.json({ items: await c.var.service.list(), nextCursor: null }, 200));
   app.openapi(routes.get, async (c) => c.json(await c.var.service.get(c.req.valid('param').name), 200));
@@ -101,6 +116,8 @@ export function registerDataSourceRoutes(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.files, async (c) => c.json(await c.var.service.files(c.req.valid('param').name, c.req.valid('query')) as never, 200));
   app.openapi(routes.fileHistory, async (c) => c.json(await c.var.service.fileHistory(c.req.valid('param').name, c.req.valid('query').key), 200));
   app.openapi(routes.runs, async (c) => c.json(await c.var.service.runs(c.req.valid('param').name, c.req.valid('query').limit), 200));
+  app.openapi(routes.notify, async (c) => c.json(await c.var.service.notify(c.req.valid('param').name, c.req.valid('json')), 202));
+  app.openapi(routes.notifyAll, async (c) => c.json(await c.var.service.notifyAll(c.req.valid('json')), 202));
   app.openapi(routes.quarantine, async (c) => c.json(await c.var.service.quarantine(c.req.valid('param').name, c.req.valid('query').limit), 200));
 }
 

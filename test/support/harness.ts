@@ -57,12 +57,12 @@ export interface TestConnector extends Connector {
 }
 
 /** The real connector (worker + API in-process) against the run's Temporal and MinIO and this process's chDB. */
-export async function startTestConnector(overrides: Record<string, string> = {}): Promise<TestConnector> {
+export async function startTestConnector(overrides: Record<string, string> = {}, extraConnections: Record<string, Connection> = {}): Promise<TestConnector> {
   const taskQueue = uid('tq');
   const env = envSchema.parse({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
   const connector = await startConnector({
     env,
-    connections: new Map([['local', minioConnection()]]),
+    connections: new Map([['local', minioConnection()], ...Object.entries(extraConnections)]),
     temporalAddress: inject('temporalAddress'),
     workflowBundle: { codePath: inject('workflowBundlePath') },
     destination: await processDestination(),

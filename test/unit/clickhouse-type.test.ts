@@ -114,16 +114,9 @@ describe('parseClickHouseType: invalid types', () => {
   });
 });
 
-/*
- * Types the parser accepts but ClickHouse rejects (checked against chDB 3.4:
- * `CAST(defaultValueOfTypeName(T), T)`). They are not caught as column-type
- * errors; at best the dry-run CREATE TABLE rejects them later, with the error
- * attributed to `engine` rather than `columns.N.type`. `it.fails` keeps the
- * suite green while documenting the gap: when the parser is fixed these start
- * "failing" and the `.fails` should be removed.
- */
-describe('parseClickHouseType: known gaps (ClickHouse disagrees)', () => {
-  it.fails.each([
+/* Types ClickHouse rejects (checked against chDB: `CAST(defaultValueOfTypeName(T), T)`) are rejected up front, with the reason. */
+describe('parseClickHouseType: agrees with ClickHouse on edge cases', () => {
+  it.each([
     // "Nested type LowCardinality(String) cannot be inside Nullable type":
     // the Nullable check looks at inner.base, which LowCardinality has already unwrapped to String.
     'Nullable(LowCardinality(String))',
@@ -138,7 +131,7 @@ describe('parseClickHouseType: known gaps (ClickHouse disagrees)', () => {
   });
 
   // ClickHouse accepts bare DateTime64 (precision 3); the parser demands an argument.
-  it.fails('DateTime64 without arguments is accepted', () => {
+  it('DateTime64 without arguments is accepted', () => {
     expect(parseClickHouseType('DateTime64').base).toBe('DateTime64');
   });
 });

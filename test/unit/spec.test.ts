@@ -188,12 +188,8 @@ describe('dataSourceSpecSchema: rejections name the field and the reason', () =>
     expect(issueAt({ ...example, table: 's3ch_events' }, 'table').message).toMatch(/starting with 's3ch_' are reserved/);
   });
 
-  // KNOWN GAP (product bug): the reserved-prefix rule checks only an explicit
-  // `table`, but `table` defaults to `name`, so name 's3ch_runs' (or
-  // 's3ch_file_events') targets the connector's own ledger tables. `it.fails`
-  // keeps the suite green; drop `.fails` once checkCrossFieldRules also checks
-  // the defaulted table name.
-  it.fails("rejects a data source name that would default the table to the reserved prefix", () => {
+  // The table defaults to the name, so the name alone must not reach the connector's own tables.
+  it("rejects a data source name that would default the table to the reserved prefix", () => {
     for (const name of ['s3ch_events', 's3ch_runs', 's3ch_file_events']) {
       const paths = issuesOf({ ...example, name }).map((i) => i.path.join('.'));
       expect(paths.some((p) => p === 'name' || p === 'table'), `issues at ${paths.join(', ')}`).toBe(true);

@@ -1,0 +1,597 @@
+/**
+ * The `dataSource` entity workflow against the real Temporal dev server (started
+ * once by test/support/global-setup.ts), with MOCKED activities: plain async
+ * functions that record their calls and serve files from an in-memory "bucket".
+ * No S3, no chDB.
+ *
+ * The fake ledger mirrors the real one where the workflow depends on it:
+ * `discoverFiles` returns only files not yet settled (success or failure), at
+ * most `limit` of them, with `more` when others remain; a file becomes settled
+ * when `importFile` succeeds, when it fails non-retryably (the real activity
+ * records 'failure' itself), or when the workflow records 'failure'.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { Client, Connection, WorkflowUpdateFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, type HistoryAndWorkflowId } from '@temporalio/common';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import type { Activities, DiscoverInput, FileRef, ImportInput, PrepareInput, RecordStatusInput } from '../../activities/index.js';
+import { dataSourceSpecSchema, normalizeSpec, type DataSourceSpec, type DataSourceSpecInput } from '../../schemas/datasource.js';
+import { BATCH_SIZE, type DataSourceInput, type dataSource } from '../../workflows/datasource.js';
+import {
+  WORKFLOW_TYPE,
+  deleteUpdate,
+  pauseUpdate,
+  resumeUpdate,
+  retryUpdate,
+  statusQuery,
+  updateSpecUpdate,
+  workflowIdFor,
+  type StatusView,
+} from '../../workflows/messages.js';
+
+type DataSourceWorkflow = typeof dataSource;
+type RunRecord = Parameters<Activities['recordRun']>[0];
+type RetryInput = Parameters<Activities['filesToRetry']>[0];
+type DropInput = Parameters<Activities['dropDataSource']>[0];
+
+const hex = (bytes = 5) => randomBytes(bytes).toString('hex');
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Poll `check` until it returns something truthy; fail with `what` (and the last error) after the timeout. */
+async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, intervalMs = 100): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** Assert `check` holds for the whole window (a negative assertion needs a window to mean anything). */
+async function stays(what: string, check: () => boolean | Promise<boolean>, windowMs: number): Promise<void> {
+  const deadline = Date.now() + windowMs;
+  do {
+    if (!(await check())) throw new Error(`expected ${what} to hold for ${windowMs} ms, but it stopped holding`);
+    await sleep(100);
+  } while (Date.now() < deadline);
+}
+
+function makeSpec(overrides: Partial<DataSourceSpecInput> & { name: string }): DataSourceSpec {
+  return normalizeSpec(
+    dataSourceSpecSchema.parse({
+      connection: 'local',
+      bucketUri: 's3://bkt/p/*.csv',
+      format: 'csv',
+      schedule: '@on-demand',
+      columns: [{ name: 'a', type: 'String' }],
+      ...overrides,
+    }),
+  );
+}
+
+/** How many times each value occurs. */
+function tally(values: string[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const v of values) m.set(v, (m.get(v) ?? 0) + 1);
+  return m;
+}
+
+function expectEachOnce(imported: string[], keys: string[]) {
+  expect([...imported].sort()).toEqual([...keys].sort());
+  expect([...tally(imported).values()].every((n) => n === 1)).toBe(true);
+}
+
+interface ImportCall {
+  key: string;
+  attempt: number;
+  runId: string;
+  spec: DataSourceSpec;
+}
+
+/** A gate an activity can wait on until the test opens it. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  return { opened, open };
+}
+
+function makeFakes() {
+  const bucket: FileRef[] = [];
+  const settled = new Set<string>();
+  const failed = new Set<string>();
+  const calls = {
+    prepare: [] as PrepareInput[],
+    discover: [] as DiscoverInput[],
+    importAttempts: [] as ImportCall[],
+    /** Keys whose import succeeded, in order (duplicates would show a double import). */
+    imported: [] as string[],
+    status: [] as RecordStatusInput[],
+    runs: [] as RunRecord[],
+    retry: [] as RetryInput[],
+    drop: [] as DropInput[],
+  };
+  const hooks: {
+    /** Runs inside importFile before it succeeds; throw to fail the attempt. */
+    importFile?: (input: ImportInput, attempt: number) => void | Promise<void>;
+    /** Runs inside discoverFiles before it answers. */
+    discoverFiles?: (input: DiscoverInput) => void | Promise<void>;
+  } = {};
+
+  const add = (...keys: string[]) => {
+    for (const key of keys) bucket.push({ key, etag: `etag-${key}`, size: 100, lastModified: '2024-01-01T00:00:00.000Z' });
+  };
+
+  const activities = {
+    async prepareDataSource(input: PrepareInput) {
+      calls.prepare.push(input);
+      return { columns: input.spec.columns ?? null, inferredFrom: null };
+    },
+    async discoverFiles(input: DiscoverInput) {
+      calls.discover.push(input);
+      await hooks.discoverFiles?.(input);
+      const pending = bucket.filter((f) => !settled.has(f.key));
+      return { files: pending.slice(0, input.limit), more: pending.length > input.limit, listed: bucket.length };
+    },
+    async importFile(input: ImportInput) {
+      const attempt = Context.current().info.attempt;
+      calls.importAttempts.push({ key: input.file.key, attempt, runId: input.runId, spec: input.spec });
+      try {
+        await hooks.importFile?.(input, attempt);
+      } catch (err) {
+        // The real activity records 'failure' itself for a non-retryable error.
+        if (err instanceof ApplicationFailure && err.nonRetryable) {
+          settled.add(input.file.key);
+          failed.add(input.file.key);
+        }
+        throw err;
+      }
+      settled.add(input.file.key);
+      failed.delete(input.file.key);
+      calls.imported.push(input.file.key);
+      return { rows: 10, quarantinedRows: 0, bytes: 100 };
+    },
+    async recordFileStatus(input: RecordStatusInput) {
+      calls.status.push(input);
+      for (const f of input.files) {
+        if (input.status === 'failure') {
+          settled.add(f.key);
+          failed.add(f.key);
+        }
+      }
+    },
+    async recordRun(run: RunRecord) {
+      calls.runs.push(run);
+    },
+    async filesToRetry(input: RetryInput) {
+      calls.retry.push(input);
+      const keys = input.keys?.length ? new Set(input.keys) : failed;
+      // Notified keys (onlyUnsettled) skip files already imported, like the real ledger check.
+      const onlyUnsettled = 'onlyUnsettled' in input && input.onlyUnsettled === true;
+      return bucket.filter((f) => keys.has(f.key) && !(onlyUnsettled && settled.has(f.key)));
+    },
+    async dropDataSource(input: DropInput) {
+      calls.drop.push(input);
+    },
+  } satisfies Activities;
+
+  return { bucket, settled, failed, calls, hooks, add, activities };
+}
+type Fakes = ReturnType<typeof makeFakes>;
+
+describe('dataSource workflow (real Temporal dev server, mocked activities)', () => {
+  let clientConnection: Connection;
+  let client: Client;
+  /** Workflows started by the current test: terminated (if still running) after it. */
+  let started: string[] = [];
+  let cleanups: Array<() => Promise<void>> = [];
+  /** Histories of every execution these tests produced, replayed by the last test. */
+  const histories: HistoryAndWorkflowId[] = [];
+  /** Executions (workflowId, runId) whose histories to collect after the current test. */
+  let extraRuns: Array<{ workflowId: string; runId: string }> = [];
+
+  beforeAll(async () => {
+    // Keep the output readable: worker lifecycle INFO lines are noise here. (Each
+    // test file runs in its own process, so this is the first use of the Runtime.)
+    try {
+      Runtime.install({ logger: new DefaultLogger('WARN') });
+    } catch {
+      // already installed in this process
+    }
+    clientConnection = await Connection.connect({ address: inject('temporalAddress') });
+    client = new Client({ connection: clientConnection });
+  });
+
+  afterEach(async () => {
+    for (const workflowId of started) {
+      const handle = client.workflow.getHandle(workflowId);
+      try {
+        const d = await handle.describe();
+        if (d.status.name === 'RUNNING') await handle.terminate('test finished');
+        histories.push({ workflowId, history: await handle.fetchHistory() });
+      } catch {
+        // never started or already gone: nothing to clean up or replay
+      }
+    }
+    for (const { workflowId, runId } of extraRuns) {
+      histories.push({ workflowId, history: await client.workflow.getHandle(workflowId, runId).fetchHistory() });
+    }
+    for (const c of cleanups.reverse()) await c();
+    started = [];
+    cleanups = [];
+    extraRuns = [];
+  });
+
+  afterAll(async () => {
+    await clientConnection?.close();
+  });
+
+  /** A worker on a fresh task queue with the fakes as activities, running while `fn` runs. */
+  async function withWorker<R>(fakes: Fakes, fn: (taskQueue: string) => Promise<R>): Promise<R> {
+    const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
+    cleanups.push(() => connection.close());
+    const taskQueue = `dswf-${hex(8)}`;
+    const worker = await Worker.create({
+      connection,
+      taskQueue,
+      workflowBundle: { codePath: inject('workflowBundlePath') },
+      activities: fakes.activities,
+    });
+    return worker.runUntil(() => fn(taskQueue));
+  }
+
+  async function startDataSource(
+    taskQueue: string,
+    overrides: Partial<DataSourceSpecInput> = {},
+    input: Omit<DataSourceInput, 'spec'> = {},
+  ): Promise<{ spec: DataSourceSpec; handle: WorkflowHandleWithFirstExecutionRunId<DataSourceWorkflow> }> {
+    const spec = makeSpec({ name: `wf_${hex()}`, ...overrides });
+    const workflowId = workflowIdFor(spec.name);
+    started.push(workflowId);
+    const handle = await client.workflow.start<DataSourceWorkflow>(WORKFLOW_TYPE, { taskQueue, workflowId, args: [{ spec, ...input }] });
+    return { spec, handle };
+  }
+
+  const status = (handle: WorkflowHandle<DataSourceWorkflow>): Promise<StatusView> => handle.query(statusQuery);
+
+  it('runs on its own on an @every 1s schedule, and a later tick imports files queued later', async () => {
+    const f = makeFakes();
+    f.add('p/1.csv', 'p/2.csv');
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@every 1s' });
+
+      await until('two scheduled runs', () => f.calls.runs.length >= 2);
+      expect(f.calls.runs.map((r) => r.trigger)).toEqual(f.calls.runs.map(() => 'schedule'));
+      expectEachOnce(f.calls.imported, ['p/1.csv', 'p/2.csv']);
+      const s1 = await status(handle);
+      expect(s1.nextRunAt).not.toBeNull();
+      expect(s1.counters.runs).toBeGreaterThanOrEqual(2);
+
+      const runsBefore = f.calls.runs.length;
+      f.add('p/3.csv', 'p/4.csv', 'p/5.csv');
+      const run = await until('a later tick to import the new files', () => f.calls.runs.slice(runsBefore).find((r) => r.files_imported > 0));
+      expect(run.trigger).toBe('schedule');
+      await until('all five files imported', () => f.calls.imported.length === 5);
+      expectEachOnce(f.calls.imported, ['p/1.csv', 'p/2.csv', 'p/3.csv', 'p/4.csv', 'p/5.csv']);
+      // Every run has its own id: seq numbers are not reused across ticks.
+      expect(new Set(f.calls.runs.map((r) => r.run_id)).size).toBe(f.calls.runs.length);
+
+      const s2 = await until('the status to count the five files', async () => {
+        const s = await status(handle);
+        return s.counters.filesImported === 5 ? s : null;
+      });
+      expect(s2.counters).toMatchObject({ filesFailed: 0, rows: 50, bytes: 500 });
+      expect(s2.counters.runs).toBeGreaterThanOrEqual(3);
+    });
+  });
+
+  it('@on-demand: does nothing until the "sync" signal, then runs exactly once', async () => {
+    const f = makeFakes();
+    f.add('p/a.csv', 'p/b.csv', 'p/c.csv');
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
+      await until('the table to be prepared', () => f.calls.prepare.length === 1);
+      await stays('no discovery and no run', () => f.calls.discover.length === 0 && f.calls.runs.length === 0, 2_000);
+      const idle = await status(handle);
+      expect(idle).toMatchObject({ state: 'idle', nextRunAt: null, lastRun: null });
+      expect(idle.counters.runs).toBe(0);
+
+      // By name, as `temporal workflow signal --name sync` sends it.
+      await handle.signal('sync');
+      await until('one run', () => f.calls.runs.length === 1);
+      expect(f.calls.runs[0]).toMatchObject({ trigger: 'sync', files_found: 3, files_imported: 3, files_failed: 0 });
+      expectEachOnce(f.calls.imported, ['p/a.csv', 'p/b.csv', 'p/c.csv']);
+
+      await stays('no second run', () => f.calls.runs.length === 1, 1_000);
+      const after = await status(handle);
+      expect(after.state).toBe('idle');
+      expect(after.counters).toMatchObject({ runs: 1, filesImported: 3, rows: 30, bytes: 300 });
+      expect(after.lastRun).toMatchObject({ trigger: 'sync', filesImported: 3 });
+      expect(after.lastRun?.finishedAt).toBeTruthy();
+      expect(f.calls.prepare).toHaveLength(1);
+    });
+  });
+
+  it(`drains a backlog of 450 files (batches of ${BATCH_SIZE}) in one sync, each file once`, async () => {
+    const f = makeFakes();
+    const keys = Array.from({ length: 450 }, (_, i) => `p/${String(i).padStart(4, '0')}.csv`);
+    f.add(...keys);
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
+      await handle.signal('sync');
+      await until('all 450 files imported and the run recorded', () => f.calls.imported.length === 450 && f.calls.runs.length >= 1, 90_000);
+
+      expectEachOnce(f.calls.imported, keys);
+      expect(f.calls.discover.length).toBeGreaterThanOrEqual(3);
+      expect(f.calls.discover.every((d) => d.limit <= BATCH_SIZE)).toBe(true);
+      // One sync, no tick: all batches belong to the same run.
+      expect(new Set(f.calls.discover.map((d) => d.runId)).size).toBe(1);
+      expect(new Set(f.calls.importAttempts.map((c) => c.runId))).toEqual(new Set([f.calls.discover[0]!.runId]));
+      expect(f.calls.runs).toHaveLength(1);
+      expect(f.calls.runs[0]).toMatchObject({ trigger: 'sync', files_found: 450, files_imported: 450, files_failed: 0 });
+
+      const s = await status(handle);
+      expect(s.backlog).toBe(false);
+      expect(s.counters).toMatchObject({ runs: 1, filesImported: 450, rows: 4500, bytes: 45_000 });
+    });
+  });
+
+  it('continue-as-new (runsPerExecution: 1) carries counters, run numbering and the paused flag', async () => {
+    const f = makeFakes();
+    f.add('p/1.csv', 'p/2.csv', 'p/3.csv');
+    await withWorker(f, async (taskQueue) => {
+      const { spec, handle } = await startDataSource(taskQueue, { schedule: '@on-demand' }, { runsPerExecution: 1 });
+      const workflowId = handle.workflowId;
+      const latest = client.workflow.getHandle<DataSourceWorkflow>(workflowId);
+      const run0 = handle.firstExecutionRunId;
+      const newRunAfter = (prev: string) =>
+        until(`an execution after ${prev}`, async () => {
+          const d = await latest.describe();
+          return d.runId !== prev && d.status.name === 'RUNNING' ? d.runId : null;
+        });
+
+      await handle.signal('sync');
+      const run1 = await newRunAfter(run0);
+      expect((await client.workflow.getHandle(workflowId, run0).describe()).status.name).toBe('CONTINUED_AS_NEW');
+      expect((await status(latest)).counters).toMatchObject({ runs: 1, filesImported: 3 });
+
+      f.add('p/4.csv', 'p/5.csv');
+      await latest.signal('sync');
+      const run2 = await newRunAfter(run1);
+      const s2 = await status(latest);
+      expect(s2.counters).toEqual({ runs: 2, filesImported: 5, filesFailed: 0, rows: 50, bytes: 500, quarantinedRows: 0 });
+      expect(s2.state).toBe('idle');
+      expect(s2.spec).toEqual(JSON.parse(JSON.stringify(spec)));
+      // The run sequence continues across executions.
+      expect(f.calls.runs.map((r) => r.run_id)).toEqual([`${workflowId}/1`, `${workflowId}/2`]);
+      expectEachOnce(f.calls.imported, ['p/1.csv', 'p/2.csv', 'p/3.csv', 'p/4.csv', 'p/5.csv']);
+
+      // Pause in the middle of run 3 (while discovery is in flight): the run ends
+      // without importing, continues as new, and the new execution is still paused.
+      f.add('p/6.csv', 'p/7.csv');
+      const discovering = gate();
+      const release = gate();
+      f.hooks.discoverFiles = async () => {
+        discovering.open();
+        await release.opened;
+      };
+      try {
+        await latest.signal('sync');
+        await discovering.opened;
+        const paused = await latest.executeUpdate(pauseUpdate);
+        expect(paused.state).toBe('paused');
+      } finally {
+        release.open();
+      }
+      f.hooks.discoverFiles = undefined;
+      const run3 = await newRunAfter(run2);
+      const s3 = await status(latest);
+      expect(s3.state).toBe('paused');
+      expect(s3.nextRunAt).toBeNull();
+      expect(s3.counters).toMatchObject({ runs: 3, filesImported: 5 });
+      expect(f.calls.imported).toHaveLength(5);
+      const pausedRecord = f.calls.status.find((c) => c.status === 'paused');
+      expect(pausedRecord?.files.map((x) => x.key).sort()).toEqual(['p/6.csv', 'p/7.csv']);
+
+      // Still paused in the new execution: a sync does nothing.
+      await latest.signal('sync');
+      await stays('no run while paused', () => f.calls.runs.length === 3 && f.calls.discover.length === 3, 1_000);
+
+      const resumed = await latest.executeUpdate(resumeUpdate);
+      expect(resumed.state).toBe('idle');
+      await until('the paused files to be imported', () => f.calls.imported.length === 7);
+      const run4 = await newRunAfter(run3);
+      const s4 = await status(latest);
+      expect(s4.counters).toMatchObject({ runs: 4, filesImported: 7 });
+      expectEachOnce(f.calls.imported, ['p/1.csv', 'p/2.csv', 'p/3.csv', 'p/4.csv', 'p/5.csv', 'p/6.csv', 'p/7.csv']);
+      expect(new Set([run0, run1, run2, run3, run4]).size).toBe(5);
+      extraRuns.push(...[run0, run1, run2, run3].map((runId) => ({ workflowId, runId })));
+    });
+  });
+
+  it('pause and resume updates: a sync while paused imports nothing; resume imports the pending files', async () => {
+    const f = makeFakes();
+    f.add('p/x.csv', 'p/y.csv', 'p/z.csv');
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
+      await until('the table to be prepared', () => f.calls.prepare.length === 1);
+
+      const paused = await handle.executeUpdate(pauseUpdate);
+      expect(paused.state).toBe('paused');
+      expect(paused.nextRunAt).toBeNull();
+
+      await handle.signal('sync');
+      await stays('nothing imported while paused', () => f.calls.discover.length === 0 && f.calls.importAttempts.length === 0, 1_500);
+      expect((await status(handle)).state).toBe('paused');
+
+      // Pausing twice is harmless.
+      expect((await handle.executeUpdate(pauseUpdate)).state).toBe('paused');
+
+      const resumed = await handle.executeUpdate(resumeUpdate);
+      expect(resumed.state).toBe('idle');
+      await until('the pending files to be imported', () => f.calls.imported.length === 3 && f.calls.runs.length === 1);
+      expectEachOnce(f.calls.imported, ['p/x.csv', 'p/y.csv', 'p/z.csv']);
+      expect(f.calls.runs[0]!.trigger).toBe('sync');
+      const s = await until('the run to finish', async () => {
+        const v = await status(handle);
+        return v.state === 'idle' && v.counters.runs === 1 ? v : null;
+      });
+      expect(s.counters.filesImported).toBe(3);
+    });
+  });
+
+  it('updateSpec: moving bucketUri after imports needs force; rejected updates change nothing', async () => {
+    const f = makeFakes();
+    f.add('p/1.csv', 'p/2.csv');
+    await withWorker(f, async (taskQueue) => {
+      const { spec, handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
+      await handle.signal('sync');
+      await until('the first run', () => f.calls.runs.length === 1);
+      await until('the status to count the imports', async () => (await status(handle)).counters.filesImported === 2);
+
+      const moved = makeSpec({ name: spec.name, schedule: '@on-demand', bucketUri: 's3://bkt/elsewhere/*.csv' });
+      const rejected = await handle.executeUpdate(updateSpecUpdate, { args: [{ spec: moved }] }).catch((e: unknown) => e);
+      expect(rejected).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect((rejected as WorkflowUpdateFailedError).cause?.message).toMatch(/force/);
+
+      const renamed = makeSpec({ name: `${spec.name}_x`, schedule: '@on-demand' });
+      await expect(handle.executeUpdate(updateSpecUpdate, { args: [{ spec: renamed, force: true }] })).rejects.toBeInstanceOf(WorkflowUpdateFailedError);
+
+      const unchanged = await status(handle);
+      expect(unchanged.spec).toEqual(JSON.parse(JSON.stringify(spec)));
+      expect(unchanged.state).toBe('idle');
+      await stays('no re-prepare after rejected updates', () => f.calls.prepare.length === 1, 500);
+
+      const accepted = await handle.executeUpdate(updateSpecUpdate, { args: [{ spec: moved, force: true }] });
+      expect(accepted.spec.bucketUri).toBe(moved.bucketUri);
+      await until('the table to be prepared for the new spec', () => f.calls.prepare.at(-1)?.spec.bucketUri === moved.bucketUri);
+
+      f.add('elsewhere/3.csv');
+      await handle.signal('sync');
+      await until('the second run', () => f.calls.runs.length === 2);
+      expect(f.calls.discover.at(-1)!.spec.bucketUri).toBe(moved.bucketUri);
+      expect(f.calls.importAttempts.at(-1)).toMatchObject({ key: 'elsewhere/3.csv' });
+      expect(f.calls.importAttempts.at(-1)!.spec.bucketUri).toBe(moved.bucketUri);
+      const s = await status(handle);
+      expect(s.spec).toEqual(JSON.parse(JSON.stringify(moved)));
+      expect(s.counters).toMatchObject({ runs: 2, filesImported: 3 });
+    });
+  });
+
+  it('delete: drops with the requested flags and completes the workflow', async () => {
+    const f = makeFakes();
+    f.add('p/1.csv');
+    await withWorker(f, async (taskQueue) => {
+      const { spec, handle } = await startDataSource(taskQueue, { schedule: '@every 1s' });
+      await until('two scheduled runs', () => f.calls.runs.length >= 2);
+
+      const view = await handle.executeUpdate(deleteUpdate, { args: [{ dropTable: true, dropLedger: false }] });
+      expect(view.state).toBe('deleting');
+      expect(f.calls.drop).toHaveLength(1);
+      expect(f.calls.drop[0]).toMatchObject({ dataSource: spec.name, dropTable: true, dropLedger: false });
+      expect(f.calls.drop[0]!.spec.name).toBe(spec.name);
+
+      const result = await handle.result();
+      expect(result.state).toBe('deleting');
+      expect((await handle.describe()).status.name).toBe('COMPLETED');
+      // Nothing runs after the delete.
+      expect(f.calls.runs.length).toBe(result.counters.runs);
+    });
+  });
+
+  it('a non-retryable import failure counts the file as failed and leaves recording to the activity; retry imports it', async () => {
+    const f = makeFakes();
+    f.add('p/good1.csv', 'p/bad.csv', 'p/good2.csv');
+    let broken = true;
+    f.hooks.importFile = (input) => {
+      if (broken && input.file.key === 'p/bad.csv') throw ApplicationFailure.nonRetryable('bad file', 'bad_file');
+    };
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
+      await handle.signal('sync');
+      await until('the run', () => f.calls.runs.length === 1);
+
+      expect(f.calls.runs[0]).toMatchObject({ trigger: 'sync', files_found: 3, files_imported: 2, files_failed: 1 });
+      expectEachOnce(f.calls.imported, ['p/good1.csv', 'p/good2.csv']);
+      expect(f.calls.importAttempts.filter((c) => c.key === 'p/bad.csv').map((c) => c.attempt)).toEqual([1]);
+      expect(f.calls.status.filter((c) => c.status === 'failure')).toEqual([]);
+      const s = await status(handle);
+      expect(s.counters).toMatchObject({ runs: 1, filesImported: 2, filesFailed: 1 });
+      expect(s.state).toBe('idle');
+      expect(s.error).toBeNull();
+
+      // The file is fixed; "retry every failed file" imports it.
+      broken = false;
+      expect(await handle.executeUpdate(retryUpdate, { args: [{}] })).toEqual({ accepted: true });
+      await until('the retry run', () => f.calls.runs.length === 2);
+      expect(f.calls.retry).toHaveLength(1);
+      expect(f.calls.retry[0]!.keys).toBeUndefined();
+      expect(f.calls.runs[1]).toMatchObject({ trigger: 'retry', files_imported: 1, files_failed: 0 });
+      expectEachOnce(f.calls.imported, ['p/good1.csv', 'p/good2.csv', 'p/bad.csv']);
+      expect((await status(handle)).counters).toMatchObject({ runs: 2, filesImported: 3, filesFailed: 1 });
+    });
+  });
+
+  it('a retryable import failure is retried 5 times, then the workflow records it as failure (~30 s of backoff)', async () => {
+    const f = makeFakes();
+    f.add('p/ok.csv', 'p/flaky.csv');
+    f.hooks.importFile = (input) => {
+      if (input.file.key === 'p/flaky.csv') throw ApplicationFailure.retryable('connection reset', 'transient');
+    };
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
+      await handle.signal('sync');
+      await until('the run to finish after the retries run out', () => f.calls.runs.length === 1, 90_000, 250);
+
+      expect(f.calls.importAttempts.filter((c) => c.key === 'p/flaky.csv').map((c) => c.attempt)).toEqual([1, 2, 3, 4, 5]);
+      const failures = f.calls.status.filter((c) => c.status === 'failure');
+      expect(failures).toHaveLength(1);
+      expect(failures[0]!.files.map((x) => x.key)).toEqual(['p/flaky.csv']);
+      expect(failures[0]!.error).toMatch(/connection reset/);
+      expect(failures[0]!.runId).toBe(f.calls.runs[0]!.run_id);
+      expect(f.calls.runs[0]).toMatchObject({ files_imported: 1, files_failed: 1 });
+      expectEachOnce(f.calls.imported, ['p/ok.csv']);
+      expect((await status(handle)).counters).toMatchObject({ runs: 1, filesImported: 1, filesFailed: 1 });
+    });
+  });
+
+  // Last: replays every history the tests above produced, plus one that mixes
+  // ticks, pause/resume, a spec change, a failure, a retry and a delete.
+  it('replays its histories deterministically', async () => {
+    const f = makeFakes();
+    f.add('p/1.csv', 'p/2.csv', 'p/bad.csv');
+    f.hooks.importFile = (input) => {
+      if (input.file.key === 'p/bad.csv') throw ApplicationFailure.nonRetryable('bad file', 'bad_file');
+    };
+    let workflowId = '';
+    await withWorker(f, async (taskQueue) => {
+      const { spec, handle } = await startDataSource(taskQueue, { schedule: '@every 1s' });
+      workflowId = handle.workflowId;
+      await until('two scheduled runs', () => f.calls.runs.length >= 2);
+      await handle.executeUpdate(pauseUpdate);
+      await handle.executeUpdate(updateSpecUpdate, { args: [{ spec: { ...spec, schedule: '@every 2s' } }] });
+      f.add('p/3.csv');
+      await handle.executeUpdate(resumeUpdate);
+      await until('the new file', () => f.calls.imported.includes('p/3.csv'));
+      await handle.executeUpdate(retryUpdate, { args: [{ keys: ['p/bad.csv'] }] });
+      await until('the retry run', () => f.calls.runs.some((r) => r.trigger === 'retry'));
+      await handle.executeUpdate(deleteUpdate, { args: [{ dropTable: false, dropLedger: true }] });
+      await handle.result();
+      expect(f.calls.drop).toEqual([expect.objectContaining({ dropTable: false, dropLedger: true })]);
+
+      const history = await handle.fetchHistory();
+      await expect(Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, workflowId)).resolves.toBeUndefined();
+    });
+
+    for (const { workflowId: id, history } of histories) {
+      await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, id);
+    }
+  });
+});
