@@ -73,10 +73,21 @@ export interface ActivityDeps {
   s3: S3Connections;
   /** Where the connector keeps its own tables (ledger, runs). */
   metaDatabase?: string;
+  /** Fault-injection points for the failure tests; never set in production. */
+  hooks?: ImportHooks;
+}
+
+export interface ImportHooks {
+  /** After a file's rows are inserted, before its ledger entry says success. */
+  afterInsert?(file: FileRef, attempt: number): void | Promise<void>;
+  /** Before a file's insert starts. */
+  beforeInsert?(file: FileRef, attempt: number): void | Promise<void>;
 }
 
 
 /** The identity of one file version; its hash is the insert's deduplication token. */
+const HEARTBEAT_EVERY_MS = 2000;
+
 export function dedupToken(dataSource: string, key: string, etag: string): string {
   return 's3ch-' + createHash('sha256').update(`${dataSource}\u0000${key}\u0000${etag}`).digest('hex');
 }
@@ -97,7 +108,7 @@ export function currentSignal(): AbortSignal | undefined {
   }
 }
 
-export function createActivities({ destination, s3, metaDatabase }: ActivityDeps) {
+export function createActivities({ destination, s3, metaDatabase, hooks }: ActivityDeps) {
   const db = destination.database;
   const ledger = new Ledger(destination.client, metaDatabase ?? db);
 
@@ -191,6 +202,7 @@ export function createActivities({ destination, s3, metaDatabase }: ActivityDeps
       const attempt = ctx.info.attempt;
       const base = { datasource: dataSource, key: file.key, etag: file.etag, size: file.size, attempt, run_id: runId };
       await ledger.record([{ ...base, status: 'running' }]);
+      let beat: ReturnType<typeof setInterval> | undefined;
       try {
         if (spec.limits.maxFileBytes > 0 && file.size > spec.limits.maxFileBytes) {
           throw new ImportError('too_large', `file is ${file.size} bytes, over the data source's maxFileBytes of ${spec.limits.maxFileBytes}`);
@@ -202,7 +214,11 @@ export function createActivities({ destination, s3, metaDatabase }: ActivityDeps
         const signal = ctx.cancellationSignal;
         // IfMatch pins the version that was listed: a file replaced mid-import fails loudly instead of mixing versions.
         const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key, IfMatch: `"${file.etag}"` }), { abortSignal: signal });
-        let lastBeat = 0;
+        // Heartbeat on a timer, not only on bytes: ClickHouse may parse a spooled
+        // file for minutes after the download ended, and silence would look like a dead worker.
+        const progress: { phase: string; bytes: number; size: number } = { phase: 'download', bytes: 0, size: file.size };
+        beat = setInterval(() => ctx.heartbeat(progress), HEARTBEAT_EVERY_MS);
+        await hooks?.beforeInsert?.(file, attempt);
         await destination.insertStream({
           sql: plan.insertSql,
           format: plan.inputFormat,
@@ -219,17 +235,14 @@ export function createActivities({ destination, s3, metaDatabase }: ActivityDeps
             // every block of a half-finished insert is recognised as a duplicate.
             max_threads: 1,
             max_insert_threads: 1,
-            input_format_max_bytes_to_read_for_schema_inference: 0,
           },
           signal,
           onBytes: (bytes) => {
-            const now = Date.now();
-            if (now - lastBeat > 1000) {
-              lastBeat = now;
-              ctx.heartbeat({ phase: 'download', bytes, size: file.size });
-            }
+            progress.bytes = bytes;
+            if (bytes >= file.size) progress.phase = 'insert';
           },
         });
+        await hooks?.afterInsert?.(file, attempt);
         ctx.heartbeat({ phase: 'counting' });
         const { rows, quarantined } = await ledger.fileRows(dataSource, file.key, file.etag);
         await ledger.record([{ ...base, status: 'success', rows, quarantined_rows: quarantined, bytes: file.size }]);
@@ -245,6 +258,8 @@ export function createActivities({ destination, s3, metaDatabase }: ActivityDeps
           .record([{ ...base, status: af.nonRetryable ? 'failure' : 'pending_retry', error: failure.message }])
           .catch(() => undefined);
         throw af;
+      } finally {
+        clearInterval(beat);
       }
     },
 

@@ -8,6 +8,7 @@ import type { Env } from '../schemas/config.js';
 import type { Connection } from '../schemas/connection.js';
 import { connectClient, connectWorker, hasSearchAttributes } from './temporal.js';
 import { createConnectorWorker } from './worker.js';
+import type { ImportHooks } from '../activities/index.js';
 
 export interface ConnectorOptions {
   env: Env;
@@ -19,6 +20,8 @@ export interface ConnectorOptions {
   workflowBundle?: { code: string } | { codePath: string };
   /** Reuse a destination (e.g. one chDB per process in tests). */
   destination?: Destination;
+  /** Fault-injection points for the failure tests. */
+  hooks?: ImportHooks;
 }
 
 export interface Connector {
@@ -64,6 +67,7 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
       destination,
       s3,
       workflowBundle: opts.workflowBundle,
+      hooks: opts.hooks,
     });
     workerRun = worker.run();
   }

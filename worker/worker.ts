@@ -1,6 +1,6 @@
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
-import { createActivities } from '../activities/index.js';
+import { createActivities, type ImportHooks } from '../activities/index.js';
 import type { Destination } from '../activities/destination.js';
 import type { S3Connections } from '../activities/s3.js';
 
@@ -16,6 +16,8 @@ export interface ConnectorWorkerOptions {
   workflowBundle?: { code: string } | { codePath: string };
   /** Most imports this worker runs at once, across data sources. @default 8 */
   maxConcurrentImports?: number;
+  /** Fault-injection points for the failure tests. */
+  hooks?: ImportHooks;
 }
 
 export async function createConnectorWorker(opts: ConnectorWorkerOptions): Promise<Worker> {
@@ -23,7 +25,7 @@ export async function createConnectorWorker(opts: ConnectorWorkerOptions): Promi
     connection: opts.connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
-    activities: createActivities({ destination: opts.destination, s3: opts.s3 }),
+    activities: createActivities({ destination: opts.destination, s3: opts.s3, hooks: opts.hooks }),
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentImports ?? 8,
     // Lets in-flight imports record 'cancelled' (or finish) before the process exits.
     shutdownGraceTime: '20 seconds',

@@ -41,7 +41,9 @@ export const BATCH_SIZE = 200;
 // One proxy per timeout profile.
 const { importFile } = proxyActivities<Activities>({
   startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '1 minute',
+  // Imports heartbeat every few seconds; a worker that dies is noticed this
+  // fast and the file is retried elsewhere (its insert deduplicates).
+  heartbeatTimeout: '20 seconds',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 5 },
 });

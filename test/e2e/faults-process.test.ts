@@ -1,0 +1,160 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inject } from 'vitest';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { freePort } from '../../scripts/services.js';
+import { createBucket, eventually, minioConnection, put, testS3, uid } from '../support/harness.js';
+
+/**
+ * Exactly once when the worker dies: the connector runs as its own process
+ * (worker + API + chDB), is SIGKILLed mid-import or between the insert and
+ * the ledger write, and a new process on the same data directory finishes the
+ * job. The table must hold every row of the file exactly once.
+ */
+interface Proc {
+  child: ChildProcess;
+  api: string;
+  output: string[];
+}
+
+const ROWS = 1_500_000;
+
+function bigCsv(rows: number, offset = 0): Buffer {
+  const parts: string[] = ['id,ts,user,amount\n'];
+  let chunk = '';
+  for (let i = 0; i < rows; i++) {
+    const id = offset + i;
+    chunk += `${id},2024-01-${String(1 + (id % 28)).padStart(2, '0')} 12:00:00,user_${id % 9973},${(id % 1000) / 10}\n`;
+    if (chunk.length > 1 << 20) {
+      parts.push(chunk);
+      chunk = '';
+    }
+  }
+  parts.push(chunk);
+  return Buffer.from(parts.join(''));
+}
+
+describe('worker killed mid-import: nothing lost, nothing doubled', () => {
+  let s3: S3Client;
+  let bucket: string;
+  let dataDir: string;
+  let taskQueue: string;
+  let port: number;
+  const procs: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    s3 = testS3();
+    bucket = await createBucket(s3);
+  });
+  afterEach(async () => {
+    for (const p of procs.splice(0)) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+  afterAll(() => s3?.destroy());
+
+  async function startProcess(fault = ''): Promise<Proc> {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/connector-process.ts'], {
+      env: {
+        ...process.env,
+        S3CH_TEST_FAULT: fault,
+        S3CH_TEST_CONFIG: JSON.stringify({
+          dataDir, temporalAddress: inject('temporalAddress'), taskQueue, port,
+          workflowBundlePath: inject('workflowBundlePath'), connections: { local: minioConnection() },
+        }),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    procs.push(child);
+    const output: string[] = [];
+    child.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
+    const api = await new Promise<string>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => {
+        const text = d.toString();
+        output.push(text);
+        const m = /READY (\S+)/.exec(text);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', (code, sig) => reject(new Error(`connector process exited early (${code ?? sig}): ${output.join('').slice(-2000)}`)));
+    });
+    return { child, api, output };
+  }
+
+  async function call(p: Proc, method: string, path: string, body?: unknown) {
+    const res = await fetch(p.api + path, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+    return { status: res.status, body: (await res.json().catch(() => null)) as any };
+  }
+  const count = async (p: Proc, table: string) => {
+    const r = await call(p, 'POST', '/v1/sql', { query: `SELECT count() AS n, uniqExact(id) AS u FROM ${table}` });
+    return { n: Number(r.body.data[0].n), u: Number(r.body.data[0].u) };
+  };
+  const exited = (child: ChildProcess) => new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+
+  async function setup(name: string, prefix: string) {
+    dataDir = await mkdtemp(join(tmpdir(), 's3ch-proc-'));
+    taskQueue = uid('tq');
+    port = await freePort();
+    await put(s3, bucket, `${prefix}/big.csv`, bigCsv(ROWS));
+    await put(s3, bucket, `${prefix}/small.csv`, bigCsv(1000, ROWS));
+    return {
+      name, connection: 'local', bucketUri: `s3://${bucket}/${prefix}/*.csv`, format: 'csv', schedule: '@on-demand',
+      columns: [{ name: 'id', type: 'UInt64' }, { name: 'ts', type: 'DateTime' }, { name: 'user', type: 'String' }, { name: 'amount', type: 'Float64' }],
+      engine: { sortingKey: 'id' },
+    };
+  }
+
+  it('SIGKILL while a large file is being inserted: a new worker loads it exactly once', async () => {
+    const name = uid('kill');
+    const spec = await setup(name, name);
+    const a = await startProcess();
+    expect((await call(a, 'POST', '/v1/datasources', spec)).status).toBe(201);
+    expect((await call(a, 'POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
+    // Kill once ClickHouse has committed some, but not all, of the big file's rows.
+    await eventually('part of the big file to be inserted', async () => {
+      const { n } = await count(a, name);
+      return n > 0 && n < ROWS;
+    }, 60_000, 50).catch(async (err) => {
+      const { n } = await count(a, name);
+      throw new Error(`${err.message} (rows now ${n})`);
+    });
+    a.child.kill('SIGKILL');
+    await exited(a.child);
+
+    const b = await startProcess();
+    const done = await eventually('both files to succeed after the restart', async () => {
+      const r = await call(b, 'GET', `/v1/datasources/${name}`);
+      return r.body?.stats?.files?.success === 2 ? r.body : null;
+    }, 120_000, 500);
+    expect(await count(b, name)).toEqual({ n: ROWS + 1000, u: ROWS + 1000 });
+    expect(done.stats.rows).toBe(ROWS + 1000);
+    const history = await call(b, 'GET', `/v1/datasources/${name}/files/history?key=${encodeURIComponent(`${name}/big.csv`)}`);
+    const statuses = history.body.items.map((i: { status: string }) => i.status);
+    expect(statuses.filter((s: string) => s === 'running').length).toBeGreaterThanOrEqual(2);
+    expect(statuses.at(-1)).toBe('success');
+  });
+
+  it('SIGKILL between the insert and the ledger write: the retry adds no row', async () => {
+    const name = uid('gap');
+    const spec = await setup(name, name);
+    const a = await startProcess(`kill-after-insert:${name}/big.csv`);
+    expect((await call(a, 'POST', '/v1/datasources', spec)).status).toBe(201);
+    expect((await call(a, 'POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
+    await exited(a.child);
+    expect(a.output.join('')).toContain(`FAULT kill-after-insert ${name}/big.csv`);
+
+    const b = await startProcess();
+    // Every row of the big file was committed before the kill.
+    expect((await count(b, name)).n).toBeGreaterThanOrEqual(ROWS);
+    await eventually('both files to succeed after the restart', async () => {
+      const r = await call(b, 'GET', `/v1/datasources/${name}`);
+      return r.body?.stats?.files?.success === 2;
+    }, 120_000, 500);
+    expect(await count(b, name)).toEqual({ n: ROWS + 1000, u: ROWS + 1000 });
+    const files = await call(b, 'GET', `/v1/datasources/${name}/files`);
+    const big = files.body.items.find((f: { key: string }) => f.key === `${name}/big.csv`);
+    expect(big).toMatchObject({ status: 'success', rows: ROWS });
+    expect(big.attempts).toBeGreaterThanOrEqual(2);
+  });
+});

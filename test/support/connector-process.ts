@@ -1,0 +1,44 @@
+/**
+ * The connector as a separate OS process, for the failure tests that kill it:
+ * worker + API + its own chDB data dir, configured by one JSON environment
+ * variable. Prints `READY <apiUrl>` once serving.
+ *
+ * S3CH_TEST_FAULT=kill-after-insert:<key> SIGKILLs the process right after
+ * that file's rows are inserted and before its ledger entry says success.
+ */
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { envSchema } from '../../schemas/config.js';
+import type { Connection } from '../../schemas/connection.js';
+import { startConnector } from '../../worker/runtime.js';
+
+interface ProcessConfig {
+  dataDir: string;
+  temporalAddress: string;
+  taskQueue: string;
+  port: number;
+  workflowBundlePath: string;
+  connections: Record<string, Connection>;
+}
+
+const config = JSON.parse(process.env.S3CH_TEST_CONFIG ?? '{}') as ProcessConfig;
+const fault = process.env.S3CH_TEST_FAULT ?? '';
+Runtime.install({ logger: new DefaultLogger('WARN') });
+
+const env = envSchema.parse({ S3CH_DATA_DIR: config.dataDir, TEMPORAL_TASK_QUEUE: config.taskQueue, PORT: String(config.port) });
+const connector = await startConnector({
+  env,
+  connections: new Map(Object.entries(config.connections)),
+  temporalAddress: config.temporalAddress,
+  serveApi: true,
+  workflowBundle: { codePath: config.workflowBundlePath },
+  hooks: {
+    afterInsert(file) {
+      if (fault === `kill-after-insert:${file.key}`) {
+        process.stdout.write(`FAULT kill-after-insert ${file.key}\n`);
+        process.kill(process.pid, 'SIGKILL');
+      }
+    },
+  },
+});
+process.stdout.write(`READY ${connector.apiUrl}\n`);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void connector.stop().then(() => process.exit(0)));
