@@ -19,6 +19,9 @@ export type ResolvedFormat = 'csv' | 'ndjson' | 'parquet';
 export interface TableNames {
   target: string;
   landing: string;
+  /** Null table holding each row converted once, with its verdict. */
+  converted: string;
+  convertView: string;
   quarantine: string;
   typedView: string;
   quarantineView: string;
@@ -30,6 +33,8 @@ export function tableNames(db: string, table: string): TableNames {
   return {
     target: q(table),
     landing: q(`${table}_s3ch_landing`),
+    converted: q(`${table}_s3ch_converted`),
+    convertView: q(`${table}_s3ch_convert_mv`),
     quarantine: q(`${table}_quarantine`),
     typedView: q(`${table}_s3ch_typed_mv`),
     quarantineView: q(`${table}_s3ch_quarantine_mv`),
@@ -164,6 +169,12 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
     '_etag String',
     '_line UInt64',
   ];
+  // Each row is converted once, into a second Null table with its verdict;
+  // the typed, quarantine and row-count views only filter that.
+  const convertedCols = [
+    ...columns.map((c, i) => `c${i} ${c.type}`),
+    '_s3ch_ok UInt8', '_s3ch_file String', '_s3ch_etag String', '_s3ch_line UInt64', '_s3ch_column String', '_s3ch_error String', '_s3ch_raw String',
+  ];
   const engine = spec.engine;
   const target = [
     `CREATE TABLE IF NOT EXISTS ${names.target} (`,
@@ -186,10 +197,12 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
     create: [
       target,
       `CREATE TABLE IF NOT EXISTS ${names.quarantine} (_file String, _etag String, _line UInt64, column String, raw String, error String, _inserted_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY (_file, _line) SETTINGS non_replicated_deduplication_window = ${DEDUP_WINDOW}`,
+      `CREATE TABLE IF NOT EXISTS ${names.converted} (${convertedCols.join(', ')}) ENGINE = Null`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.typedView} TO ${names.target} AS SELECT ${columns.map((c, i) => `c${i} AS ${quoteIdent(c.name)}`).join(', ')} FROM ${names.converted} WHERE _s3ch_ok`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.quarantineView} TO ${names.quarantine} AS SELECT _s3ch_file AS _file, _s3ch_etag AS _etag, _s3ch_line AS _line, _s3ch_column AS column, _s3ch_raw AS raw, _s3ch_error AS error FROM ${names.converted} WHERE NOT _s3ch_ok`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.rowsView} TO ${quoteIdent(db)}.${FILE_ROWS_TABLE} AS SELECT ${quoteString(dataSource)} AS datasource, _s3ch_file AS key, _s3ch_etag AS etag, count() AS rows, countIf(NOT _s3ch_ok) AS quarantined FROM ${names.converted} GROUP BY _s3ch_file, _s3ch_etag`,
       `CREATE TABLE IF NOT EXISTS ${names.landing} (${landingCols.join(', ')}) ENGINE = Null`,
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.typedView} TO ${names.target} AS SELECT ${convs.map((c, i) => `${c.value} AS ${quoteIdent(columns[i]!.name)}`).join(', ')} FROM ${names.landing} WHERE ${ok}`,
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.quarantineView} TO ${names.quarantine} AS SELECT _file, _etag, _line, ${firstFailure('column')} AS column, ${rawJson} AS raw, ${firstFailure('reason')} AS error FROM ${names.landing} WHERE NOT (${ok})`,
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.rowsView} TO ${quoteIdent(db)}.${FILE_ROWS_TABLE} AS SELECT ${quoteString(dataSource)} AS datasource, _file AS key, _etag AS etag, count() AS rows, countIf(NOT (${ok})) AS quarantined FROM ${names.landing} GROUP BY _file, _etag`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.convertView} TO ${names.converted} AS SELECT ${convs.map((c, i) => `${c.value} AS c${i}`).join(', ')}, ${ok} AS _s3ch_ok, _file AS _s3ch_file, _etag AS _s3ch_etag, _line AS _s3ch_line, if(_s3ch_ok, '', ${firstFailure('column')}) AS _s3ch_column, if(_s3ch_ok, '', ${firstFailure('reason')}) AS _s3ch_error, if(_s3ch_ok, '', ${rawJson}) AS _s3ch_raw FROM ${names.landing}`,
     ],
     insertSql: `INSERT INTO ${names.landing} (${[...columns.map((_, i) => raw(i)), '_row_error', '_raw_line', '_file', '_etag', '_line'].join(', ')}) {settings} SELECT ${select}, {file:String}, {etag:String}, rowNumberInAllBlocks() + 1 FROM {source}`,
   };
@@ -205,10 +218,12 @@ function mergeTreeSettings(user: Record<string, string | number | boolean> | und
 /** DDL that removes a data source's import path; the target and quarantine tables only when asked. */
 export function dropStatements(names: TableNames, dropTable: boolean): string[] {
   const out = [
+    `DROP VIEW IF EXISTS ${names.convertView}`,
+    `DROP TABLE IF EXISTS ${names.landing}`,
     `DROP VIEW IF EXISTS ${names.typedView}`,
     `DROP VIEW IF EXISTS ${names.quarantineView}`,
     `DROP VIEW IF EXISTS ${names.rowsView}`,
-    `DROP TABLE IF EXISTS ${names.landing}`,
+    `DROP TABLE IF EXISTS ${names.converted}`,
   ];
   if (dropTable) out.push(`DROP TABLE IF EXISTS ${names.target}`, `DROP TABLE IF EXISTS ${names.quarantine}`);
   return out;

@@ -129,7 +129,7 @@ function checkCrossFieldRules(spec: z.infer<typeof dataSourceObject>, ctx: z.Ref
   if (table.startsWith('s3ch_')) {
     ctx.addIssue({ code: 'custom', path: [spec.table ? 'table' : 'name'], message: "names starting with 's3ch_' are reserved for the connector's own tables" });
   }
-  if (/(_quarantine|_s3ch_landing|_s3ch_\w+_mv)$/.test(table)) {
+  if (/(_quarantine|_s3ch_\w+)$/.test(table)) {
     ctx.addIssue({ code: 'custom', path: [spec.table ? 'table' : 'name'], message: "names ending in _quarantine or _s3ch_* are used by the import path of another table" });
   }
 }
