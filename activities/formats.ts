@@ -9,13 +9,11 @@ const COMPRESSION_SUFFIX: Array<[RegExp, Compression | 'zip']> = [
   [/\.zip$/i, 'zip'],
 ];
 
-/** Compression of an object: declared in the spec, or by the key's extension. */
-export function resolveCompression(spec: Pick<DataSourceSpec, 'compression'>, key: string): Compression {
-  let c: Compression | 'zip' = 'none';
-  if (spec.compression !== 'auto') c = spec.compression;
-  else for (const [re, kind] of COMPRESSION_SUFFIX) if (re.test(key)) c = kind;
-  if (c === 'zip') throw new ImportError('config', `${key}: zip archives are not supported yet; use gzip or zstd`);
-  return c;
+/** Compression of an object: declared in the spec, or by the key's extension (null: the name does not say). */
+export function resolveCompression(spec: Pick<DataSourceSpec, 'compression'>, key: string): Compression | 'zip' | null {
+  if (spec.compression !== 'auto') return spec.compression;
+  for (const [re, kind] of COMPRESSION_SUFFIX) if (re.test(key)) return kind;
+  return null;
 }
 
 /** Format of an object: declared in the spec, or by the key's extension once compression suffixes are removed. */
@@ -26,4 +24,9 @@ export function resolveFormat(spec: Pick<DataSourceSpec, 'format'>, key: string)
   if (/\.(ndjson|jsonl|json)$/i.test(bare)) return 'ndjson';
   if (/\.parquet$/i.test(bare)) return 'parquet';
   throw new ImportError('config', `${key}: cannot tell the format from the name; set format to csv, ndjson or parquet`);
+}
+
+/** Whether a name looks like a data file (used to pick entries out of zip archives). */
+export function isDataFileName(name: string): boolean {
+  return /\.(csv|tsv|txt|ndjson|jsonl|json|parquet)(\.(gz|gzip|zst|zstd))?$/i.test(name);
 }

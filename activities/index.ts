@@ -8,9 +8,16 @@ import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
 import { parseBucketUri, compileGlob } from '../schemas/glob.js';
 import { quoteIdent } from '../schemas/identifiers.js';
 import { buildImportPlan, dropStatements, tableNames, type ResolvedFormat } from './ddl.js';
-import { queryRows, type Destination } from './destination.js';
+import { queryRows, type Compression, type Destination } from './destination.js';
 import { classify, toApplicationFailure, ImportError } from './errors.js';
-import { resolveCompression, resolveFormat } from './formats.js';
+import { isDataFileName, resolveCompression, resolveFormat } from './formats.js';
+import { forEachZipEntry, sniffCompression, type ZipEntry } from './zip.js';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
 import { Ledger, type FileStatus } from './ledger.js';
 import type { S3Connections } from './s3.js';
 
@@ -88,6 +95,36 @@ export interface ImportHooks {
 /** The identity of one file version; its hash is the insert's deduplication token. */
 const HEARTBEAT_EVERY_MS = 2000;
 
+/** Read the first bytes of a stream and put them back, for sniffing. */
+async function peek(stream: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
+  const head = await new Promise<Buffer>((resolve, reject) => {
+    const cleanup = () => {
+      stream.off('readable', onReadable);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+    };
+    const onReadable = () => {
+      const chunk = stream.read() as Buffer | null;
+      if (chunk === null) return;
+      cleanup();
+      resolve(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.alloc(0));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    stream.on('readable', onReadable);
+    stream.once('end', onEnd);
+    stream.once('error', onError);
+  });
+  if (head.length) stream.unshift(head);
+  return { head: head.subarray(0, n), stream };
+}
+
 export function dedupToken(dataSource: string, key: string, etag: string): string {
   return 's3ch-' + createHash('sha256').update(`${dataSource}\u0000${key}\u0000${etag}`).digest('hex');
 }
@@ -114,6 +151,26 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
 
   const schema = createSchemaTools({ destination, s3 });
   const { listPage } = schema;
+
+  /**
+   * A zip object is spooled to local disk (its directory is at the end) and
+   * each data entry is inserted as its own source with its own deduplication
+   * token (`key::entry`). Entries whose format cannot be told are skipped.
+   */
+  async function importZip(body: Readable, file: FileRef, signal: AbortSignal, onEntry: (entry: ZipEntry) => Promise<boolean>): Promise<void> {
+    const dir = destination.spoolDir ?? tmpdir();
+    const path = join(dir, `${randomUUID()}.zip`);
+    try {
+      await pipeline(body, createWriteStream(path), { signal });
+      let imported = 0;
+      await forEachZipEntry(path, async (entry) => {
+        if (await onEntry(entry)) imported++;
+      });
+      if (imported === 0) throw new ImportError('bad_file', `${file.key}: the zip archive has no entry of a known data format (csv, tsv, ndjson, jsonl, json, parquet)`);
+    } finally {
+      await rm(path, { force: true });
+    }
+  }
 
   async function existingColumns(table: string): Promise<ColumnSpec[] | null> {
     const rows = await queryRows<{ name: string; type: string }>(
@@ -207,41 +264,62 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
         if (spec.limits.maxFileBytes > 0 && file.size > spec.limits.maxFileBytes) {
           throw new ImportError('too_large', `file is ${file.size} bytes, over the data source's maxFileBytes of ${spec.limits.maxFileBytes}`);
         }
-        const format: ResolvedFormat = resolveFormat(spec, file.key);
-        const compression = resolveCompression(spec, file.key);
-        const plan = buildImportPlan(db, spec, columns, format, dataSource);
         const { bucket } = parseBucketUri(spec.bucketUri);
         const signal = ctx.cancellationSignal;
         // IfMatch pins the version that was listed: a file replaced mid-import fails loudly instead of mixing versions.
         const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key, IfMatch: `"${file.etag}"` }), { abortSignal: signal });
+        let body = obj.Body as Readable;
+        let compression = resolveCompression(spec, file.key);
+        if (compression === null) {
+          // The name does not say: the first bytes do.
+          const peeked = await peek(body, 8);
+          body = peeked.stream;
+          compression = sniffCompression(peeked.head);
+        }
         // Heartbeat on a timer, not only on bytes: ClickHouse may parse a spooled
         // file for minutes after the download ended, and silence would look like a dead worker.
-        const progress: { phase: string; bytes: number; size: number } = { phase: 'download', bytes: 0, size: file.size };
+        const progress: { phase: string; bytes: number; size: number; entry?: string } = { phase: 'download', bytes: 0, size: file.size };
         beat = setInterval(() => ctx.heartbeat(progress), HEARTBEAT_EVERY_MS);
         await hooks?.beforeInsert?.(file, attempt);
-        await destination.insertStream({
-          sql: plan.insertSql,
-          format: plan.inputFormat,
-          structure: plan.structure,
-          compression,
-          body: obj.Body as Readable,
-          params: { file: file.key, etag: file.etag },
-          settings: {
-            ...plan.settings,
-            insert_deduplicate: 1,
-            insert_deduplication_token: dedupToken(dataSource, file.key, file.etag),
-            deduplicate_blocks_in_dependent_materialized_views: 1,
-            // One insert stream keeps block boundaries identical on a retry, so
-            // every block of a half-finished insert is recognised as a duplicate.
-            max_threads: 1,
-            max_insert_threads: 1,
-          },
-          signal,
-          onBytes: (bytes) => {
-            progress.bytes = bytes;
-            if (bytes >= file.size) progress.phase = 'insert';
-          },
-        });
+        const insertOne = async (source: Readable, id: string, name: string, comp: Compression) => {
+          const plan = buildImportPlan(db, spec, columns, resolveFormat(spec, name), dataSource);
+          await destination.insertStream({
+            sql: plan.insertSql,
+            format: plan.inputFormat,
+            structure: plan.structure,
+            compression: comp,
+            body: source,
+            params: { file: id, etag: file.etag },
+            settings: {
+              ...plan.settings,
+              insert_deduplicate: 1,
+              insert_deduplication_token: dedupToken(dataSource, id, file.etag),
+              deduplicate_blocks_in_dependent_materialized_views: 1,
+              // One insert stream keeps block boundaries identical on a retry, so
+              // every block of a half-finished insert is recognised as a duplicate.
+              max_threads: 1,
+              max_insert_threads: 1,
+            },
+            signal,
+            onBytes: (bytes) => {
+              progress.bytes = bytes;
+              if (bytes >= file.size) progress.phase = 'insert';
+            },
+          });
+        };
+        if (compression === 'zip') {
+          await importZip(body, file, signal, async (entry) => {
+            progress.entry = entry.name;
+            // Not a data file (README, manifest...): skipped.
+            if (!isDataFileName(entry.name)) return false;
+            const inner = resolveCompression({ compression: 'auto' }, entry.name);
+            if (inner === 'zip') throw new ImportError('bad_file', `zip entry ${entry.name} is itself a zip archive; nested archives are not read`);
+            await insertOne(await entry.open(), `${file.key}::${entry.name}`, entry.name, inner ?? 'none');
+            return true;
+          });
+        } else {
+          await insertOne(body, file.key, file.key, compression);
+        }
         await hooks?.afterInsert?.(file, attempt);
         ctx.heartbeat({ phase: 'counting' });
         const { rows, quarantined } = await ledger.fileRows(dataSource, file.key, file.etag);

@@ -111,7 +111,7 @@ export class Ledger {
     const [row] = await queryRows<{ rows: string; quarantined: string }>(
       this.client,
       `SELECT sum(rows) AS rows, sum(quarantined) AS quarantined FROM ${this.t(FILE_ROWS_TABLE)}
-       WHERE datasource = {ds:String} AND key = {key:String} AND etag = {etag:String}`,
+       WHERE datasource = {ds:String} AND (key = {key:String} OR startsWith(key, concat({key:String}, '::'))) AND etag = {etag:String}`,
       { ds: datasource, key, etag },
     );
     const total = Number(row?.rows ?? 0);

@@ -12,6 +12,7 @@ import { isTimeType, parseClickHouseType } from '../schemas/clickhouse-type.js';
 import { queryRows, type Destination } from './destination.js';
 import { ImportError } from './errors.js';
 import { resolveCompression, resolveFormat } from './formats.js';
+import { sniffCompression } from './zip.js';
 import type { S3Connections } from './s3.js';
 
 export interface FileRef {
@@ -53,10 +54,12 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
   async function inferColumns(spec: DataSourceSpec, file: FileRef): Promise<ColumnSpec[]> {
     const format = resolveFormat(spec, file.key);
     if (format === 'parquet') return inferParquetColumns(spec, file);
-    const compression = resolveCompression(spec, file.key);
+    const declared = resolveCompression(spec, file.key);
     const { bucket } = parseBucketUri(spec.bucketUri);
     const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key, Range: 'bytes=0-1048575' }));
     let head = Buffer.from(await obj.Body!.transformToByteArray());
+    const compression = declared ?? sniffCompression(head);
+    if (compression === 'zip') throw new ImportError('config', 'schema inference for zip archives is not supported yet: declare columns');
     if (compression === 'gzip') head = gunzipSync(head, { finishFlush: zlibConstants.Z_SYNC_FLUSH });
     if (compression === 'zstd') throw new ImportError('config', 'schema inference for zstd files is not supported yet: declare columns');
     let text = head.toString('utf8');

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -92,6 +92,28 @@ describe('formats, compression, inference and quarantine', () => {
     expect(await rows(`SELECT id, label FROM ${name} ORDER BY id`)).toEqual([
       { id: 10, label: 'alpha' }, { id: 11, label: 'beta' }, { id: 20, label: 'alpha' }, { id: 21, label: 'beta' },
     ]);
+  });
+
+  it('zip archives (every data entry loads, other entries are skipped) and compression told by magic bytes', async () => {
+    const p = uid('zip');
+    const dir = await mkdtemp(join(tmpdir(), 's3ch-zip-'));
+    await writeFile(join(dir, 'one.csv'), 'id,label\n1,a\n2,b\n');
+    await writeFile(join(dir, 'two.csv'), 'id,label\n3,c\n');
+    await writeFile(join(dir, 'README.md'), '# not data\n');
+    execFileSync('zip', ['-q', 'bundle.zip', 'one.csv', 'two.csv', 'README.md'], { cwd: dir });
+    await put(s3, bucket, `${p}/bundle.zip`, await readFile(join(dir, 'bundle.zip')));
+    await put(s3, bucket, `${p}/noext-gzip`, gzipSync('id,label\n4,d\n'));
+    await rm(dir, { recursive: true, force: true });
+    const { name, ds } = await load(
+      { bucketUri: `s3://${bucket}/${p}/*`, format: 'csv', columns: [{ name: 'id', type: 'UInt32' }, { name: 'label', type: 'String' }] },
+      2,
+    );
+    expect(ds.stats.files.success).toBe(2);
+    expect(await rows(`SELECT id, label FROM ${name} ORDER BY id`)).toEqual([
+      { id: 1, label: 'a' }, { id: 2, label: 'b' }, { id: 3, label: 'c' }, { id: 4, label: 'd' },
+    ]);
+    const files = await c.request('GET', `/v1/datasources/${name}/files`);
+    expect(files.body.items.find((f: any) => f.key === `${p}/bundle.zip`)).toMatchObject({ rows: 3, status: 'success' });
   });
 
   it('bad values go to quarantine with file, line, raw text, column and reason; good rows load', async () => {
