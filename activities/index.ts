@@ -58,7 +58,12 @@ export interface ImportInput {
   columns: ColumnSpec[];
   file: FileRef;
   runId: string;
+  /** Columns were inferred: a file with new columns stops with `schema_changed` so the table can grow first. */
+  evolve?: boolean;
 }
+
+/** Failure type an import ends with when its file has columns the table lacks; details[0] is ColumnSpec[]. */
+export const SCHEMA_CHANGED = 'schema_changed';
 
 export interface ImportResult {
   rows: number;
@@ -94,6 +99,11 @@ export interface ImportHooks {
 
 /** The identity of one file version; its hash is the insert's deduplication token. */
 const HEARTBEAT_EVERY_MS = 2000;
+
+/** A type made nullable where ClickHouse allows it, so rows from older files read NULL. */
+function nullableType(type: string): string {
+  return /^(Nullable|Array|Map|Tuple|LowCardinality|JSON|Dynamic)\b/.test(type) ? type : `Nullable(${type})`;
+}
 
 /** Read the first bytes of a stream and put them back, for sniffing. */
 async function peek(stream: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
@@ -170,6 +180,22 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
     } finally {
       await rm(path, { force: true });
     }
+  }
+
+  /** Columns this file has that the table lacks (CSV with a header, NDJSON; by ClickHouse's inference on the file's head). */
+  async function newColumns(spec: DataSourceSpec, columns: ColumnSpec[], file: FileRef): Promise<ColumnSpec[]> {
+    let format: ResolvedFormat;
+    try {
+      format = resolveFormat(spec, file.key);
+    } catch {
+      return [];
+    }
+    if (format === 'parquet' || (format === 'csv' && spec.csv?.header === false)) return [];
+    const compression = resolveCompression(spec, file.key);
+    if (compression === 'zip' || compression === 'zstd') return [];
+    const known = new Set(columns.flatMap((c) => [c.name, c.source ?? c.name, c.path?.replace(/^\$\./, '') ?? c.name]));
+    const inferred = await schema.inferColumns(spec, file).catch(() => [] as ColumnSpec[]);
+    return inferred.filter((c) => !known.has(c.name)).map((c) => ({ ...c, type: nullableType(c.type) }));
   }
 
   async function existingColumns(table: string): Promise<ColumnSpec[] | null> {
@@ -254,7 +280,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
     },
 
     /** Stream one object from S3 into ClickHouse; ClickHouse parses it natively. */
-    async importFile({ dataSource, spec, columns, file, runId }: ImportInput): Promise<ImportResult> {
+    async importFile({ dataSource, spec, columns, file, runId, evolve }: ImportInput): Promise<ImportResult> {
       const ctx = Context.current();
       const attempt = ctx.info.attempt;
       const base = { datasource: dataSource, key: file.key, etag: file.etag, size: file.size, attempt, run_id: runId };
@@ -263,6 +289,13 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
       try {
         if (spec.limits.maxFileBytes > 0 && file.size > spec.limits.maxFileBytes) {
           throw new ImportError('too_large', `file is ${file.size} bytes, over the data source's maxFileBytes of ${spec.limits.maxFileBytes}`);
+        }
+        if (evolve) {
+          const added = await newColumns(spec, columns, file);
+          if (added.length) {
+            await ledger.record([{ ...base, status: 'queued', error: `new columns ${added.map((c) => c.name).join(', ')}: the table is extended first` }]);
+            throw ApplicationFailure.create({ type: SCHEMA_CHANGED, nonRetryable: true, message: `new columns: ${added.map((c) => c.name).join(', ')}`, details: [added] });
+          }
         }
         const { bucket } = parseBucketUri(spec.bucketUri);
         const signal = ctx.cancellationSignal;
@@ -326,6 +359,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
         await ledger.record([{ ...base, status: 'success', rows, quarantined_rows: quarantined, bytes: file.size }]);
         return { rows, quarantinedRows: quarantined, bytes: file.size };
       } catch (e) {
+        if (e instanceof ApplicationFailure && e.type === SCHEMA_CHANGED) throw e;
         if (ctx.cancellationSignal.aborted) {
           await ledger.record([{ ...base, status: 'cancelled', error: 'cancelled' }]).catch(() => undefined);
           throw e instanceof CancelledFailure ? e : new CancelledFailure('import cancelled');
@@ -339,6 +373,17 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
       } finally {
         clearInterval(beat);
       }
+    },
+
+    /** Add columns a newer file brought (nullable: older rows read NULL); returns the full column list. */
+    async evolveSchema({ spec, columns, add }: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; add: ColumnSpec[] }): Promise<ColumnSpec[]> {
+      const names = tableNames(db, spec.table);
+      const have = new Set(columns.map((c) => c.name));
+      const fresh = add.filter((c) => !have.has(c.name));
+      for (const c of fresh) {
+        await destination.client.command({ query: `ALTER TABLE ${names.target} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}` });
+      }
+      return [...columns, ...fresh];
     },
 
     /** Record a status for files the workflow settles itself (retries exhausted, cancelled before start, paused). */

@@ -43,6 +43,7 @@ export interface DataSourceResource extends DataSourceSpec {
   status: { state: DataSourceState; lastRunAt: string | null; nextRunAt: string | null; error: string | null; backlog: boolean; inFlight: StatusView['inFlight'] };
   stats: { files: Record<(typeof FILE_STATUSES)[number], number>; rows: number; bytes: number; quarantinedRows: number };
   inferredFrom: string | null;
+  schemaChanges: StatusView['schemaChanges'];
   lastRun: StatusView['lastRun'];
 }
 
@@ -195,6 +196,7 @@ export class DataSourceService {
       },
       stats,
       inferredFrom: view?.inferredFrom ?? null,
+      schemaChanges: view?.schemaChanges ?? [],
       lastRun: view?.lastRun ?? null,
     };
   }

@@ -15,6 +15,8 @@ import {
   allHandlersFinished,
 } from '@temporalio/workflow';
 import type { Activities, FileRef } from '../activities/index.js';
+// A string constant, not code: the workflow bundle must not pull in activity modules.
+const SCHEMA_CHANGED = 'schema_changed';
 import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
 import { nextRunAt, parseSchedule } from './schedule.js';
 import {
@@ -32,6 +34,7 @@ import {
   type RunSummary,
   type StatusView,
   type SyncRequest,
+  type SchemaChange,
   MAX_NOTIFIED_KEYS,
 } from './messages.js';
 
@@ -52,7 +55,7 @@ const { discoverFiles, prepareDataSource, filesToRetry } = proxyActivities<Activ
   heartbeatTimeout: '2 minutes',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 3 },
 });
-const { recordFileStatus, recordRun, dropDataSource } = proxyActivities<Activities>({
+const { recordFileStatus, recordRun, dropDataSource, evolveSchema } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
 });
@@ -73,6 +76,8 @@ export interface CarriedState {
   retry: RetryRequest | null;
   /** Keys from event notifications waiting to be imported (bounded by MAX_NOTIFIED_KEYS). */
   notified: string[];
+  /** The last schema changes (bounded). */
+  schemaChanges: SchemaChange[];
   nextRunAtMs: number | null;
   seq: number;
 }
@@ -117,10 +122,12 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     backlog: false,
     retry: null,
     notified: [],
+    schemaChanges: [],
     nextRunAtMs: null,
     seq: 0,
   };
   s.notified ??= [];
+  s.schemaChanges ??= [];
   let state: DataSourceState = s.paused ? 'paused' : 'idle';
   // Assigned by handlers; typed loosely so control-flow narrowing does not assume it stays null.
   let deleteRequest = null as DeleteRequest | null;
@@ -145,6 +152,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     lastRun: s.lastRun,
     columns: s.columns,
     inferredFrom: s.inferredFrom,
+    schemaChanges: s.schemaChanges,
     spec: pendingSpec ?? spec,
   });
 
@@ -255,15 +263,17 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     }
   }
 
-  async function importAll(files: FileRef[], run: RunSummary): Promise<void> {
+  async function importAll(files: FileRef[], run: RunSummary, mayEvolve = true): Promise<void> {
     const queue = [...files];
     const columns = s.columns!;
+    const evolve = mayEvolve && !spec.columns;
+    const changed: Array<{ file: FileRef; add: ColumnSpec[] }> = [];
     const one = async () => {
       while (queue.length && !s.paused && !deleteRequest) {
         const file = queue.shift()!;
         inFlight.set(file.key, new Date().toISOString());
         try {
-          const r = await importFile({ dataSource: spec.name, spec, columns, file, runId: run.runId });
+          const r = await importFile({ dataSource: spec.name, spec, columns, file, runId: run.runId, evolve });
           run.filesImported++;
           run.rows += r.rows;
           run.bytes += r.bytes;
@@ -273,6 +283,10 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
           s.counters.bytes += r.bytes;
         } catch (err) {
           if (isCancellation(err)) continue; // the activity recorded 'cancelled'
+          if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === SCHEMA_CHANGED) {
+            changed.push({ file, add: (err.cause.details?.[0] as ColumnSpec[]) ?? [] });
+            continue;
+          }
           run.filesFailed++;
           s.counters.filesFailed++;
           if (!isNonRetryableFailure(err)) {
@@ -297,6 +311,16 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     }
     if (queue.length && s.paused) {
       await recordFileStatus({ dataSource: spec.name, files: queue, status: 'paused', runId: run.runId });
+    }
+    if (changed.length && !s.paused && !deleteRequest) {
+      // Newer files brought columns: extend the table (between imports, never
+      // under one), rebuild the import path, then import those files. Once:
+      // a file that still does not fit is imported with the columns there are.
+      const add = changed.flatMap((c) => c.add).filter((c, i, all) => all.findIndex((x) => x.name === c.name) === i);
+      s.columns = await evolveSchema({ dataSource: spec.name, spec, columns: s.columns!, add });
+      s.schemaChanges = [...s.schemaChanges, { at: new Date().toISOString(), file: changed[0]!.file.key, added: add.map((c) => c.name) }].slice(-20);
+      s.prepared = false;
+      if (await prepare()) await importAll(changed.map((c) => c.file), run, false);
     }
   }
 

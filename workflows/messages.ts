@@ -40,7 +40,15 @@ export interface StatusView {
   lastRun: RunSummary | null;
   columns: ColumnSpec[] | null;
   inferredFrom: string | null;
+  /** Columns added because newer files brought them (most recent last). */
+  schemaChanges: SchemaChange[];
   spec: DataSourceSpec;
+}
+
+export interface SchemaChange {
+  at: string;
+  file: string;
+  added: string[];
 }
 
 export interface SyncRequest {

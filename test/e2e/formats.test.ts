@@ -213,4 +213,26 @@ describe('formats, compression, inference and quarantine', () => {
     expect(Number((await rows<{ n: string }>(`SELECT count() AS n FROM ${name}`))[0]!.n)).toBe(3);
     expect((await rows<{ s: number }>(`SELECT sum(value) AS s FROM ${name}`))[0]!.s).toBe(6.75);
   });
+
+  it('schema evolution: a later file with a new column extends the table; older rows read NULL; the status shows the change', async () => {
+    const p = uid('evo');
+    await put(s3, bucket, `${p}/2024-01.csv`, 'id,name\n1,a\n2,b\n');
+    const first = await load({ bucketUri: `s3://${bucket}/${p}/*.csv`, format: 'csv' }, 1);
+    const name = first.name;
+    await put(s3, bucket, `${p}/2024-02.csv`, 'id,name,country\n3,c,DE\n4,d,FR\n');
+    await put(s3, bucket, `${p}/2024-03.csv`, 'id,country\n5,US\n');
+    await c.request('POST', `/v1/datasources/${name}/sync`);
+    const ds = await eventually('the newer files to load', async () => {
+      const r = await c.request('GET', `/v1/datasources/${name}`);
+      return r.body.stats.files.success === 3 && r.body.status.state !== 'syncing' ? r.body : null;
+    });
+    expect(ds.columns.map((x: any) => x.name)).toEqual(['id', 'name', 'country']);
+    expect(ds.columns[2].type).toBe('Nullable(String)');
+    expect(ds.schemaChanges).toEqual([expect.objectContaining({ added: ['country'] })]);
+    expect(await rows(`SELECT id, name, country FROM ${name} ORDER BY id`)).toEqual([
+      { id: 1, name: 'a', country: null }, { id: 2, name: 'b', country: null },
+      { id: 3, name: 'c', country: 'DE' }, { id: 4, name: 'd', country: 'FR' },
+      { id: 5, name: '', country: 'US' }, // a column the file lacks takes its default
+    ]);
+  });
 });

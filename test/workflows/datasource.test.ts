@@ -10,6 +10,7 @@
  * when `importFile` succeeds, when it fails non-retryably (the real activity
  * records 'failure' itself), or when the workflow records 'failure'.
  */
+import type { ColumnSpec } from '../../schemas/datasource.js';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { Client, Connection, WorkflowUpdateFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
@@ -179,6 +180,9 @@ function makeFakes() {
     },
     async dropDataSource(input: DropInput) {
       calls.drop.push(input);
+    },
+    async evolveSchema(input: { columns: ColumnSpec[]; add: ColumnSpec[] }) {
+      return [...input.columns, ...input.add];
     },
   } satisfies Activities;
 
