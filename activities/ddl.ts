@@ -180,9 +180,9 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
     `CREATE TABLE IF NOT EXISTS ${names.target} (`,
     columns.map((c) => `  ${quoteIdent(c.name)} ${c.type}`).join(',\n'),
     `) ENGINE = ${engine.engine}()`,
-    engine.partitionKey ? `PARTITION BY ${engine.partitionKey}` : '',
-    `ORDER BY ${engine.sortingKey ?? 'tuple()'}`,
-    engine.primaryKey ? `PRIMARY KEY ${engine.primaryKey}` : '',
+    engine.partitionKey ? `PARTITION BY ${asTuple(engine.partitionKey)}` : '',
+    `ORDER BY ${engine.sortingKey ? asTuple(engine.sortingKey) : 'tuple()'}`,
+    engine.primaryKey ? `PRIMARY KEY ${asTuple(engine.primaryKey)}` : '',
     engine.ttl ? `TTL ${engine.ttl}` : '',
     `SETTINGS ${mergeTreeSettings(engine.settings)}`,
   ].filter(Boolean).join('\n');
@@ -206,6 +206,23 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
     ],
     insertSql: `INSERT INTO ${names.landing} (${[...columns.map((_, i) => raw(i)), '_row_error', '_raw_line', '_file', '_etag', '_line'].join(', ')}) {settings} SELECT ${select}, {file:String}, {etag:String}, rowNumberInAllBlocks() + 1 FROM {source}`,
   };
+}
+
+/** `ts, id` (as Tinybird writes keys) becomes `(ts, id)`; a single expression stays as it is. */
+export function asTuple(expr: string): string {
+  let depth = 0;
+  let quote: string | null = null;
+  for (let i = 0; i < expr.length; i++) {
+    const ch = expr[i]!;
+    if (quote) {
+      if (ch === '\\') i++;
+      else if (ch === quote) quote = null;
+    } else if (ch === "'" || ch === '"' || ch === '`') quote = ch;
+    else if (ch === '(' || ch === '[') depth++;
+    else if (ch === ')' || ch === ']') depth--;
+    else if (ch === ',' && depth === 0) return `(${expr})`;
+  }
+  return expr;
 }
 
 function mergeTreeSettings(user: Record<string, string | number | boolean> | undefined): string {

@@ -5,7 +5,8 @@ import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import type { Env } from '../schemas/config.js';
 import { quoteString } from '../schemas/identifiers.js';
 
@@ -30,6 +31,8 @@ export interface StreamInsert {
   /** Query parameters referenced by `sql` as {name:Type}. */
   params: Record<string, unknown>;
   signal?: AbortSignal;
+  /** What the source is called in error messages (the object key), instead of a local spool path. */
+  label?: string;
   /** Called as bytes of the body are consumed, for heartbeats. */
   onBytes?: (bytes: number) => void;
 }
@@ -136,13 +139,22 @@ class ChdbDestination implements Destination {
   async insertStream(insert: StreamInsert): Promise<void> {
     const path = join(this.spoolDir, `${randomUUID()}.part`);
     try {
-      await pipeline(countBytes(insert.body, insert.onBytes), createWriteStream(path), { signal: insert.signal });
+      // gzip is checked end to end while spooling: a truncated or corrupt file
+      // is refused before ClickHouse commits any of its blocks.
+      const check = insert.compression === 'gzip' ? gzipCheck() : null;
+      await Promise.all([
+        pipeline(countBytes(insert.body, insert.onBytes), ...(check ? [check.tee] : []), createWriteStream(path), { signal: insert.signal }),
+        check?.done,
+      ]);
       const source = `file(${quoteString(path)}, ${quoteString(insert.format)}, ${quoteString(insert.structure)}, ${quoteString(insert.compression)})`;
       await this.client.command({
         query: insert.sql.replace('{settings}', renderSettings(insert.settings)).replace('{source}', source),
         query_params: insert.params,
         abort_signal: insert.signal,
       });
+    } catch (err) {
+      if (err instanceof Error) err.message = err.message.split(path).join(insert.label ?? 'the file');
+      throw err;
     } finally {
       await rm(path, { force: true });
     }
@@ -198,6 +210,27 @@ export function createDestination(env: Pick<Env, 'CLICKHOUSE_URL' | 'CLICKHOUSE_
     return new ServerDestination(env.CLICKHOUSE_DATABASE, env.CLICKHOUSE_URL, env.CLICKHOUSE_USER, env.CLICKHOUSE_PASSWORD);
   }
   return new ChdbDestination(env.S3CH_DATA_DIR, env.CLICKHOUSE_DATABASE);
+}
+
+/** A pass-through stage that also inflates gzip data and discards it, failing on any corruption. */
+function gzipCheck(): { tee: Transform; done: Promise<void> } {
+  const gunzip = createGunzip();
+  gunzip.resume();
+  const done = new Promise<void>((resolve, reject) => {
+    gunzip.once('end', () => resolve());
+    gunzip.once('error', (err) => reject(new Error(`not valid gzip data (${err.message}): the file is truncated or corrupt`)));
+  });
+  const tee = new Transform({
+    transform(chunk, _enc, cb) {
+      if (gunzip.write(chunk)) cb(null, chunk);
+      else gunzip.once('drain', () => cb(null, chunk));
+    },
+    flush(cb) {
+      gunzip.end();
+      cb();
+    },
+  });
+  return { tee, done };
 }
 
 /**

@@ -322,6 +322,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
             structure: plan.structure,
             compression: comp,
             body: source,
+            label: id,
             params: { file: id, etag: file.etag },
             settings: {
               ...plan.settings,
@@ -357,6 +358,8 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
         ctx.heartbeat({ phase: 'counting' });
         const { rows, quarantined } = await ledger.fileRows(dataSource, file.key, file.etag);
         await ledger.record([{ ...base, status: 'success', rows, quarantined_rows: quarantined, bytes: file.size }]);
+        // Older versions of this key that failed will never be retried now: say so, rather than leave them as failures.
+        await ledger.supersede(dataSource, file.key, file.etag);
         return { rows, quarantinedRows: quarantined, bytes: file.size };
       } catch (e) {
         if (e instanceof ApplicationFailure && e.type === SCHEMA_CHANGED) throw e;
@@ -419,12 +422,33 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
         await ledger.record(fresh.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued' })));
         return fresh;
       }
-      return queryRows<FileRef>(
+      // Every file whose latest status is failure, at its current version: a
+      // file fixed in place (new ETag) is retried as what is there now.
+      const failed = await queryRows<{ key: string }>(
         destination.client,
-        `SELECT key, etag, argMax(size, at) AS size, '' AS lastModified FROM ${quoteIdent(metaDatabase ?? db)}.s3ch_file_events
-         WHERE datasource = {ds:String} GROUP BY key, etag HAVING argMax(status, at) = 'failure' ORDER BY key LIMIT 10000`,
+        `SELECT key FROM ${quoteIdent(metaDatabase ?? db)}.s3ch_file_events
+         WHERE datasource = {ds:String} GROUP BY key HAVING argMax(status, at) = 'failure' ORDER BY key LIMIT 10000`,
         { ds: dataSource },
-      ).then((rows) => rows.map((r) => ({ ...r, size: Number(r.size) })));
+      );
+      const { bucket } = parseBucketUri(spec.bucketUri);
+      const client = s3.client(spec.connection);
+      const out: FileRef[] = [];
+      for (const { key } of failed) {
+        try {
+          const h = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+          out.push({ key, etag: stripQuotes(h.ETag), size: h.ContentLength ?? 0, lastModified: h.LastModified?.toISOString() ?? '' });
+        } catch (e) {
+          const failure = classify(e);
+          // Gone for good: record why, so it stops being listed as a failure to retry.
+          if (failure.kind === 'object_missing') {
+            await ledger.record([{ datasource: dataSource, key, etag: '', size: 0, attempt: 0, status: 'failure', error: failure.message }]);
+            continue;
+          }
+          throw toApplicationFailure(failure);
+        }
+        heartbeatSafely({ checked: out.length });
+      }
+      return out;
     },
 
     /** Remove a data source's import path; its table and ledger rows only when asked. */

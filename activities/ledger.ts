@@ -106,6 +106,18 @@ export class Ledger {
     return new Set(rows.map((r) => `${r.key}\u0000${r.etag}`));
   }
 
+  /** Mark older failed versions of a key as cancelled: a newer version of the object has been imported. */
+  async supersede(datasource: string, key: string, etag: string): Promise<void> {
+    const stale = await queryRows<{ etag: string; size: string }>(
+      this.client,
+      `SELECT etag, argMax(size, at) AS size FROM ${this.t(LEDGER_TABLE)}
+       WHERE datasource = {ds:String} AND key = {key:String} AND etag != {etag:String}
+       GROUP BY etag HAVING argMax(status, at) IN ('failure', 'pending_retry', 'queued')`,
+      { ds: datasource, key, etag },
+    );
+    await this.record(stale.map((s) => ({ datasource, key, etag: s.etag, size: Number(s.size), attempt: 0, status: 'cancelled', error: `superseded by version ${etag}` })));
+  }
+
   /** Rows loaded and quarantined for one file version, counted by the import path itself. */
   async fileRows(datasource: string, key: string, etag: string): Promise<{ rows: number; quarantined: number }> {
     const [row] = await queryRows<{ rows: string; quarantined: string }>(

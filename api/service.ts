@@ -222,7 +222,10 @@ export class DataSourceService {
     if (!parsed.success) throw badRequest('the patch is invalid', fieldErrors(parsed.error.issues));
     const d = await this.describe(name);
     const current = (await this.status(name))?.spec ?? (d.memo?.spec as DataSourceSpec);
-    const { force, ...changes } = parsed.data;
+    // Only the fields the body names: the patch schema fills defaults, which must not overwrite the spec.
+    const named = new Set(Object.keys(body as object));
+    const { force, ...all } = parsed.data;
+    const changes = Object.fromEntries(Object.entries(all).filter(([k]) => named.has(k)));
     const merged = { ...current, ...changes, name };
     const { spec } = await this.validate(merged);
     try {

@@ -29,6 +29,8 @@ export async function createConnectorWorker(opts: ConnectorWorkerOptions): Promi
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentImports ?? 8,
     // Lets in-flight imports record 'cancelled' (or finish) before the process exits.
     shutdownGraceTime: '20 seconds',
+    // Heartbeats reach the server within 2 s, so a pause cancels in-flight imports promptly.
+    maxHeartbeatThrottleInterval: '2 seconds',
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath }),
   };
   return Worker.create(options);

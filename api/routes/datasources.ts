@@ -96,7 +96,8 @@ export function registerDataSourceRoutes(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.create, async (c) => c.json(await c.var.service.create(c.req.valid('json')), 201));
   app.openapi(routes.list, async (c) => c.json({ items: await c.var.service.list(), nextCursor: null }, 200));
   app.openapi(routes.get, async (c) => c.json(await c.var.service.get(c.req.valid('param').name), 200));
-  app.openapi(routes.patch, async (c) => c.json(await c.var.service.patch(c.req.valid('param').name, c.req.valid('json')), 200));
+  // The raw body, not the validated one: validation fills defaults, and a PATCH must change only what it names.
+  app.openapi(routes.patch, async (c) => c.json(await c.var.service.patch(c.req.valid('param').name, await c.req.json()), 200));
   app.openapi(routes.remove, async (c) => {
     const q = c.req.valid('query');
     return c.json(await c.var.service.remove(c.req.valid('param').name, q.dropTable === 'true', q.dropLedger === 'true'), 200);
