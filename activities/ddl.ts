@@ -13,6 +13,8 @@ import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 /** Blocks remembered for insert deduplication per table (MergeTree default is 0 = off). */
 export const DEDUP_WINDOW = 100_000;
 export const FILE_ROWS_TABLE = 's3ch_file_rows';
+/** Quarantine keeps at most this much of a row's raw text (an oversized row is cut, and says so in its error). */
+export const QUARANTINE_RAW_MAX = 1024 * 1024;
 
 export type ResolvedFormat = 'csv' | 'ndjson' | 'parquet';
 
@@ -151,15 +153,19 @@ export function jsonPathExtract(path: string): string {
 export function buildImportPlan(db: string, spec: DataSourceSpec, columns: ColumnSpec[], format: ResolvedFormat, dataSource: string): ImportPlan {
   const names = tableNames(db, spec.table);
   const convs = columns.map((c, i) => conversion(i, c.type));
-  const okParts = ['_row_error = \'\'', ...convs.map((c) => c.ok).filter((o) => o !== '1')];
+  // Rows over the size limit are quarantined (with the start of their text), never loaded.
+  const maxRow = spec.limits.maxRowBytes;
+  const rowBytes = `(length(_raw_line) + ${columns.map((_, i) => `length(ifNull(${raw(i)}, ''))`).join(' + ') || '0'})`;
+  const sizeOk = `${rowBytes} <= ${maxRow}`;
+  const okParts = ['_row_error = \'\'', sizeOk, ...convs.map((c) => c.ok).filter((o) => o !== '1')];
   const ok = okParts.map((p) => `(${p})`).join(' AND ');
   const firstFailure = (what: 'column' | 'reason') =>
-    `multiIf(_row_error != '', ${what === 'column' ? "''" : '_row_error'}, ${convs
+    `multiIf(_row_error != '', ${what === 'column' ? "''" : '_row_error'}, NOT (${sizeOk}), ${what === 'column' ? "''" : `concat('row is ', toString(${rowBytes}), ' bytes, over the data source''s maxRowBytes of ${maxRow}')`}, ${convs
       .map((c, i) => (c.ok === '1' ? null : `NOT ${c.ok}, ${what === 'column' ? quoteString(columns[i]!.name) : quoteString(`cannot convert to ${columns[i]!.type}`)}`))
       .filter(Boolean)
       .concat(["''"])
       .join(', ')})`;
-  const rawJson = `if(_raw_line != '', _raw_line, toJSONString(map(${columns.map((c, i) => `${quoteString(c.name)}, ${raw(i)}`).join(', ')})))`;
+  const rawJson = `substring(if(_raw_line != '', _raw_line, toJSONString(map(${columns.map((c, i) => `${quoteString(c.name)}, ${raw(i)}`).join(', ')}))), 1, ${QUARANTINE_RAW_MAX})`;
 
   const landingCols = [
     ...columns.map((_, i) => `${raw(i)} Nullable(String)`),

@@ -154,6 +154,26 @@ export class Ledger {
     return { files, rows: total, bytes, quarantinedRows };
   }
 
+  /** Per data source: files by latest status and totals of succeeded files (for /metrics). */
+  async allStats(): Promise<Array<{ datasource: string; status: string; files: number; rows: number; bytes: number; quarantined: number }>> {
+    const rows = await queryRows<{ datasource: string; status: string; files: string; rows: string; bytes: string; quarantined: string }>(
+      this.client,
+      `SELECT datasource, status, count() AS files, sum(rows) AS rows, sum(bytes) AS bytes, sum(quarantined) AS quarantined FROM (
+         SELECT datasource, argMax(status, at) AS status, argMax(rows, at) AS rows, argMax(bytes, at) AS bytes, argMax(quarantined_rows, at) AS quarantined
+         FROM ${this.t(LEDGER_TABLE)} GROUP BY datasource, key, etag)
+       GROUP BY datasource, status ORDER BY datasource, status`,
+    );
+    return rows.map((r) => ({ datasource: r.datasource, status: r.status, files: Number(r.files), rows: Number(r.rows), bytes: Number(r.bytes), quarantined: Number(r.quarantined) }));
+  }
+
+  async runCounts(): Promise<Array<{ datasource: string; runs: number; lastFinished: number }>> {
+    const rows = await queryRows<{ datasource: string; runs: string; last: string }>(
+      this.client,
+      `SELECT datasource, count() AS runs, toUnixTimestamp(max(finished_at)) AS last FROM ${this.t(RUNS_TABLE)} GROUP BY datasource ORDER BY datasource`,
+    );
+    return rows.map((r) => ({ datasource: r.datasource, runs: Number(r.runs), lastFinished: Number(r.last) }));
+  }
+
   async deleteDataSource(datasource: string): Promise<void> {
     for (const table of [LEDGER_TABLE, RUNS_TABLE, FILE_ROWS_TABLE]) {
       await this.client.command({

@@ -7,6 +7,7 @@ import type { ApiDeps, AppEnv } from './context.js';
 import { ApiError, fieldErrors } from './errors.js';
 import { registerDataSourceRoutes } from './routes/datasources.js';
 import { registerSystemRoutes } from './routes/system.js';
+import { registerMetricsRoute } from './routes/metrics.js';
 import { DataSourceService } from './service.js';
 
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -67,6 +68,7 @@ export function createApp(deps: ApiDeps) {
   });
 
   registerSystemRoutes(app);
+  registerMetricsRoute(app);
   registerDataSourceRoutes(app);
 
   app.doc31('/openapi.json', {

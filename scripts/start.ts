@@ -5,6 +5,7 @@
  */
 import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { msToTs } from '@temporalio/common/lib/time.js';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -86,6 +87,14 @@ async function main() {
     say('starting worker and API (ClickHouse: ' + (env.CLICKHOUSE_URL ? env.CLICKHOUSE_URL : `embedded chDB in ${join(dataDir, 'chdb')}`) + ') ...');
     connector = await startConnector({ env, connections, temporalAddress, serveApi: true });
     const api = connector.apiUrl!;
+    if (!env.TEMPORAL_ADDRESS) {
+      // Closed runs are kept only for the namespace's retention; the ledger is the durable record.
+      // Set it explicitly rather than rely on the dev server's default.
+      await connector.client.connection.workflowService.updateNamespace({
+        namespace: env.TEMPORAL_NAMESPACE,
+        config: { workflowExecutionRetentionTtl: msToTs(7 * 24 * 3600 * 1000) },
+      });
+    }
 
     if (seedDemo) await seedDemoBucket(connections.get('local')!, connector);
 

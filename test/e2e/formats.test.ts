@@ -235,4 +235,19 @@ describe('formats, compression, inference and quarantine', () => {
       { id: 5, name: '', country: 'US' }, // a column the file lacks takes its default
     ]);
   });
+
+  it('rows over limits.maxRowBytes are quarantined with the reason; the rest load', async () => {
+    const p = uid('big');
+    const long = 'x'.repeat(5000);
+    await put(s3, bucket, `${p}/a.csv`, `id,text\n1,short\n2,${long}\n3,also short\n`);
+    const { name, ds } = await load(
+      { bucketUri: `s3://${bucket}/${p}/*.csv`, format: 'csv', limits: { maxRowBytes: 4096 }, columns: [{ name: 'id', type: 'UInt32' }, { name: 'text', type: 'String' }] },
+      1,
+    );
+    expect(await rows(`SELECT id FROM ${name} ORDER BY id`)).toEqual([{ id: 1 }, { id: 3 }]);
+    expect(ds.stats.quarantinedRows).toBe(1);
+    const q = await c.request('GET', `/v1/datasources/${name}/quarantine`);
+    expect(q.body.items).toHaveLength(1);
+    expect(q.body.items[0]).toMatchObject({ line: 2, error: "row is 5001 bytes, over the data source's maxRowBytes of 4096" });
+  });
 });

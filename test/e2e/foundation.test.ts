@@ -86,6 +86,13 @@ describe('one data source, end to end (Temporal dev server + MinIO + chDB)', () 
     expect(rows.map((r) => Number(r.id))).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(rows.at(-1)!.name).toBe('theta');
 
+    const metrics = await c.request('GET', '/metrics');
+    expect(metrics.status).toBe(200);
+    expect(metrics.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(metrics.body).toContain(`s3ch_files{datasource="${name}",status="success"} 4`);
+    expect(metrics.body).toContain(`s3ch_rows_loaded_total{datasource="${name}"} 8`);
+    expect(metrics.body).toMatch(new RegExp(`s3ch_runs_total\\{datasource="${name}"\\} 3`));
+
     const files = await c.request('GET', `/v1/datasources/${name}/files?status=success`);
     expect(files.body.items.map((f: { key: string }) => f.key).sort()).toEqual([
       'events/2024/01/a.csv', 'events/2024/02/b.csv', 'events/2024/03/c.csv.gz', 'events/2024/04/d.csv',

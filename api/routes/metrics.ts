@@ -1,0 +1,37 @@
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { AppEnv } from '../context.js';
+
+/** Escape a Prometheus label value. */
+const label = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+
+/**
+ * Prometheus text exposition: file counts by status and row/byte totals per
+ * data source, from the ledger (so they survive restarts), plus process gauges.
+ */
+export function registerMetricsRoute(app: OpenAPIHono<AppEnv>) {
+  app.get('/metrics', async (c) => {
+    const ledger = c.var.service.ledger;
+    await ledger.ensureTables();
+    const [stats, runs] = await Promise.all([ledger.allStats(), ledger.runCounts()]);
+    const out: string[] = [];
+    const family = (name: string, type: 'gauge' | 'counter', help: string, samples: Array<[Record<string, string>, number]>) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, value] of samples) {
+        const l = Object.entries(labels).map(([k, v]) => `${k}="${label(v)}"`).join(',');
+        out.push(`${name}${l ? `{${l}}` : ''} ${value}`);
+      }
+    };
+    family('s3ch_files', 'gauge', 'Files (object versions) by their latest status.', stats.map((s) => [{ datasource: s.datasource, status: s.status }, s.files]));
+    const succeeded = stats.filter((s) => s.status === 'success');
+    family('s3ch_rows_loaded_total', 'counter', 'Rows loaded into the destination table.', succeeded.map((s) => [{ datasource: s.datasource }, s.rows]));
+    family('s3ch_rows_quarantined_total', 'counter', 'Rows kept in <table>_quarantine because they did not fit.', succeeded.map((s) => [{ datasource: s.datasource }, s.quarantined]));
+    family('s3ch_bytes_loaded_total', 'counter', 'Bytes of objects imported.', succeeded.map((s) => [{ datasource: s.datasource }, s.bytes]));
+    family('s3ch_runs_total', 'counter', 'Sync runs finished.', runs.map((r) => [{ datasource: r.datasource }, r.runs]));
+    family('s3ch_last_run_finished_seconds', 'gauge', 'Unix time the last sync run finished.', runs.map((r) => [{ datasource: r.datasource }, r.lastFinished]));
+    const mem = process.memoryUsage();
+    family('process_resident_memory_bytes', 'gauge', 'Resident memory of the connector process.', [[{}, mem.rss]]);
+    family('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use.', [[{}, mem.heapUsed]]);
+    family('process_uptime_seconds', 'gauge', 'Seconds since the process started.', [[{}, Math.round(process.uptime())]]);
+    return c.body(out.join('\n') + '\n', 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+  });
+}
