@@ -3,7 +3,7 @@
  * Temporal dev server (with its Web UI), MinIO with a demo bucket, chDB as
  * ClickHouse, the worker and the API — and a demo data source.
  */
-import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadBucketCommand, PutBucketNotificationConfigurationCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { msToTs } from '@temporalio/common/lib/time.js';
 import { mkdirSync } from 'node:fs';
@@ -11,12 +11,13 @@ import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ConfigError, loadConnections, loadEnv } from '../schemas/config.js';
 import type { Connection } from '../schemas/connection.js';
-import { startConnector, type Connector } from '../worker/runtime.js';
+import { parseTokens, startConnector, type Connector } from '../worker/runtime.js';
 import { DEMO_FILES, demoCsv } from './demo-data.js';
 import { startMinio, startTemporalDevServer, tcpOpen, type RunningService } from './services.js';
 import { ensureTool } from './tools.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
+const adminToken = (tokens: string) => parseTokens(tokens).admin[0];
 
 async function main() {
   const env = loadEnv();
@@ -77,6 +78,13 @@ async function main() {
         rootUser: 'minioadmin',
         rootPassword: 'minioadmin',
         logFile: join(dataDir, 'logs', 'minio.log'),
+        // Bucket notifications go to the API's webhook, so new objects are imported within seconds, not at the next poll.
+        env: {
+          MINIO_NOTIFY_WEBHOOK_ENABLE_S3CH: 'on',
+          MINIO_NOTIFY_WEBHOOK_ENDPOINT_S3CH: `http://127.0.0.1:${env.PORT}/v1/notify`,
+          MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_S3CH: join(dataDir, 'minio-events'),
+          ...(adminToken(env.S3CH_API_TOKENS) ? { MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_S3CH: `Bearer ${adminToken(env.S3CH_API_TOKENS)}` } : {}),
+        },
       });
       services.push(minio);
       minioConsole = 'http://127.0.0.1:9001';
@@ -109,6 +117,7 @@ async function main() {
     say(`  curl -s ${api}/v1/sql -H 'content-type: application/json' -d '{"query":"SELECT count() AS rows, min(timestamp), max(timestamp) FROM demo"}'`);
     say('Data source status:');
     say(`  curl -s ${api}/v1/datasources/demo`);
+    if (minioConsole) say(`New objects in s3://demo/events/ are imported within seconds (bucket notifications -> ${api}/v1/notify).`);
     say('');
     say('Press Ctrl-C to stop.');
   } catch (err) {
@@ -122,8 +131,12 @@ async function seedDemoBucket(conn: Connection, connector: Connector) {
   const s3 = new S3Client({ endpoint: conn.endpoint, region: conn.region, forcePathStyle: true, credentials: { accessKeyId: conn.accessKeyId, secretAccessKey: conn.secretAccessKey } });
   try {
     const exists = await s3.send(new HeadBucketCommand({ Bucket: 'demo' })).then(() => true, () => false);
+    if (!exists) await s3.send(new CreateBucketCommand({ Bucket: 'demo' }));
+    await s3.send(new PutBucketNotificationConfigurationCommand({
+      Bucket: 'demo',
+      NotificationConfiguration: { QueueConfigurations: [{ QueueArn: 'arn:minio:sqs::S3CH:webhook', Events: ['s3:ObjectCreated:*'] }] },
+    }));
     if (!exists) {
-      await s3.send(new CreateBucketCommand({ Bucket: 'demo' }));
       for (const f of DEMO_FILES) {
         const body = demoCsv(f.day, f.rows);
         await s3.send(new PutObjectCommand({ Bucket: 'demo', Key: f.key, Body: f.gzip ? gzipSync(body) : body }));
