@@ -63,11 +63,49 @@ function conversion(i: number, type: string): { value: string; ok: string } {
     const converted = `accurateCastOrNull(${input}, ${quoteString(variant)})`;
     return { value: `variantElement(${converted}, ${quoteString(base)})`, ok: `(${input} IS NULL OR ${converted} IS NOT NULL)` };
   }
-  const converted = isTimeType(t.base)
-    ? `accurateCastOrNull(parseDateTime64BestEffortOrNull(${input}, 6, 'UTC'), ${quoteString(base)})`
-    : `accurateCastOrNull(${input}, ${quoteString(base)})`;
+  let converted: string;
+  if (isTimeType(t.base)) converted = timeConversion(input, base, t.base);
+  else if (/^U?Int\d+$/.test(t.base)) {
+    // Booleans written as true/false (Parquet, JSON, many CSV writers) are 1/0 in an integer column.
+    converted = `accurateCastOrNull(multiIf(lower(${input}) = 'true', '1', lower(${input}) = 'false', '0', ${input}), ${quoteString(base)})`;
+  } else if (t.base === 'Float32') {
+    // A finite value too large for Float32 would become inf: it does not fit, so it is quarantined.
+    converted = `if(isFinite(toFloat64OrNull(${input})) AND NOT isFinite(accurateCastOrNull(${input}, 'Float32')), NULL, accurateCastOrNull(${input}, 'Float32'))`;
+  } else converted = `accurateCastOrNull(${input}, ${quoteString(base)})`;
   const value = t.nullable ? converted : `ifNull(${converted}, defaultValueOfTypeName(${quoteString(base)}))`;
   return { value, ok: `(${input} IS NULL OR ${converted} IS NOT NULL)` };
+}
+
+/** Ranges ClickHouse can store; a value outside is quarantined instead of wrapping around. */
+const TIME_RANGES: Record<string, [string, string]> = {
+  Date: ['1970-01-01 00:00:00', '2149-06-06 23:59:59'],
+  Date32: ['1900-01-01 00:00:00', '2299-12-31 23:59:59'],
+  DateTime: ['1970-01-01 00:00:00', '2106-02-07 06:28:15'],
+  DateTime64: ['1900-01-01 00:00:00', '2299-12-31 23:59:59'],
+};
+
+/**
+ * Text -> time: parsed in the column's own time zone (text without an offset
+ * means local time there, as everywhere in ClickHouse), at the column's
+ * precision, and range-checked, because a plain cast wraps out-of-range dates.
+ */
+function timeConversion(input: string, type: string, base: string): string {
+  const tz = /'([^']+)'/.exec(type)?.[1] ?? 'UTC';
+  const precision = base === 'DateTime64' ? Number(/DateTime64\((\d+)/.exec(type)?.[1] ?? 3) : 0;
+  // Parse at scale >= 3: at scale 0 the parser clamps dates before 1970 to the epoch.
+  const scale = Math.max(precision, 3);
+  const parsed = `parseDateTime64BestEffortOrNull(${input}, ${scale}, ${quoteString(tz)})`;
+  const [lo, hiRange] = TIME_RANGES[base]!;
+  // Bounds at the parse scale (mixed scales would widen to 9 and overflow past 2262).
+  const hi = scale >= 9 && hiRange > '2262-04-11 23:47:16' ? '2262-04-11 23:47:16' : hiRange;
+  const inRange = `${parsed} BETWEEN toDateTime64(${quoteString(lo)}, ${scale}, ${quoteString(tz)}) AND toDateTime64(${quoteString(hi)}, ${scale}, ${quoteString(tz)})`;
+  // Explicit conversions: accurateCastOrNull from a pre-1970 DateTime64 to a date clamps instead of converting.
+  const convert =
+    base === 'Date' ? `toDate(${parsed})` :
+    base === 'Date32' ? `toDate32(${parsed})` :
+    base === 'DateTime' ? `toDateTime(${parsed}, ${quoteString(tz)})` :
+    `toDateTime64(${parsed}, ${precision}, ${quoteString(tz)})`;
+  return `if(${inRange}, ${convert}, NULL)`;
 }
 
 export interface ImportPlan {
@@ -105,7 +143,7 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
     return {
       structure: typed,
       inputFormat: 'Parquet',
-      select: `${columns.map((c) => `toString(${quoteIdent(c.source ?? c.name)})`).join(', ')}, '' AS _row_error, '' AS _raw_line`,
+      select: `${columns.map((c) => `toString(${quoteIdent(c.source ?? c.name)})`).join(', ')}, ${noValueCheck(columns.map((c) => `toString(${quoteIdent(c.source ?? c.name)})`))} AS _row_error, '' AS _raw_line`,
       settings: { input_format_parquet_allow_missing_columns: 1 },
     };
   }
@@ -114,7 +152,7 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
   return {
     structure,
     inputFormat: csv.header ? 'CSVWithNames' : 'CSV',
-    select: `${names.map((s) => quoteIdent(s)).join(', ')}, '' AS _row_error, '' AS _raw_line`,
+    select: `${names.map((s) => quoteIdent(s)).join(', ')}, ${noValueCheck(names.map((s) => quoteIdent(s)))} AS _row_error, '' AS _raw_line`,
     settings: {
       format_csv_delimiter: csv.delimiter,
       input_format_csv_skip_first_lines: csv.skipLines,
@@ -128,12 +166,33 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
   };
 }
 
-/** The type a Parquet column is read as: the declared type, made nullable where ClickHouse allows it. */
+/**
+ * A row in which no declared column has a value is not silently loaded as
+ * defaults: it usually means the header names none of the columns (another
+ * encoding, another delimiter, another file), so it is quarantined with why.
+ */
+function noValueCheck(values: string[]): string {
+  if (values.length === 0) return "''";
+  return `if(${values.map((v) => `isNull(${v})`).join(' AND ')}, 'no declared column has a value in this row: does the file\\'s header name the columns (delimiter, encoding)?', '')`;
+}
+
+/**
+ * The type a Parquet column is read as. Scalars are read as text, so the same
+ * checked conversion as CSV decides (a value that does not fit the declared
+ * type is quarantined, never silently changed by the Parquet reader); times
+ * are read as wide time types in the declared zone so the instant is kept;
+ * composites are read as declared.
+ */
 export function parquetReadType(type: string): string {
   const t = parseClickHouseType(type);
-  const inner = t.text.replace(/^LowCardinality\((.*)\)$/, '$1');
-  if (/^(Nullable|Array|Map|Tuple|JSON|Dynamic)\b/.test(inner)) return inner;
-  return `Nullable(${inner})`;
+  const inner = t.text.replace(/^LowCardinality\((.*)\)$/, '$1').replace(/^Nullable\((.*)\)$/, '$1');
+  if (/^(Array|Map|Tuple|JSON|Dynamic)\b/.test(inner)) return inner;
+  if (t.base === 'Date' || t.base === 'Date32') return 'Nullable(Date32)';
+  if (t.base === 'DateTime' || t.base === 'DateTime64') {
+    const tz = /'([^']+)'/.exec(inner)?.[1] ?? 'UTC';
+    return `Nullable(DateTime64(9, ${quoteString(tz)}))`;
+  }
+  return 'Nullable(String)';
 }
 
 /** Translate `$.a.b[0]` into a native JSON extraction returning Nullable(String) (strings unquoted, objects as JSON text). */

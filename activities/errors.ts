@@ -24,7 +24,7 @@ export class ImportError extends Error {
 }
 
 // ClickHouse error types that mean "this file's bytes are not valid for its format".
-const DATA_ERROR = /PARSE|INCORRECT_DATA|CANNOT_READ_ALL_DATA|UNKNOWN_FORMAT|CANNOT_DECOMPRESS|ZLIB|ZSTD|LZMA|SNAPPY|INCORRECT_NUMBER_OF_COLUMNS|CANNOT_EXTRACT_TABLE_STRUCTURE|TOO_LARGE_STRING_SIZE|BAD_ARGUMENTS|CANNOT_READ_FROM_FILE|ONLY_NULLS_WHILE_READING_SCHEMA|CANNOT_SKIP_UNKNOWN_FIELD|TOO_MANY_ROWS_OR_BYTES|ARCHIVE/;
+const DATA_ERROR = /PARSE|INCORRECT_DATA|TYPE_MISMATCH|DECIMAL_OVERFLOW|ILLEGAL_TYPE_OF_ARGUMENT|CANNOT_READ_ALL_DATA|UNKNOWN_FORMAT|CANNOT_DECOMPRESS|ZLIB|ZSTD|LZMA|SNAPPY|INCORRECT_NUMBER_OF_COLUMNS|CANNOT_EXTRACT_TABLE_STRUCTURE|TOO_LARGE_STRING_SIZE|BAD_ARGUMENTS|CANNOT_READ_FROM_FILE|ONLY_NULLS_WHILE_READING_SCHEMA|CANNOT_SKIP_UNKNOWN_FIELD|TOO_MANY_ROWS_OR_BYTES|ARCHIVE/;
 
 interface AwsLikeError {
   name?: string;
@@ -55,7 +55,12 @@ export function classify(err: unknown): ImportError {
   if (/incorrect header check|unexpected end of file|invalid (stored block|distance|code)/i.test(message)) {
     return new ImportError('bad_file', `the file is not valid compressed data: ${message}`, { cause: err });
   }
-  return new ImportError('transient', message, { cause: err });
+  if (/too many bytes in the stream|not enough bytes in the stream|invalid local file header|invalid central directory/i.test(message)) {
+    return new ImportError('bad_file', `a zip entry is damaged or larger than its header says (a likely zip bomb): ${message}`, { cause: err });
+  }
+  // Keep the S3 code and HTTP status (SlowDown, 503...) so throttling is recognisable in the ledger.
+  const label = [name && name !== 'Error' ? name : null, status ? `HTTP ${status}` : null].filter(Boolean).join(', ');
+  return new ImportError('transient', label ? `${label}: ${message}` : message, { cause: err });
 }
 
 export function toApplicationFailure(err: ImportError): ApplicationFailure {

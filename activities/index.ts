@@ -286,6 +286,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
       const base = { datasource: dataSource, key: file.key, etag: file.etag, size: file.size, attempt, run_id: runId };
       await ledger.record([{ ...base, status: 'running' }]);
       let beat: ReturnType<typeof setInterval> | undefined;
+      let body: Readable | undefined;
       try {
         if (spec.limits.maxFileBytes > 0 && file.size > spec.limits.maxFileBytes) {
           throw new ImportError('too_large', `file is ${file.size} bytes, over the data source's maxFileBytes of ${spec.limits.maxFileBytes}`);
@@ -301,7 +302,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
         const signal = ctx.cancellationSignal;
         // IfMatch pins the version that was listed: a file replaced mid-import fails loudly instead of mixing versions.
         const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key, IfMatch: `"${file.etag}"` }), { abortSignal: signal });
-        let body = obj.Body as Readable;
+        body = obj.Body as Readable;
         let compression = resolveCompression(spec, file.key);
         if (compression === null) {
           // The name does not say: the first bytes do.
@@ -375,6 +376,8 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
         throw af;
       } finally {
         clearInterval(beat);
+        // Release the S3 connection whatever happened (a failure before the body was read leaves it open).
+        body?.destroy();
       }
     },
 

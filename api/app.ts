@@ -56,13 +56,16 @@ export function createApp(deps: ApiDeps) {
   // Bearer auth: reads need any configured token, changes need an admin token.
   app.use('*', async (c, next) => {
     const { admin, readOnly } = deps.tokens;
-    if (admin.length + readOnly.length === 0 || c.req.path === '/healthz') return next();
+    const required = deps.tokens.required ?? admin.length + readOnly.length > 0;
+    if (!required || c.req.path === '/healthz') return next();
     const header = c.req.header('authorization') ?? '';
     const token = /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim();
     if (!token) throw new ApiError(401, 'Unauthorized', 'send Authorization: Bearer <token>');
     const isAdmin = tokenMatches(token, admin);
     if (!isAdmin && !tokenMatches(token, readOnly)) throw new ApiError(401, 'Unauthorized', 'unknown token');
-    const mutating = !['GET', 'HEAD', 'OPTIONS'].includes(c.req.method) && c.req.path !== '/v1/sql' && c.req.path !== '/v1/preview';
+    // POSTs that only read: SQL (readonly), preview, and a connection check (one listing).
+    const readOnlyPost = c.req.path === '/v1/sql' || c.req.path === '/v1/preview' || /^\/v1\/connections\/[^/]+\/check$/.test(c.req.path);
+    const mutating = !['GET', 'HEAD', 'OPTIONS'].includes(c.req.method) && !readOnlyPost;
     if (mutating && !isAdmin) throw new ApiError(403, 'Forbidden', 'this token is read-only; changes need an admin token');
     return next();
   });
@@ -81,7 +84,9 @@ export function createApp(deps: ApiDeps) {
   // The one error mapper.
   app.onError((err, c) => {
     if (err instanceof ApiError) {
-      return c.json(problemBody(err.status, err.title, err.detail, err.errors), err.status, { 'content-type': 'application/problem+json' });
+      const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
+      if (err.status === 401) headers['www-authenticate'] = 'Bearer realm="s3-clickhouse-connector"';
+      return c.json(problemBody(err.status, err.title, err.detail, err.errors), err.status, headers);
     }
     if (err instanceof HTTPException) {
       const status = err.status as ContentfulStatusCode;

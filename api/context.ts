@@ -10,7 +10,7 @@ export interface ApiDeps {
   destination: Destination;
   s3: S3Connections;
   /** Bearer tokens: admin may change things, readOnly may only read. Both empty = no auth (loopback only). */
-  tokens: { admin: string[]; readOnly: string[] };
+  tokens: { admin: string[]; readOnly: string[]; required?: boolean };
 }
 
 export interface AppEnv {

@@ -28,7 +28,10 @@ export function fieldErrors(issues: ReadonlyArray<{ path: ReadonlyArray<Property
     const base = i.path.map(String).join('.');
     // An unknown key is reported on its parent object; name the key itself.
     if (i.code === 'unrecognized_keys' && i.keys?.length) {
-      return i.keys.map((k) => ({ field: base ? `${base}.${k}` : k, message: `unknown field '${k}'` }));
+      return i.keys.map((k) => {
+        const key = k === '' ? '""' : k;
+        return { field: base ? `${base}.${key}` : key, message: `unknown field '${k}'` };
+      });
     }
     return [{ field: base || '(body)', message: i.message }];
   });

@@ -48,6 +48,22 @@ export interface DataSourceResource extends DataSourceSpec {
 }
 
 const QUERY_TIMEOUT_MS = 5000;
+const LIST_QUERY_TIMEOUT_MS = 2000;
+
+/** Run `fn` over `items` with at most `limit` at once, keeping order. */
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!);
+      }
+    }),
+  );
+  return out;
+}
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms (is a worker running?)`)), ms).unref())]);
@@ -163,13 +179,14 @@ export class DataSourceService {
       return d;
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) throw notFound(`no data source named '${name}'`);
-      throw err;
+      if (err instanceof ApiError) throw err;
+      throw new ApiError(503, 'Service Unavailable', `Temporal did not answer (${(err as Error).message}); retry once it is reachable`, [], { cause: err });
     }
   }
 
-  async status(name: string): Promise<StatusView | null> {
+  async status(name: string, timeoutMs = QUERY_TIMEOUT_MS): Promise<StatusView | null> {
     try {
-      return await withTimeout(this.handle(name).query(statusQuery), QUERY_TIMEOUT_MS);
+      return await withTimeout(this.handle(name).query(statusQuery), timeoutMs);
     } catch {
       return null;
     }
@@ -201,20 +218,30 @@ export class DataSourceService {
     };
   }
 
+  /** Visibility query for this deployment's data sources (one namespace may serve several task queues). */
+  private listQuery(): string {
+    const queue = this.deps.taskQueue.replace(/\\/g, '\\\\').replace(/'/g, "\\'");
+    return `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND TaskQueue = '${queue}'`;
+  }
+
   async list(): Promise<DataSourceResource[]> {
-    const out: DataSourceResource[] = [];
-    const names: string[] = [];
-    for await (const wf of this.deps.temporal.workflow.list({ query: `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'` })) {
-      if (wf.workflowId.startsWith('datasource:')) names.push(wf.workflowId.slice('datasource:'.length));
+    const found: Array<{ name: string; spec: DataSourceSpec | undefined; state: DataSourceState | undefined }> = [];
+    for await (const wf of this.deps.temporal.workflow.list({ query: this.listQuery() })) {
+      if (!wf.workflowId.startsWith('datasource:')) continue;
+      found.push({
+        name: wf.workflowId.slice('datasource:'.length),
+        spec: wf.memo?.spec as DataSourceSpec | undefined,
+        state: wf.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined,
+      });
     }
-    for (const name of names.sort()) {
-      try {
-        out.push(await this.get(name));
-      } catch (err) {
-        if (!(err instanceof ApiError && err.status === 404)) throw err;
-      }
-    }
-    return out;
+    // Live status in parallel, each bounded: a data source whose worker is down
+    // is listed from its memo instead of holding up the whole list.
+    const out = await mapLimit(found.sort((a, b) => a.name.localeCompare(b.name)), 16, async (f) => {
+      const [view, stats] = await Promise.all([this.status(f.name, LIST_QUERY_TIMEOUT_MS), this.ledger.stats(f.name)]);
+      const spec = view?.spec ?? f.spec;
+      return spec ? this.resource(spec, view, stats, f.state) : null;
+    });
+    return out.filter((r): r is DataSourceResource => r !== null);
   }
 
   async patch(name: string, body: unknown): Promise<DataSourceResource> {
@@ -293,7 +320,7 @@ export class DataSourceService {
     if (refs.length === 0) return { accepted: 0, dataSources: [] };
     const hit: string[] = [];
     let accepted = 0;
-    for await (const wf of this.deps.temporal.workflow.list({ query: `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'` })) {
+    for await (const wf of this.deps.temporal.workflow.list({ query: this.listQuery() })) {
       const spec = wf.memo?.spec as DataSourceSpec | undefined;
       if (!spec) continue;
       const keys = this.matchingKeys(spec, refs);

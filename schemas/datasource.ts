@@ -5,6 +5,9 @@ import { BucketUriError, parseBucketUri } from './glob.js';
 import { ScheduleError, parseSchedule } from '../workflows/schedule.js';
 
 /** Defaults for per-data-source limits; each can be overridden in the spec. */
+/** Functions that read files, URLs or other servers, or run programs: never allowed in table expressions. */
+const OUTSIDE_FUNCTION = /\b(file|url|s3|s3Cluster|gcs|hdfs|azureBlobStorage|remote|remoteSecure|cluster|clusterAllReplicas|mysql|postgresql|mongodb|redis|sqlite|jdbc|odbc|executable|input|dictGet\w*|joinGet\w*)\s*\(/i;
+
 export const DEFAULT_LIMITS = {
   /** 0 = no cap per run: a backlog drains at the speed of the machine. */
   maxFilesPerRun: 0,
@@ -23,7 +26,11 @@ const sqlExpression = (what: string) =>
     .trim()
     .min(1, `${what} must not be empty`)
     .max(2000, `${what} is longer than 2000 characters`)
-    .refine((s) => !/;|--|\/\*|\u0000/.test(s), `${what} must be a single expression (no ';' or comments)`);
+    .refine((s) => !/;|--|\/\*|\u0000/.test(s), `${what} must be a single expression (no ';' or comments)`)
+    .superRefine((s, ctx) => {
+      const fn = OUTSIDE_FUNCTION.exec(s)?.[1];
+      if (fn) ctx.addIssue({ code: 'custom', message: `${what} must not call ${fn}(): it reaches outside the table` });
+    });
 
 export const columnSchema = z
   .strictObject({
@@ -64,7 +71,8 @@ export const engineSchema = z.strictObject({
 });
 
 export const csvOptionsSchema = z.strictObject({
-  delimiter: z.string().length(1, 'delimiter must be exactly one character').default(','),
+  // ClickHouse reads a delimiter of exactly one byte.
+  delimiter: z.string().refine((d) => Buffer.byteLength(d, 'utf8') === 1, 'delimiter must be exactly one character, and a single byte (ASCII)').default(','),
   /** true: first line is a header; false: columns are positional. */
   header: z.boolean().default(true),
   /** Lines to skip before the header (or before data when there is no header). */

@@ -34,14 +34,18 @@ export interface Connector {
   stop(): Promise<void>;
 }
 
-export function parseTokens(spec: string): { admin: string[]; readOnly: string[] } {
+export function parseTokens(spec: string): { admin: string[]; readOnly: string[]; required: boolean } {
   const admin: string[] = [];
   const readOnly: string[] = [];
+  // Anything configured means auth is on, even if every entry turned out empty: that lets nobody in, never everybody.
+  const required = spec.split(',').some((entry) => entry.trim() !== '');
   for (const raw of spec.split(',').map((t) => t.trim()).filter(Boolean)) {
-    if (raw.startsWith('ro:')) readOnly.push(raw.slice(3));
-    else admin.push(raw.replace(/^admin:/, ''));
+    const token = raw.replace(/^(ro|admin):/, '').trim();
+    if (!token) continue;
+    if (raw.startsWith('ro:')) readOnly.push(token);
+    else admin.push(token);
   }
-  return { admin, readOnly };
+  return { admin, readOnly, required };
 }
 
 const isLoopback = (host: string) => host === '127.0.0.1' || host === 'localhost' || host === '::1';
@@ -77,7 +81,7 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
   let apiUrl: string | null = null;
   if (opts.serveApi) {
     let host = env.HOST;
-    if (tokens.admin.length + tokens.readOnly.length === 0 && !isLoopback(host)) {
+    if (!tokens.required && !isLoopback(host)) {
       console.warn(`[api] no S3CH_API_TOKENS configured: binding to 127.0.0.1 instead of ${host}; set tokens to listen on other interfaces`);
       host = '127.0.0.1';
     }
@@ -85,7 +89,8 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
       server = serve({ fetch: app.fetch, hostname: host, port: env.PORT }, () => resolve());
       server.on('error', reject);
     });
-    apiUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${env.PORT}`;
+    const reachable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+    apiUrl = `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${env.PORT}`;
   }
 
   let stopped = false;
