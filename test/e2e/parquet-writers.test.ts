@@ -285,12 +285,9 @@ describe('Parquet from real writers (pyarrow, DuckDB)', () => {
    * quarantined with its column and reason (as it is for CSV and NDJSON), never
    * loaded changed and never fail the rest of the file.
    *
-   * BUG (all of the it.fails below): for Parquet, activities/ddl.ts `landingSelect`
-   * reads each column from the file already as the declared type
-   * (`parquetReadType`), so ClickHouse's Parquet reader converts it with a plain,
-   * non-checking cast before the conversion/quarantine views ever see it; the
-   * views then get text that converts fine. The Parquet column should be read as
-   * its own type and converted with accurateCastOrNull like every other format.
+   * Parquet scalars are read as text and converted with the same checked
+   * casts as CSV and NDJSON, so the Parquet reader never narrows a value on
+   * its own.
    */
   async function quarantineOf(name: string) {
     const q = await c.request('GET', `/v1/datasources/${name}/quarantine`);
