@@ -31,6 +31,8 @@ export interface StreamInsert {
   /** Query parameters referenced by `sql` as {name:Type}. */
   params: Record<string, unknown>;
   signal?: AbortSignal;
+  /** Text formats: refuse the file when a (decompressed) line is longer than this. */
+  maxLineBytes?: number;
   /** What the source is called in error messages (the object key), instead of a local spool path. */
   label?: string;
   /** Called as bytes of the body are consumed, for heartbeats. */
@@ -139,9 +141,10 @@ class ChdbDestination implements Destination {
   async insertStream(insert: StreamInsert): Promise<void> {
     const path = join(this.spoolDir, `${randomUUID()}.part`);
     try {
-      // gzip is checked end to end while spooling: a truncated or corrupt file
-      // is refused before ClickHouse commits any of its blocks.
-      const check = insert.compression === 'gzip' ? gzipCheck() : null;
+      // Checked while spooling, before ClickHouse commits any block: gzip end to
+      // end (a truncated or corrupt file is refused), and line lengths (a line
+      // too long to parse in bounded memory is refused).
+      const check = spoolCheck(insert.compression, insert.maxLineBytes);
       await Promise.all([
         pipeline(countBytes(insert.body, insert.onBytes), ...(check ? [check.tee] : []), createWriteStream(path), { signal: insert.signal }),
         check?.done,
@@ -212,25 +215,78 @@ export function createDestination(env: Pick<Env, 'CLICKHOUSE_URL' | 'CLICKHOUSE_
   return new ChdbDestination(env.S3CH_DATA_DIR, env.CLICKHOUSE_DATABASE);
 }
 
-/** A pass-through stage that also inflates gzip data and discards it, failing on any corruption. */
-function gzipCheck(): { tee: Transform; done: Promise<void> } {
-  const gunzip = createGunzip();
-  gunzip.resume();
-  const done = new Promise<void>((resolve, reject) => {
-    gunzip.once('end', () => resolve());
-    gunzip.once('error', (err) => reject(new Error(`not valid gzip data (${err.message}): the file is truncated or corrupt`)));
-  });
-  const tee = new Transform({
-    transform(chunk, _enc, cb) {
-      if (gunzip.write(chunk)) cb(null, chunk);
-      else gunzip.once('drain', () => cb(null, chunk));
-    },
-    flush(cb) {
-      gunzip.end();
-      cb();
-    },
-  });
-  return { tee, done };
+/** Thrown while spooling when a line is longer than the data source allows parsing. */
+export class LineTooLongError extends Error {}
+
+/** Tracks line lengths over a byte stream; throws once a line exceeds `max`. */
+function lineGuard(max: number): (chunk: Buffer) => void {
+  let current = 0;
+  let line = 1;
+  return (chunk) => {
+    let from = 0;
+    for (;;) {
+      const nl = chunk.indexOf(10, from);
+      const end = nl === -1 ? chunk.length : nl;
+      current += end - from;
+      if (current > max) {
+        throw new LineTooLongError(`line ${line} is longer than ${max} bytes: refused before parsing to keep memory bounded (rows over limits.maxRowBytes are quarantined; lines this long fail the file)`);
+      }
+      if (nl === -1) return;
+      current = 0;
+      line++;
+      from = nl + 1;
+    }
+  };
+}
+
+/**
+ * A pass-through stage for spooling that inflates gzip data (discarding it)
+ * and/or watches line lengths of the decompressed text; `done` rejects on
+ * corrupt gzip or an over-long line.
+ */
+function spoolCheck(compression: Compression, maxLineBytes: number | undefined): { tee: Transform; done: Promise<void> } | null {
+  const guard = maxLineBytes ? lineGuard(maxLineBytes) : null;
+  if (compression === 'gzip') {
+    const gunzip = createGunzip();
+    const done = new Promise<void>((resolve, reject) => {
+      gunzip.on('data', (chunk: Buffer) => {
+        try {
+          guard?.(chunk);
+        } catch (err) {
+          gunzip.destroy();
+          reject(err);
+        }
+      });
+      gunzip.once('end', () => resolve());
+      gunzip.once('error', (err) => reject(new Error(`not valid gzip data (${err.message}): the file is truncated or corrupt`)));
+    });
+    const tee = new Transform({
+      transform(chunk, _enc, cb) {
+        if (gunzip.destroyed) return cb(null, chunk);
+        if (gunzip.write(chunk)) cb(null, chunk);
+        else gunzip.once('drain', () => cb(null, chunk));
+      },
+      flush(cb) {
+        gunzip.end();
+        cb();
+      },
+    });
+    return { tee, done };
+  }
+  if (compression === 'none' && guard) {
+    const tee = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        try {
+          guard(chunk);
+          cb(null, chunk);
+        } catch (err) {
+          cb(err as Error);
+        }
+      },
+    });
+    return { tee, done: Promise.resolve() };
+  }
+  return null;
 }
 
 /**

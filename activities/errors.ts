@@ -52,6 +52,9 @@ export function classify(err: unknown): ImportError {
   if (typeof e?.type === 'string' && DATA_ERROR.test(e.type)) {
     return new ImportError('bad_file', `ClickHouse could not read the file: ${message.split('\n')[0]}`, { cause: err });
   }
+  if (/refused before parsing to keep memory bounded/.test(message)) {
+    return new ImportError('too_large', message, { cause: err });
+  }
   if (/incorrect header check|unexpected end of file|invalid (stored block|distance|code)/i.test(message)) {
     return new ImportError('bad_file', `the file is not valid compressed data: ${message}`, { cause: err });
   }

@@ -100,6 +100,15 @@ export interface ImportHooks {
 /** The identity of one file version; its hash is the insert's deduplication token. */
 const HEARTBEAT_EVERY_MS = 2000;
 
+/**
+ * Longest physical line a text file may have. Rows over maxRowBytes are
+ * quarantined row by row; a line far beyond that would make ClickHouse hold
+ * it whole in memory, so the file is refused instead.
+ */
+export function maxLineBytes(maxRowBytes: number): number {
+  return Math.max(64 * 1024 * 1024, 8 * maxRowBytes);
+}
+
 /** A type made nullable where ClickHouse allows it, so rows from older files read NULL. */
 function nullableType(type: string): string {
   return /^(Nullable|Array|Map|Tuple|LowCardinality|JSON|Dynamic)\b/.test(type) ? type : `Nullable(${type})`;
@@ -316,8 +325,10 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
         beat = setInterval(() => ctx.heartbeat(progress), HEARTBEAT_EVERY_MS);
         await hooks?.beforeInsert?.(file, attempt);
         const insertOne = async (source: Readable, id: string, name: string, comp: Compression) => {
-          const plan = buildImportPlan(db, spec, columns, resolveFormat(spec, name), dataSource);
+          const format = resolveFormat(spec, name);
+          const plan = buildImportPlan(db, spec, columns, format, dataSource);
           await destination.insertStream({
+            maxLineBytes: format === 'parquet' ? undefined : maxLineBytes(spec.limits.maxRowBytes),
             sql: plan.insertSql,
             format: plan.inputFormat,
             structure: plan.structure,

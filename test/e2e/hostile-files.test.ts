@@ -364,23 +364,33 @@ describe('hostile and malformed files', () => {
     });
   });
 
-  it('a CSV whose single data line is 300 MB: the row is quarantined for maxRowBytes (2 MiB default)', async () => {
+  it('a CSV whose single data line is 300 MB: the file is refused while spooling, before ClickHouse parses it; memory stays bounded', async () => {
     const name = uid('longline');
     const FIELD = 300 * 1024 * 1024;
     await put(s3, bucket, `${name}/long.csv`, Buffer.concat([Buffer.from('id,v\n701,'), Buffer.alloc(FIELD, 'a'), Buffer.from('\n')]));
     await put(s3, bucket, `${name}/good.csv`, goodCsv(700));
     const { before, peak } = await peakRss(() => load(name, { bucketUri: `s3://${bucket}/${name}/*.csv`, format: 'csv' }, 2, 150_000));
     console.log(`[hostile] long.csv: RSS ${mib(before)} MiB before the sync, ${mib(peak)} MiB peak during it`);
+    expect(peak - before).toBeLessThan(400 * 1024 * 1024);
 
     const f = await files(name);
-    console.log(`[hostile] long.csv: ${describeFile(f['long.csv'])}`);
-    expect(f['long.csv']).toMatchObject({ status: 'success', rows: 0, quarantinedRows: 1 });
+    expect(f['long.csv']).toMatchObject({ status: 'failure', rows: 0, attempts: 1 });
+    expect(f['long.csv']!.error).toMatch(/line 2 is longer than \d+ bytes: refused before parsing to keep memory bounded/);
     expect(f['good.csv']).toMatchObject({ status: 'success', rows: 3 });
+    await expectOnlyGoodRows(name, 700);
+  }, 180_000);
+
+  it('a CSV row of 5 MiB (over the 2 MiB maxRowBytes, under the line cap) is quarantined with the reason; the rest load', async () => {
+    const name = uid('bigrow');
+    const FIELD = 5 * 1024 * 1024;
+    await put(s3, bucket, `${name}/long.csv`, Buffer.concat([Buffer.from('id,v\n701,'), Buffer.alloc(FIELD, 'a'), Buffer.from('\n702,ok\n')]));
+    await load(name, { bucketUri: `s3://${bucket}/${name}/*.csv`, format: 'csv' }, 1, 60_000);
+    const f = await files(name);
+    expect(f['long.csv']).toMatchObject({ status: 'success', rows: 1, quarantinedRows: 1 });
     const q = await quarantine(name);
     expect(q).toHaveLength(1);
     expect(q[0]).toMatchObject({ key: `${name}/long.csv`, line: 1, error: `row is ${FIELD + 3} bytes, over the data source's maxRowBytes of ${2 * 1024 * 1024}` });
     // Quarantine keeps only the start of the row's text.
     expect(q[0]!.raw.length).toBeLessThanOrEqual(1024 * 1024);
-    await expectOnlyGoodRows(name, 700);
-  }, 180_000);
+  }, 120_000);
 });
