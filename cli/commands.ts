@@ -1,3 +1,4 @@
+import type { RunSummary } from '../workflows/messages.js';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -103,17 +104,6 @@ class UsageError extends Error {}
 
 // ---- response shapes (documented by /openapi.json; only what the CLI reads) ----
 
-interface RunSummary {
-  runId: string;
-  trigger: string;
-  startedAt: string;
-  finishedAt: string | null;
-  filesFound: number;
-  filesImported: number;
-  filesFailed: number;
-  rows: number;
-  bytes: number;
-}
 
 interface DataSource {
   name: string;
