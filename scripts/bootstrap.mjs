@@ -22,10 +22,13 @@ function dependenciesStale() {
 }
 
 if (dependenciesStale()) {
-  console.error('[setup] installing npm dependencies (npm ci) ...');
-  const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  // `npm install`, not `npm ci`: the lockfile pins every version, but npm 11
+  // records only this platform's optional native packages (chDB, swc), and
+  // `npm ci` then refuses the lockfile as out of sync.
+  console.error('[setup] installing npm dependencies (npm install, versions from package-lock.json) ...');
+  const r = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {
-    console.error('[setup] npm ci failed; fix the error above and run again.');
+    console.error('[setup] npm install failed; fix the error above and run again.');
     process.exit(r.status ?? 1);
   }
 }
