@@ -87,6 +87,8 @@ export interface ActivityDeps {
   metaDatabase?: string;
   /** Fault-injection points for the failure tests; never set in production. */
   hooks?: ImportHooks;
+  /** One line per sync run that found files (npm start and the standalone worker print these). */
+  log?: (line: string) => void;
 }
 
 export interface ImportHooks {
@@ -164,7 +166,7 @@ export function currentSignal(): AbortSignal | undefined {
   }
 }
 
-export function createActivities({ destination, s3, metaDatabase, hooks }: ActivityDeps) {
+export function createActivities({ destination, s3, metaDatabase, hooks, log }: ActivityDeps) {
   const db = destination.database;
   const ledger = new Ledger(destination.client, metaDatabase ?? db);
 
@@ -410,6 +412,10 @@ export function createActivities({ destination, s3, metaDatabase, hooks }: Activ
 
     async recordRun(run: Parameters<Ledger['recordRun']>[0]): Promise<void> {
       await ledger.recordRun(run);
+      if (log && (run.files_found > 0 || run.files_failed > 0)) {
+        const seconds = (Date.parse(run.finished_at.replace(' ', 'T') + 'Z') - Date.parse(run.started_at.replace(' ', 'T') + 'Z')) / 1000;
+        log(`[${run.datasource}] ${run.trigger} run: ${run.files_imported}/${run.files_found} files, ${run.rows.toLocaleString('en-US')} rows in ${seconds.toFixed(1)} s` + (run.files_failed ? `, ${run.files_failed} failed (GET /v1/datasources/${run.datasource}/files?status=failure)` : ''));
+      }
     },
 
     /** Files to import again: the listed keys (current version from S3) or every file whose latest status is failure. */

@@ -93,7 +93,7 @@ async function main() {
     }
 
     say('starting worker and API (ClickHouse: ' + (env.CLICKHOUSE_URL ? env.CLICKHOUSE_URL : `embedded chDB in ${join(dataDir, 'chdb')}`) + ') ...');
-    connector = await startConnector({ env, connections, temporalAddress, serveApi: true });
+    connector = await startConnector({ env, connections, temporalAddress, serveApi: true, log: say });
     const api = connector.apiUrl!;
     if (!env.TEMPORAL_ADDRESS) {
       // Closed runs are kept only for the namespace's retention; the ledger is the durable record.

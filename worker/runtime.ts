@@ -22,6 +22,8 @@ export interface ConnectorOptions {
   destination?: Destination;
   /** Fault-injection points for the failure tests. */
   hooks?: ImportHooks;
+  /** Where to print one line per sync run (progress for people watching the process). */
+  log?: (line: string) => void;
 }
 
 export interface Connector {
@@ -72,6 +74,7 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
       s3,
       workflowBundle: opts.workflowBundle,
       hooks: opts.hooks,
+      log: opts.log,
     });
     workerRun = worker.run();
   }

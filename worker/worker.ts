@@ -18,6 +18,8 @@ export interface ConnectorWorkerOptions {
   maxConcurrentImports?: number;
   /** Fault-injection points for the failure tests. */
   hooks?: ImportHooks;
+  /** Where to print one line per sync run. */
+  log?: (line: string) => void;
 }
 
 export async function createConnectorWorker(opts: ConnectorWorkerOptions): Promise<Worker> {
@@ -25,7 +27,7 @@ export async function createConnectorWorker(opts: ConnectorWorkerOptions): Promi
     connection: opts.connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
-    activities: createActivities({ destination: opts.destination, s3: opts.s3, hooks: opts.hooks }),
+    activities: createActivities({ destination: opts.destination, s3: opts.s3, hooks: opts.hooks, log: opts.log }),
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentImports ?? 8,
     // Lets in-flight imports record 'cancelled' (or finish) before the process exits.
     shutdownGraceTime: '20 seconds',

@@ -4,12 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createDestination, type Destination } from '../../activities/destination.js';
 import { envSchema } from '../../schemas/config.js';
 import type { Connection } from '../../schemas/connection.js';
 import { startConnector, type Connector } from '../../worker/runtime.js';
 
 export const uid = (prefix = 't') => `${prefix}_${randomBytes(5).toString('hex')}`;
+
+// The SDK's INFO lines (worker state changes) would drown the test output.
+try {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+} catch {
+  // Already installed in this process.
+}
 
 let destination: Destination | null = null;
 
