@@ -22,6 +22,9 @@ RUN npm install --omit=dev --no-audit && npm cache clean --force
 # node_modules out.
 COPY . .
 
+# The workflow bundle is built once here, so workers start without bundling.
+RUN node --import tsx scripts/bundle-workflows.ts dist/workflow-bundle.js
+
 # Runs unprivileged. Nothing under /app is written at run time (tsx caches in
 # /tmp; connections come from a read-only mount).
 USER node

@@ -34,6 +34,8 @@ export const envSchema = z.object({
   S3CH_API_TOKENS: z.string().default(''),
   HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** Prebuilt workflow bundle for a standalone worker. @default "dist/workflow-bundle.js" (used when present) */
+  S3CH_WORKFLOW_BUNDLE: z.string().default('dist/workflow-bundle.js'),
   /** Log level for the worker and the API. @default "info" */
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
