@@ -407,6 +407,10 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
 
   for (;;) {
     if (pendingSpec) {
+      if (pendingSpec.table !== spec.table && s.prepared) {
+        // The old table stays (with its rows); its landing table and views go, so nothing feeds it any more.
+        await dropDataSource({ dataSource: spec.name, spec, dropTable: false, dropLedger: false });
+      }
       spec = pendingSpec;
       pendingSpec = null;
       s.columns = spec.columns ?? s.columns;

@@ -261,6 +261,25 @@ describe('controlling data sources (Temporal dev server + MinIO + chDB)', () => 
     expect(r2.ds.stats.files.failure).toBe(0);
   });
 
+  it('moving a data source to another table (force) stops feeding the old one; the old table keeps its rows', async () => {
+    const name = uid('move');
+    const p = uid('mv');
+    await put(s3, bucket, `${p}/a.csv`, csv(0, 2));
+    await create({ name, bucketUri: `s3://${bucket}/${p}/*.csv` });
+    await c.request('POST', `/v1/datasources/${name}/sync`);
+    await waitForRuns(name, 1);
+    const moved = await c.request('PATCH', `/v1/datasources/${name}`, { table: `${name}_v2`, force: true });
+    expect(moved.status, JSON.stringify(moved.body)).toBe(200);
+    await put(s3, bucket, `${p}/b.csv`, csv(100, 3));
+    await c.request('POST', `/v1/datasources/${name}/sync`);
+    await waitForRuns(name, 2);
+    expect(await count(name)).toBe(2);
+    expect(await count(`${name}_v2`)).toBe(3);
+    // The old import path is gone: nothing can write into the old table any more.
+    expect(await exists(`${name}_s3ch_landing`)).toBe(0);
+    expect(await exists(`${name}_v2_s3ch_landing`)).toBe(1);
+  });
+
   it('edits the schedule, rejects an invalid one, and guards bucketUri changes with force', async () => {
     const name = uid('sched');
     const p = uid('sc');
