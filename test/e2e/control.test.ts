@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { toDatasourceFile } from '../../schemas/datasource-file.js';
-import { createBucket, eventually, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
 
 const run = promisify(execFile);
 
@@ -18,15 +18,7 @@ describe('controlling data sources (Temporal dev server + MinIO + chDB)', () => 
   let s3: S3Client;
   let bucket: string;
 
-  beforeAll(async () => {
-    c = await startTestConnector();
-    s3 = testS3();
-    bucket = await createBucket(s3);
-  });
-  afterAll(async () => {
-    await c?.stop();
-    s3?.destroy();
-  });
+  useTestStack((stack) => ({ c, s3, bucket } = stack));
 
   const COLUMNS = [
     { name: 'id', type: 'UInt64' },

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { createBucket, eventually, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
 
 /**
  * The fixture matrix: real files through the real path (MinIO -> chDB),
@@ -16,15 +16,7 @@ describe('formats, compression, inference and quarantine', () => {
   let s3: S3Client;
   let bucket: string;
 
-  beforeAll(async () => {
-    c = await startTestConnector();
-    s3 = testS3();
-    bucket = await createBucket(s3);
-  });
-  afterAll(async () => {
-    await c?.stop();
-    s3?.destroy();
-  });
+  useTestStack((stack) => ({ c, s3, bucket } = stack));
 
   /** Create an on-demand data source over `prefix`, sync once and wait until every file settled. */
   async function load(spec: Record<string, unknown>, files: number) {

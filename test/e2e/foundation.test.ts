@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { createBucket, eventually, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
 
 function csv(rows: Array<[string, number, string]>): string {
   return 'timestamp,id,name\n' + rows.map(([t, id, n]) => `${t},${id},${n}`).join('\n') + '\n';
@@ -12,15 +12,7 @@ describe('one data source, end to end (Temporal dev server + MinIO + chDB)', () 
   let s3: S3Client;
   let bucket: string;
 
-  beforeAll(async () => {
-    c = await startTestConnector();
-    s3 = testS3();
-    bucket = await createBucket(s3);
-  });
-  afterAll(async () => {
-    await c?.stop();
-    s3?.destroy();
-  });
+  useTestStack((stack) => ({ c, s3, bucket } = stack));
 
   async function waitForIdleAfter(name: string, runs: number) {
     return eventually(`data source ${name} to finish run ${runs}`, async () => {

@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { queryRows } from '../../activities/destination.js';
-import { createBucket, eventually, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
 
 /**
  * Parquet written by third-party writers (pyarrow, DuckDB), committed under
@@ -134,15 +134,7 @@ describe('Parquet from real writers (pyarrow, DuckDB)', () => {
   /** Fixture file name -> prefix it was uploaded under. */
   const prefixes = new Map<string, string>();
 
-  beforeAll(async () => {
-    c = await startTestConnector();
-    s3 = testS3();
-    bucket = await createBucket(s3);
-  });
-  afterAll(async () => {
-    await c?.stop();
-    s3?.destroy();
-  });
+  useTestStack((stack) => ({ c, s3, bucket } = stack));
 
   const rows = <T = Record<string, unknown>>(q: string) => sql<T>(c, q);
   const count = async (table: string) => Number((await rows<{ n: string | number }>(`SELECT count() AS n FROM ${table}`))[0]!.n);

@@ -3,7 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createDestination, type Destination } from '../../activities/destination.js';
 import { envSchema } from '../../schemas/config.js';
@@ -95,6 +95,25 @@ export async function startTestConnector(overrides: Record<string, string> = {},
       return { status: res.status, body: parsed, headers: res.headers };
     },
   };
+}
+
+/**
+ * The usual e2e setup, registered as hooks of the calling suite: a test
+ * connector, an S3 client for the run's MinIO and a fresh bucket, handed to
+ * `use` once ready; stopped and closed after the suite.
+ */
+export function useTestStack(use: (stack: { c: TestConnector; s3: S3Client; bucket: string }) => void): void {
+  let c: TestConnector | undefined;
+  let s3: S3Client | undefined;
+  beforeAll(async () => {
+    c = await startTestConnector();
+    s3 = testS3();
+    use({ c, s3, bucket: await createBucket(s3) });
+  });
+  afterAll(async () => {
+    await c?.stop();
+    s3?.destroy();
+  });
 }
 
 /** Poll until `check` returns a truthy value; fail with `what` after the timeout. */
