@@ -30,14 +30,20 @@ export interface DiscoverInput {
   runId: string;
   /** Most new files to return (a batch); the rest come in the next batch. */
   limit: number;
-  /** Ordered mode: list only keys after this one. */
-  marker?: string;
+  /**
+   * List only keys after this one: the ordered-mode marker, or in tracked mode
+   * where the previous batch of the same sweep stopped (so a large backlog is
+   * listed once, not once per batch).
+   */
+  startAfter?: string;
 }
 
 export interface DiscoverResult {
   files: FileRef[];
   /** True when more new files remain beyond this batch. */
   more: boolean;
+  /** With `more`: the key to continue after in the next batch of this sweep. */
+  cursor: string | null;
   listed: number;
 }
 
@@ -254,7 +260,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     },
 
     /** List the bucket under the glob's literal prefix and return the next batch of files not yet settled. */
-    async discoverFiles({ dataSource, spec, runId, limit, marker }: DiscoverInput): Promise<DiscoverResult> {
+    async discoverFiles({ dataSource, spec, runId, limit, startAfter }: DiscoverInput): Promise<DiscoverResult> {
       const { bucket, pattern, listPrefix } = parseBucketUri(spec.bucketUri);
       const match = compileGlob(pattern);
       const client = s3.client(spec.connection);
@@ -264,7 +270,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
       let more = false;
       try {
         do {
-          const page = await listPage(client, bucket, listPrefix, token, spec.mode === 'ordered' ? marker : undefined, currentSignal());
+          const page = await listPage(client, bucket, listPrefix, token, startAfter, currentSignal());
           const candidates: FileRef[] = [];
           for (const o of page.Contents ?? []) {
             listed++;
@@ -287,7 +293,8 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
         throw toApplicationFailure(classify(e));
       }
       await ledger.record(found.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued', run_id: runId })));
-      return { files: found, more, listed };
+      // Listing is in key order, so the last file taken is where the next batch continues.
+      return { files: found, more, cursor: more ? found[found.length - 1]?.key ?? null : null, listed };
     },
 
     /** Stream one object from S3 into ClickHouse; ClickHouse parses it natively. */

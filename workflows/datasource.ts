@@ -67,6 +67,8 @@ export interface CarriedState {
   prepared: boolean;
   paused: boolean;
   marker: string | null;
+  /** Tracked mode: where the current sweep of the bucket has got to (null = start a new sweep). */
+  cursor: string | null;
   counters: Counters;
   lastRun: RunSummary | null;
   lastRunAt: string | null;
@@ -114,6 +116,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     prepared: false,
     paused: false,
     marker: null,
+    cursor: null,
     counters: emptyCounters(),
     lastRun: null,
     lastRunAt: null,
@@ -128,6 +131,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   };
   s.notified ??= [];
   s.schemaChanges ??= [];
+  s.cursor ??= null;
   let state: DataSourceState = s.paused ? 'paused' : 'idle';
   // Assigned by handlers; typed loosely so control-flow narrowing does not assume it stays null.
   let deleteRequest = null as DeleteRequest | null;
@@ -185,6 +189,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     () => {
       if (s.paused) {
         s.paused = false;
+        // A fresh sweep: files left queued behind the listing position are found again now.
+        s.cursor = null;
         // Pick up where it stopped: files cancelled or left queued are imported now.
         s.syncRequested = true;
         setState('idle');
@@ -359,8 +365,12 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       let more = true;
       while (more && !s.paused && !deleteRequest && run.filesFound < cap) {
         const limit = Math.min(BATCH_SIZE, cap - run.filesFound);
-        const batch = await discoverFiles({ dataSource: spec.name, spec, runId: run.runId, limit, marker: s.marker ?? undefined });
+        const startAfter = (spec.mode === 'ordered' ? s.marker : s.cursor) ?? undefined;
+        const batch = await discoverFiles({ dataSource: spec.name, spec, runId: run.runId, limit, startAfter });
         run.filesFound += batch.files.length;
+        // Tracked: continue this sweep after the batch; a finished sweep starts over next time,
+        // which is how files named earlier than everything imported are still found.
+        if (spec.mode === 'tracked') s.cursor = batch.more ? batch.cursor : null;
         await importAll(batch.files, run);
         if (spec.mode === 'ordered' && batch.files.length) {
           const last = batch.files.map((f) => f.key).sort().pop()!;
@@ -407,6 +417,11 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
 
   for (;;) {
     if (pendingSpec) {
+      if (pendingSpec.bucketUri !== spec.bucketUri || pendingSpec.mode !== spec.mode) {
+        // A new place or mode: listing positions of the old one mean nothing there.
+        s.marker = null;
+        s.cursor = null;
+      }
       if (pendingSpec.table !== spec.table && s.prepared) {
         // The old table stays (with its rows); its landing table and views go, so nothing feeds it any more.
         await dropDataSource({ dataSource: spec.name, spec, dropTable: false, dropLedger: false });

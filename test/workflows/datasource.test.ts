@@ -138,8 +138,11 @@ function makeFakes() {
     async discoverFiles(input: DiscoverInput) {
       calls.discover.push(input);
       await hooks.discoverFiles?.(input);
-      const pending = bucket.filter((f) => !settled.has(f.key));
-      return { files: pending.slice(0, input.limit), more: pending.length > input.limit, listed: bucket.length };
+      // Like the real listing: key order, after `startAfter`, unsettled only.
+      const pending = [...bucket].sort((a, b) => (a.key < b.key ? -1 : 1)).filter((f) => !settled.has(f.key) && (!input.startAfter || f.key > input.startAfter));
+      const files = pending.slice(0, input.limit);
+      const more = pending.length > input.limit;
+      return { files, more, cursor: more ? files[files.length - 1]!.key : null, listed: bucket.length };
     },
     async importFile(input: ImportInput) {
       const attempt = Context.current().info.attempt;
@@ -335,6 +338,8 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expectEachOnce(f.calls.imported, keys);
       expect(f.calls.discover.length).toBeGreaterThanOrEqual(3);
       expect(f.calls.discover.every((d) => d.limit <= BATCH_SIZE)).toBe(true);
+      // One sweep of the bucket: each batch lists on from where the previous one stopped.
+      expect(f.calls.discover.slice(0, 3).map((d) => d.startAfter)).toEqual([undefined, keys[BATCH_SIZE - 1], keys[2 * BATCH_SIZE - 1]]);
       // One sync, no tick: all batches belong to the same run.
       expect(new Set(f.calls.discover.map((d) => d.runId)).size).toBe(1);
       expect(new Set(f.calls.importAttempts.map((c) => c.runId))).toEqual(new Set([f.calls.discover[0]!.runId]));
