@@ -36,8 +36,8 @@ export const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** Prebuilt workflow bundle for a standalone worker. @default "dist/workflow-bundle.js" (used when present) */
   S3CH_WORKFLOW_BUNDLE: z.string().default('dist/workflow-bundle.js'),
-  /** Log level for the worker and the API. @default "info" */
-  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  /** Level of the Temporal SDK's own log lines (worker state, activity failures). @default "warn" */
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('warn'),
 });
 export type Env = z.infer<typeof envSchema>;
 

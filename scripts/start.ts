@@ -20,10 +20,17 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 const adminToken = (tokens: string) => parseTokens(tokens).admin[0];
 
 async function main() {
-  const env = loadEnv();
+  let env: ReturnType<typeof loadEnv>;
+  try {
+    env = loadEnv();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`${err.message}\nFix the variables above (see the README's Configuration table) and run again.`);
+    process.exit(1);
+  }
   const dataDir = resolve(env.S3CH_DATA_DIR);
   mkdirSync(dataDir, { recursive: true });
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  Runtime.install({ logger: new DefaultLogger(env.LOG_LEVEL.toUpperCase() as 'WARN') });
   const services: RunningService[] = [];
   let connector: Connector | null = null;
   let stopping = false;

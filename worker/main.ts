@@ -1,11 +1,13 @@
 /** Worker-only process (containers, production): connects to TEMPORAL_ADDRESS and CLICKHOUSE_URL. */
 import { ConfigError, loadConnections, loadEnv } from '../schemas/config.js';
 import { startConnector } from './runtime.js';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 try {
   const env = loadEnv();
+  Runtime.install({ logger: new DefaultLogger(env.LOG_LEVEL.toUpperCase() as 'WARN') });
   if (!env.TEMPORAL_ADDRESS) throw new ConfigError('TEMPORAL_ADDRESS: required for a standalone worker (use `npm start` for the embedded stack)');
   const connections = loadConnections(env);
   if (connections.size === 0) console.warn('[worker] no connections configured (S3CH_CONNECTIONS_FILE or S3CH_CONNECTIONS): data sources cannot read S3');
