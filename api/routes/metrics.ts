@@ -1,4 +1,5 @@
-import type { OpenAPIHono } from '@hono/zod-openapi';
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import { z } from 'zod';
 import type { AppEnv } from '../context.js';
 
 /** Escape a Prometheus label value. */
@@ -9,7 +10,11 @@ const label = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').repla
  * data source, from the ledger (so they survive restarts), plus process gauges.
  */
 export function registerMetricsRoute(app: OpenAPIHono<AppEnv>) {
-  app.get('/metrics', async (c) => {
+  const route = createRoute({
+    method: 'get', path: '/metrics', tags: ['system'], summary: 'Prometheus metrics: files by status, rows, bytes, runs per data source',
+    responses: { 200: { content: { 'text/plain': { schema: z.string() } }, description: 'Prometheus text exposition format 0.0.4' } },
+  });
+  app.openapi(route, async (c) => {
     const ledger = c.var.service.ledger;
     await ledger.ensureTables();
     const [stats, runs] = await Promise.all([ledger.allStats(), ledger.runCounts()]);
@@ -32,6 +37,6 @@ export function registerMetricsRoute(app: OpenAPIHono<AppEnv>) {
     family('process_resident_memory_bytes', 'gauge', 'Resident memory of the connector process.', [[{}, mem.rss]]);
     family('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use.', [[{}, mem.heapUsed]]);
     family('process_uptime_seconds', 'gauge', 'Seconds since the process started.', [[{}, Math.round(process.uptime())]]);
-    return c.body(out.join('\n') + '\n', 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+    return c.body(out.join('\n') + '\n', 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }) as never;
   });
 }
