@@ -128,7 +128,9 @@ async function main() {
     say('');
     say('Press Ctrl-C to stop.');
   } catch (err) {
-    console.error(err instanceof ConfigError ? err.message : `start failed: ${(err as Error).message}`);
+    const message = (err as Error).message;
+    const hint = /EADDRINUSE/.test(message) ? ` (the API port is taken: stop what listens there, or set PORT)` : '';
+    console.error(err instanceof ConfigError ? message : `start failed: ${message}${hint}`);
     await stop(1);
   }
 }
