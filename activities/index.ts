@@ -1,7 +1,7 @@
 import { Context, CancelledFailure } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
-import { createSchemaTools, stripQuotes } from './schema.js';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { createSchemaTools } from './schema.js';
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
@@ -177,7 +177,6 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
   const ledger = new Ledger(destination.client, metaDatabase ?? db);
 
   const schema = createSchemaTools({ destination, s3 });
-  const { listPage } = schema;
 
   /**
    * A zip object is spooled to local disk (its directory is at the end) and
@@ -261,34 +260,24 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
 
     /** List the bucket under the glob's literal prefix and return the next batch of files not yet settled. */
     async discoverFiles({ dataSource, spec, runId, limit, startAfter }: DiscoverInput): Promise<DiscoverResult> {
-      const { bucket, pattern, listPrefix } = parseBucketUri(spec.bucketUri);
-      const match = compileGlob(pattern);
-      const client = s3.client(spec.connection);
       const found: FileRef[] = [];
       let listed = 0;
-      let token: string | undefined;
       let more = false;
       try {
-        do {
-          const page = await listPage(client, bucket, listPrefix, token, startAfter, currentSignal());
-          const candidates: FileRef[] = [];
-          for (const o of page.Contents ?? []) {
-            listed++;
-            if (!o.Key || o.Key.endsWith('/') || !match(o.Key)) continue;
-            candidates.push({ key: o.Key, etag: stripQuotes(o.ETag), size: o.Size ?? 0, lastModified: o.LastModified?.toISOString() ?? '' });
-          }
-          const settled = await ledger.settled(dataSource, candidates.map((c) => c.key));
-          for (const c of candidates) {
-            if (settled.has(`${c.key}\u0000${c.etag}`)) continue;
+        for await (const page of schema.matchingPages(spec, { startAfter, signal: currentSignal() })) {
+          listed += page.listed;
+          const settled = await ledger.settled(dataSource, page.files.map((f) => f.key));
+          for (const f of page.files) {
+            if (settled.has(`${f.key}\u0000${f.etag}`)) continue;
             if (found.length >= limit) {
               more = true;
               break;
             }
-            found.push(c);
+            found.push(f);
           }
           heartbeatSafely({ listed, found: found.length });
-          token = !more && page.IsTruncated ? page.NextContinuationToken : undefined;
-        } while (token);
+          if (more) break;
+        }
       } catch (e) {
         throw toApplicationFailure(classify(e));
       }
@@ -427,45 +416,28 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
 
     /** Files to import again: the listed keys (current version from S3) or every file whose latest status is failure. */
     async filesToRetry({ dataSource, spec, keys, onlyUnsettled }: { dataSource: string; spec: DataSourceSpec; keys?: string[]; onlyUnsettled?: boolean }): Promise<FileRef[]> {
-      if (keys && keys.length) {
-        const { bucket, pattern } = parseBucketUri(spec.bucketUri);
-        const match = compileGlob(pattern);
-        const client = s3.client(spec.connection);
-        const out: FileRef[] = [];
-        for (const key of keys) {
-          if (onlyUnsettled && !match(key)) continue;
-          try {
-            const h = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-            out.push({ key, etag: stripQuotes(h.ETag), size: h.ContentLength ?? 0, lastModified: h.LastModified?.toISOString() ?? '' });
-          } catch (e) {
-            // A notified object may be gone already; the listing safety net decides then.
-            if (onlyUnsettled) continue;
-            throw ApplicationFailure.nonRetryable(`cannot retry ${key}: ${classify(e).message}`, 'retry_failed');
-          }
-        }
-        if (!onlyUnsettled) return out;
-        const settled = await ledger.settled(dataSource, out.map((f) => f.key));
-        const fresh = out.filter((f) => !settled.has(`${f.key}\u0000${f.etag}`));
-        await ledger.record(fresh.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued' })));
-        return fresh;
-      }
-      // Every file whose latest status is failure, at its current version: a
-      // file fixed in place (new ETag) is retried as what is there now.
-      const failed = await queryRows<{ key: string }>(
-        destination.client,
-        `SELECT key FROM ${quoteIdent(metaDatabase ?? db)}.s3ch_file_events
-         WHERE datasource = {ds:String} GROUP BY key HAVING argMax(status, at) = 'failure' ORDER BY key LIMIT 10000`,
-        { ds: dataSource },
-      );
-      const { bucket } = parseBucketUri(spec.bucketUri);
-      const client = s3.client(spec.connection);
+      const explicit = Boolean(keys?.length);
+      // Without keys: every file whose latest status is failure, looked up at its
+      // current version, so a file fixed in place (new ETag) is retried as what is there now.
+      const wanted = explicit
+        ? keys!
+        : (await queryRows<{ key: string }>(
+            destination.client,
+            `SELECT key FROM ${quoteIdent(metaDatabase ?? db)}.s3ch_file_events
+             WHERE datasource = {ds:String} GROUP BY key HAVING argMax(status, at) = 'failure' ORDER BY key LIMIT 10000`,
+            { ds: dataSource },
+          )).map((r) => r.key);
+      const match = compileGlob(parseBucketUri(spec.bucketUri).pattern);
       const out: FileRef[] = [];
-      for (const { key } of failed) {
+      for (const key of wanted) {
+        if (onlyUnsettled && !match(key)) continue;
         try {
-          const h = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-          out.push({ key, etag: stripQuotes(h.ETag), size: h.ContentLength ?? 0, lastModified: h.LastModified?.toISOString() ?? '' });
+          out.push(await schema.currentVersion(spec, key));
         } catch (e) {
           const failure = classify(e);
+          // A notified object may be gone already: the listing safety net decides then.
+          if (onlyUnsettled) continue;
+          if (explicit) throw ApplicationFailure.nonRetryable(`cannot retry ${key}: ${failure.message}`, 'retry_failed');
           // Gone for good: record why, so it stops being listed as a failure to retry.
           if (failure.kind === 'object_missing') {
             await ledger.record([{ datasource: dataSource, key, etag: '', size: 0, attempt: 0, status: 'failure', error: failure.message }]);
@@ -475,7 +447,11 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
         }
         heartbeatSafely({ checked: out.length });
       }
-      return out;
+      if (!onlyUnsettled) return out;
+      const settled = await ledger.settled(dataSource, out.map((f) => f.key));
+      const fresh = out.filter((f) => !settled.has(`${f.key}\u0000${f.etag}`));
+      await ledger.record(fresh.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued' })));
+      return fresh;
     },
 
     /** Remove a data source's import path; its table and ledger rows only when asked. */

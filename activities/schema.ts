@@ -1,4 +1,4 @@
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { gunzipSync, constants as zlibConstants } from 'node:zlib';
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -29,24 +29,46 @@ export const stripQuotes = (etag: string | undefined) => (etag ?? '').replace(/^
 
 /** Listing and schema inference, shared by activities and the API's preview. */
 export function createSchemaTools({ destination, s3 }: { destination: Destination; s3: S3Connections }) {
-  async function listPage(client: S3Client, bucket: string, prefix: string, token?: string, startAfter?: string, signal?: AbortSignal) {
-    return client.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token, StartAfter: token ? undefined : startAfter, MaxKeys: 1000 }),
-      { abortSignal: signal },
-    );
-  }
-
-  async function firstMatchingObject(spec: DataSourceSpec): Promise<FileRef | null> {
+  /**
+   * The objects a bucketUri matches, a listing page at a time: from the glob's
+   * literal prefix (after `startAfter` when given), matched on the full key,
+   * folders left out. `listed` counts every key the page held.
+   */
+  async function* matchingPages(
+    spec: Pick<DataSourceSpec, 'bucketUri' | 'connection'>,
+    opts: { startAfter?: string; signal?: AbortSignal } = {},
+  ): AsyncGenerator<{ files: FileRef[]; listed: number }> {
     const { bucket, pattern, listPrefix } = parseBucketUri(spec.bucketUri);
     const match = compileGlob(pattern);
     const client = s3.client(spec.connection);
     let token: string | undefined;
     do {
-      const page = await listPage(client, bucket, listPrefix, token);
-      const hit = (page.Contents ?? []).find((o) => o.Key && match(o.Key) && (o.Size ?? 0) > 0);
-      if (hit) return { key: hit.Key!, etag: stripQuotes(hit.ETag), size: hit.Size ?? 0, lastModified: hit.LastModified?.toISOString() ?? '' };
+      const page = await client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: listPrefix, ContinuationToken: token, StartAfter: token ? undefined : opts.startAfter, MaxKeys: 1000 }),
+        { abortSignal: opts.signal },
+      );
+      const contents = page.Contents ?? [];
+      const files = contents
+        .filter((o) => o.Key && !o.Key.endsWith('/') && match(o.Key))
+        .map((o) => ({ key: o.Key!, etag: stripQuotes(o.ETag), size: o.Size ?? 0, lastModified: o.LastModified?.toISOString() ?? '' }));
+      yield { files, listed: contents.length };
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
+  }
+
+  /** One object's current version (HEAD). */
+  async function currentVersion(spec: Pick<DataSourceSpec, 'bucketUri' | 'connection'>, key: string): Promise<FileRef> {
+    const { bucket } = parseBucketUri(spec.bucketUri);
+    const h = await s3.client(spec.connection).send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return { key, etag: stripQuotes(h.ETag), size: h.ContentLength ?? 0, lastModified: h.LastModified?.toISOString() ?? '' };
+  }
+
+  /** The first non-empty object the bucketUri matches: the reference file for inference. */
+  async function firstMatchingObject(spec: DataSourceSpec): Promise<FileRef | null> {
+    for await (const page of matchingPages(spec)) {
+      const hit = page.files.find((f) => f.size > 0);
+      if (hit) return hit;
+    }
     return null;
   }
 
@@ -109,28 +131,21 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
     }
   }
 
-  /** The first `limit` objects the bucketUri matches, and how many were seen in all (up to `scanLimit`). */
+  /** The first `limit` objects the bucketUri matches, and how many were seen in all (up to `scanLimit` keys listed). */
   async function matchingObjects(spec: Pick<DataSourceSpec, 'bucketUri' | 'connection'>, limit: number, scanLimit = 100_000): Promise<{ files: FileRef[]; total: number; complete: boolean }> {
-    const { bucket, pattern, listPrefix } = parseBucketUri(spec.bucketUri);
-    const match = compileGlob(pattern);
-    const client = s3.client(spec.connection);
     const files: FileRef[] = [];
-    let total = 0, scanned = 0;
-    let token: string | undefined;
-    do {
-      const page = await listPage(client, bucket, listPrefix, token);
-      for (const o of page.Contents ?? []) {
-        scanned++;
-        if (!o.Key || o.Key.endsWith('/') || !match(o.Key)) continue;
-        total++;
-        if (files.length < limit) files.push({ key: o.Key, etag: stripQuotes(o.ETag), size: o.Size ?? 0, lastModified: o.LastModified?.toISOString() ?? '' });
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token && scanned < scanLimit);
-    return { files, total, complete: !token };
+    let total = 0;
+    let scanned = 0;
+    for await (const page of matchingPages(spec)) {
+      total += page.files.length;
+      files.push(...page.files.slice(0, limit - files.length));
+      scanned += page.listed;
+      if (scanned >= scanLimit) return { files, total, complete: false };
+    }
+    return { files, total, complete: true };
   }
 
-  return { listPage, firstMatchingObject, inferColumns, matchingObjects };
+  return { matchingPages, currentVersion, firstMatchingObject, inferColumns, matchingObjects };
 }
 
 /** A time column to suggest for ORDER BY / PARTITION BY: the first DateTime/Date column. */
