@@ -74,3 +74,8 @@ export const previewBody = z.strictObject({
   csv: z.record(z.string(), z.unknown()).optional(),
   limit: z.number().int().min(1).max(1000).optional(),
 });
+
+/** A route's JSON response, for createRoute. */
+export const jsonResponse = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
+/** A route's problem+json error response, for createRoute. */
+export const problemResponse = (description: string) => ({ content: { 'application/problem+json': { schema: problemSchema } }, description });

@@ -1,4 +1,5 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client, WorkflowUpdateFailedError } from '@temporalio/client';
+import type { UpdateDefinition } from '@temporalio/common';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { buildImportPlan, tableNames } from '../activities/ddl.js';
@@ -247,29 +248,38 @@ export class DataSourceService {
   async patch(name: string, body: unknown): Promise<DataSourceResource> {
     const parsed = dataSourcePatchSchema.safeParse(body);
     if (!parsed.success) throw badRequest('the patch is invalid', fieldErrors(parsed.error.issues));
-    const d = await this.describe(name);
-    const current = (await this.status(name))?.spec ?? (d.memo?.spec as DataSourceSpec);
+    const current = await this.currentSpec(name);
     // Only the fields the body names: the patch schema fills defaults, which must not overwrite the spec.
     const named = new Set(Object.keys(body as object));
     const { force, ...all } = parsed.data;
     const changes = Object.fromEntries(Object.entries(all).filter(([k]) => named.has(k)));
     const merged = { ...current, ...changes, name };
     const { spec } = await this.validate(merged);
-    try {
-      await this.handle(name).executeUpdate(updateSpecUpdate, { args: [{ spec, force }] });
-    } catch (err) {
-      updateRejection(err);
-    }
+    await this.update(name, updateSpecUpdate, { spec, force });
     return this.get(name);
   }
 
   async remove(name: string, dropTable: boolean, dropLedger: boolean): Promise<StatusView> {
+    return this.update(name, deleteUpdate, { dropTable, dropLedger });
+  }
+
+  /** Send an update to a data source's workflow; a rejection (validator) becomes 409, an unknown name 404. */
+  private async update<Ret, Args extends unknown[]>(name: string, def: UpdateDefinition<Ret, Args>, ...args: Args): Promise<Ret> {
     await this.describe(name);
     try {
-      return await this.handle(name).executeUpdate(deleteUpdate, { args: [{ dropTable, dropLedger }] });
+      const handle = this.handle(name);
+      // executeUpdate's overloads split zero-argument and argument updates; one generic call serves both.
+      const execute = handle.executeUpdate as (d: UpdateDefinition<Ret, Args>, o: { args: Args }) => Promise<Ret>;
+      return await execute.call(handle, def, { args });
     } catch (err) {
       updateRejection(err);
     }
+  }
+
+  /** The spec in force: from the workflow when it answers, else from the memo it was started with. */
+  private async currentSpec(name: string): Promise<DataSourceSpec> {
+    const d = await this.describe(name);
+    return (await this.status(name))?.spec ?? (d.memo?.spec as DataSourceSpec);
   }
 
   async sync(name: string, reason = 'api'): Promise<void> {
@@ -278,36 +288,20 @@ export class DataSourceService {
   }
 
   async pause(name: string): Promise<StatusView> {
-    await this.describe(name);
-    try {
-      return await this.handle(name).executeUpdate(pauseUpdate);
-    } catch (err) {
-      updateRejection(err);
-    }
+    return this.update(name, pauseUpdate);
   }
 
   async resume(name: string): Promise<StatusView> {
-    await this.describe(name);
-    try {
-      return await this.handle(name).executeUpdate(resumeUpdate);
-    } catch (err) {
-      updateRejection(err);
-    }
+    return this.update(name, resumeUpdate);
   }
 
   async retry(name: string, keys?: string[]): Promise<void> {
-    await this.describe(name);
-    try {
-      await this.handle(name).executeUpdate(retryUpdate, { args: [{ keys }] });
-    } catch (err) {
-      updateRejection(err);
-    }
+    await this.update(name, retryUpdate, { keys });
   }
 
   /** Route S3 event notifications to this data source: matching keys are imported at once. */
   async notify(name: string, body: unknown): Promise<{ accepted: number; ignored: number }> {
-    const d = await this.describe(name);
-    const spec = (await this.status(name))?.spec ?? (d.memo?.spec as DataSourceSpec);
+    const spec = await this.currentSpec(name);
     const keys = this.matchingKeys(spec, extractObjectRefs(body));
     if (keys.length) await this.handle(name).signal(syncSignal, { reason: 'notify', keys });
     const total = extractObjectRefs(body).length;

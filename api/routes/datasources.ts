@@ -2,12 +2,12 @@ import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { z } from 'zod';
 import type { AppEnv } from '../context.js';
 import {
-  dataSourceResourceSchema, deleteQuery, fileItemSchema, filesQuery, limitQuery, listOf, nameParam, patchBody, problemSchema, retryBody, specBody,
+  dataSourceResourceSchema, deleteQuery, fileItemSchema, filesQuery, limitQuery, listOf, nameParam, patchBody, retryBody, specBody, jsonResponse, problemResponse,
 } from '../openapi-schemas.js';
 import { ApiError } from '../errors.js';
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
-const problem = (description: string) => ({ content: { 'application/problem+json': { schema: problemSchema } }, description });
+const json = jsonResponse;
+const problem = problemResponse;
 const statusView = z.looseObject({ state: z.string() });
 
 const routes = {

@@ -1,14 +1,16 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { z } from 'zod';
 import type { AppEnv } from '../context.js';
-import { previewBody, problemSchema, sqlBody } from '../openapi-schemas.js';
+import {
+  previewBody, sqlBody, jsonResponse, problemResponse,
+} from '../openapi-schemas.js';
 import { summarizeConnection } from '../../schemas/connection.js';
 import { badRequest, notFound } from '../errors.js';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { parseBucketUri } from '../../schemas/glob.js';
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
-const problem = (description: string) => ({ content: { 'application/problem+json': { schema: problemSchema } }, description });
+const json = jsonResponse;
+const problem = problemResponse;
 
 const routes = {
   health: createRoute({
