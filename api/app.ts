@@ -107,3 +107,31 @@ export function createApp(deps: ApiDeps) {
 }
 
 export type App = ReturnType<typeof createApp>;
+
+/**
+ * Call the app in-process (no port): a JSON body (or text, sent as text/plain)
+ * in, the status and the parsed JSON (or text) out. The launcher, the
+ * benchmark and the tests drive the API this way.
+ */
+export async function callApp(
+  app: App,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any; headers: Headers }> {
+  const init: RequestInit = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    init.body = typeof body === 'string' ? body : JSON.stringify(body);
+    (init.headers as Record<string, string>)['content-type'] ??= typeof body === 'string' ? 'text/plain' : 'application/json';
+  }
+  const res = await app.request(path, init);
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.status, body: parsed, headers: res.headers };
+}

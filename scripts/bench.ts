@@ -43,7 +43,8 @@ import { dataSourceSpecSchema, normalizeSpec } from '../schemas/datasource.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 import { startConnector, type Connector } from '../worker/runtime.js';
 import { BENCH_COLUMNS, STRUCTURE, csvString, writeCsvFile } from './bench/data.js';
-import { freePort, startMinio, startTemporalDevServer, type RunningService } from './services.js';
+import { startLocalServices } from './services.js';
+import { callApp } from '../api/app.js';
 import { ensureTools } from './tools.js';
 
 // ---------------------------------------------------------------------------------------
@@ -277,36 +278,13 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const tools = await ensureTools({ log: (l) => step(`[tools] ${l}`) });
   step('starting Temporal dev server (in-memory) and MinIO ...');
-  const services: RunningService[] = [];
-  cleanups.push(async () => {
-    for (const s of services.reverse()) await s.stop().catch(() => undefined);
+  const { temporal, minio, stop: stopServices } = await startLocalServices({
+    tools,
+    dir: join(root, 'logs'),
+    minioUser: MINIO_USER,
+    minioPassword: MINIO_PASSWORD,
   });
-  const [temporal, minio] = await Promise.all([
-    (async () => {
-      const s = await startTemporalDevServer({
-        bin: tools.temporal,
-        port: await freePort(),
-        uiPort: await freePort(),
-        searchAttributes: { DataSource: 'Keyword', DataSourceState: 'Keyword' },
-        logFile: join(root, 'logs', 'temporal.log'),
-      });
-      services.push(s);
-      return s;
-    })(),
-    (async () => {
-      const s = await startMinio({
-        bin: tools.minio,
-        dataDir: join(root, 'minio'),
-        port: await freePort(),
-        consolePort: await freePort(),
-        rootUser: MINIO_USER,
-        rootPassword: MINIO_PASSWORD,
-        logFile: join(root, 'logs', 'minio.log'),
-      });
-      services.push(s);
-      return s;
-    })(),
-  ]);
+  cleanups.push(stopServices);
   const cpuSample = (): CpuSample => {
     const u = process.cpuUsage();
     return { self: (u.user + u.system) / 1e6, temporal: procCpuSeconds(temporal.pid), minio: procCpuSeconds(minio.pid) };
@@ -469,20 +447,7 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   results.push(download);
 
   // 6. The connector over the same files.
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
-    const res = await connector.app.request(path, {
-      method,
-      ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      /* not JSON */
-    }
-    return { status: res.status, body: parsed };
-  };
+  const api = (method: string, path: string, body?: unknown) => callApp(connector.app, method, path, body);
 
   const specFor = (name: string, prefix: string) => ({
     name,

@@ -456,3 +456,47 @@ export async function startMinio(opts: MinioOptions): Promise<RunningService & {
 
   return { name: 'minio', pid: m.child.pid!, stop: m.stop, endpoint };
 }
+
+// ---------------------------------------------------------------------------------------
+// Both, for a test run or a benchmark
+
+/**
+ * An in-memory Temporal dev server (with the connector's search attributes)
+ * and a MinIO under `dir`, started side by side on free loopback ports, with
+ * their logs in `dir`. `stop` stops both.
+ */
+export async function startLocalServices(opts: {
+  tools: { temporal: string; minio: string };
+  dir: string;
+  minioUser: string;
+  minioPassword: string;
+}): Promise<{ temporal: RunningService & { address: string; uiUrl: string }; minio: RunningService & { endpoint: string }; stop(): Promise<void> }> {
+  const started: RunningService[] = [];
+  const stop = async () => {
+    await Promise.all(started.map((s) => s.stop().catch(() => undefined)));
+  };
+  try {
+    const [temporal, minio] = await Promise.all([
+      startTemporalDevServer({
+        bin: opts.tools.temporal,
+        port: await freePort(),
+        uiPort: await freePort(),
+        searchAttributes: { DataSource: 'Keyword', DataSourceState: 'Keyword' },
+        logFile: resolve(opts.dir, 'temporal.log'),
+      }).then((s) => (started.push(s), s)),
+      startMinio({
+        bin: opts.tools.minio,
+        dataDir: resolve(opts.dir, 'minio'),
+        port: await freePort(),
+        consolePort: await freePort(),
+        rootUser: opts.minioUser,
+        rootPassword: opts.minioPassword,
+        logFile: resolve(opts.dir, 'minio.log'),
+      }).then((s) => (started.push(s), s)),
+    ]);
+    return { temporal, minio, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

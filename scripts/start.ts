@@ -12,6 +12,7 @@ import { gzipSync } from 'node:zlib';
 import { ConfigError, loadConnections, loadEnv } from '../schemas/config.js';
 import type { Connection } from '../schemas/connection.js';
 import { parseTokens, startConnector, type Connector } from '../worker/runtime.js';
+import { callApp } from '../api/app.js';
 import { DEMO_FILES, demoCsv } from './demo-data.js';
 import { startMinio, startTemporalDevServer, tcpOpen, type RunningService } from './services.js';
 import { ensureTool } from './tools.js';
@@ -152,29 +153,25 @@ async function seedDemoBucket(conn: Connection, connector: Connector) {
       }
       say(`seeded bucket demo with ${DEMO_FILES.length} CSV files`);
     }
-    const existing = await connector.app.request('/v1/datasources/demo');
+    const existing = await callApp(connector.app, 'GET', '/v1/datasources/demo');
     if (existing.status === 404) {
-      const res = await connector.app.request('/v1/datasources', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          name: 'demo',
-          connection: 'local',
-          bucketUri: 's3://demo/events/**/*.csv{,.gz}',
-          format: 'csv',
-          schedule: '@auto',
-          columns: [
-            { name: 'timestamp', type: 'DateTime' },
-            { name: 'user_id', type: 'UInt32' },
-            { name: 'page', type: 'LowCardinality(String)' },
-            { name: 'country', type: 'LowCardinality(String)' },
-            { name: 'duration_ms', type: 'UInt32' },
-          ],
-          engine: { partitionKey: 'toYYYYMM(timestamp)', sortingKey: '(page, timestamp)' },
-        }),
+      const res = await callApp(connector.app, 'POST', '/v1/datasources', {
+        name: 'demo',
+        connection: 'local',
+        bucketUri: 's3://demo/events/**/*.csv{,.gz}',
+        format: 'csv',
+        schedule: '@auto',
+        columns: [
+          { name: 'timestamp', type: 'DateTime' },
+          { name: 'user_id', type: 'UInt32' },
+          { name: 'page', type: 'LowCardinality(String)' },
+          { name: 'country', type: 'LowCardinality(String)' },
+          { name: 'duration_ms', type: 'UInt32' },
+        ],
+        engine: { partitionKey: 'toYYYYMM(timestamp)', sortingKey: '(page, timestamp)' },
       });
-      if (res.status !== 201) throw new Error(`creating the demo data source failed: ${await res.text()}`);
-      await connector.app.request('/v1/datasources/demo/sync', { method: 'POST' });
+      if (res.status !== 201) throw new Error(`creating the demo data source failed: ${JSON.stringify(res.body)}`);
+      await callApp(connector.app, 'POST', '/v1/datasources/demo/sync');
       say('created data source demo (s3://demo/events/**/*.csv{,.gz}, schedule @auto) and started its first sync');
     }
   } finally {

@@ -1,16 +1,14 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { freePort, startTemporalDevServer } from '../../scripts/services.js';
-import { envSchema } from '../../schemas/config.js';
 import type { Connection } from '../../schemas/connection.js';
-import type { FileRef, ImportHooks } from '../../activities/index.js';
-import { startConnector, type Connector } from '../../worker/runtime.js';
-import { createBucket, eventually, minioConnection, processDestination, put, testS3, uid } from '../support/harness.js';
+import type { FileRef } from '../../activities/index.js';
+import { createBucket, eventually, minioConnection, put, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { ID_SPAN, idCsv } from '../support/data.js';
+import { startS3Proxy } from '../support/s3-proxy.js';
 
 /**
  * More faults through the real stack, each broken for real: an S3 that
@@ -20,27 +18,6 @@ import { createBucket, eventually, minioConnection, processDestination, put, tes
  * file, count() == uniqExact(id)) and the ledger as the API shows it.
  */
 
-/** Ids of file `i` are i*ID_SPAN + 1 .. i*ID_SPAN + rows: a file's rows are the ids in its span. */
-const ID_SPAN = 100_000_000;
-
-/** `rows` rows of file `file` (>= 1): `id` only, fixed-width, built fast. */
-function bigCsv(file: number, rows: number): Buffer {
-  const width = String((file + 1) * ID_SPAN).length;
-  const header = 'id\n';
-  const buf = Buffer.allocUnsafe(header.length + rows * (width + 1));
-  buf.write(header);
-  let o = header.length;
-  for (let j = 1; j <= rows; j++) {
-    let n = file * ID_SPAN + j;
-    for (let d = width - 1; d >= 0; d--) {
-      buf[o + d] = 48 + (n % 10);
-      n = Math.floor(n / 10);
-    }
-    buf[o + width] = 10;
-    o += width + 1;
-  }
-  return buf;
-}
 
 type FileItem = { key: string; etag: string; status: string; attempts: number; rows: number; error: string | null };
 type HistoryItem = { etag: string; status: string; attempt: number; error: string | null; at: string };
@@ -49,46 +26,8 @@ type RunItem = { runId: string; trigger: string; filesFound: number; filesImport
 const COLUMNS = [{ name: 'id', type: 'UInt64' }];
 const pad = (i: number) => String(i).padStart(3, '0');
 
-interface Api extends Connector {
-  taskQueue: string;
-  request(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
-}
-
-/** The real connector (worker + in-process API), like startTestConnector but with hooks and any Temporal. */
-async function startOwnConnector(opts: { temporalAddress?: string; hooks?: ImportHooks; connections?: Record<string, Connection> } = {}): Promise<Api> {
-  const taskQueue = uid('tq');
-  const connector = await startConnector({
-    env: envSchema.parse({ TEMPORAL_TASK_QUEUE: taskQueue }),
-    connections: new Map([['local', minioConnection()], ...Object.entries(opts.connections ?? {})]),
-    temporalAddress: opts.temporalAddress ?? inject('temporalAddress'),
-    workflowBundle: { codePath: inject('workflowBundlePath') },
-    destination: await processDestination(),
-    hooks: opts.hooks,
-  });
-  return {
-    ...connector,
-    taskQueue,
-    async request(method, path, body) {
-      const init: RequestInit = { method };
-      if (body !== undefined) {
-        init.body = JSON.stringify(body);
-        init.headers = { 'content-type': 'application/json' };
-      }
-      const res = await connector.app.request(path, init);
-      const text = await res.text();
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        // not JSON
-      }
-      return { status: res.status, body: parsed };
-    },
-  };
-}
-
 /** The API calls every test here makes, against one connector. */
-function apiOf(c: Api) {
+function apiOf(c: TestConnector) {
   async function runs(name: string): Promise<RunItem[]> {
     const res = await c.request('GET', `/v1/datasources/${name}/runs`);
     expect(res.status, JSON.stringify(res.body)).toBe(200);
@@ -143,64 +82,25 @@ function apiOf(c: Api) {
 const expectedPerFile = (n: number, rows: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [i, rows]));
 
 /**
- * A transparent HTTP proxy in front of MinIO that answers the first
- * `budget(key)` GetObject requests of a key with 503 SlowDown, as S3 does
- * under load. Everything else (ListObjectsV2, HEAD, later GETs) is forwarded
- * unchanged, Host header included: SigV4 signed the host the client used
- * (this proxy's), and MinIO checks the signature against the Host it receives.
+ * The first `budget(key)` GetObject requests of a key get 503 SlowDown, as S3
+ * answers under load; everything else reaches MinIO unchanged.
  */
 async function startThrottlingProxy(upstream: string, budget: (key: string) => number) {
-  const target = new URL(upstream);
   const throttled = new Map<string, number>();
-  const gets = new Map<string, number>();
-  const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://proxy');
-    // Path style: /bucket/key. A GET with a key and no list-type is a GetObject.
-    const parts = url.pathname.split('/').filter(Boolean);
-    const isGetObject = req.method === 'GET' && parts.length >= 2 && !url.searchParams.has('list-type');
-    if (isGetObject) {
-      const key = decodeURIComponent(parts.slice(1).join('/'));
-      gets.set(key, (gets.get(key) ?? 0) + 1);
-      const done = throttled.get(key) ?? 0;
-      if (done < budget(key)) {
-        throttled.set(key, done + 1);
-        req.resume();
-        const body = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>' +
-          `<Key>${key}</Key><RequestId>proxy-${done + 1}</RequestId></Error>`;
-        res.writeHead(503, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), 'retry-after': '1' });
-        res.end(body);
-        return;
-      }
-    }
-    const up = httpRequest(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
-      (upRes) => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        upRes.pipe(res);
-        upRes.on('error', () => res.destroy());
-      },
-    );
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-    res.on('close', () => up.destroy());
+  const proxy = await startS3Proxy(upstream, (key, nth) => {
+    if (nth > budget(key)) return null;
+    throttled.set(key, nth);
+    const body = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>' +
+      `<Key>${key}</Key><RequestId>proxy-${nth}</RequestId></Error>`;
+    return { status: 503, headers: { 'content-type': 'application/xml', 'retry-after': '1' }, body };
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    throttled,
-    gets,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
+  return { ...proxy, throttled };
 }
 
 describe('more faults, end to end', () => {
   let s3: S3Client;
   let bucket: string;
-  let c: Api;
+  let c: TestConnector;
   let api: ReturnType<typeof apiOf>;
   let proxy: Awaited<ReturnType<typeof startThrottlingProxy>>;
   /** Which file's insert fails on attempt 1, and how often it did. */
@@ -212,8 +112,7 @@ describe('more faults, end to end', () => {
     s3 = testS3();
     bucket = await createBucket(s3);
     proxy = await startThrottlingProxy(inject('minioEndpoint'), (key) => throttleBudget.get(key) ?? 0);
-    c = await startOwnConnector({
-      connections: { throttled: { ...minioConnection(), endpoint: proxy.url } as Connection },
+    c = await startTestConnector({}, { throttled: { ...minioConnection(), endpoint: proxy.url } as Connection }, {
       hooks: {
         beforeInsert(file: FileRef, attempt: number) {
           if (file.key === unreachable.key && attempt === 1) {
@@ -246,7 +145,7 @@ describe('more faults, end to end', () => {
     it('every file ends success exactly once; the throttled file went through pending_retry', async () => {
       throttleBudget.set(HARD, 4);
       throttleBudget.set(SOFT, 1);
-      await Promise.all(Array.from({ length: N }, (_, i) => put(s3, bucket, key(i), bigCsv(i, ROWS))));
+      await Promise.all(Array.from({ length: N }, (_, i) => put(s3, bucket, key(i), idCsv(i, ROWS))));
       await api.create(name, { connection: 'throttled', bucketUri: `s3://${bucket}/${name}/*.csv`, limits: { concurrency: 2 } });
 
       const { run, ds } = await api.sync(name);
@@ -296,7 +195,7 @@ describe('more faults, end to end', () => {
     const N = 5, ROWS = 2_000;
     const key = (i: number) => `${name}/f${pad(i)}.csv`;
     unreachable.key = key(2);
-    await Promise.all(Array.from({ length: N }, (_, i) => put(s3, bucket, key(i), bigCsv(i, ROWS))));
+    await Promise.all(Array.from({ length: N }, (_, i) => put(s3, bucket, key(i), idCsv(i, ROWS))));
     await api.create(name, { bucketUri: `s3://${bucket}/${name}/*.csv`, limits: { concurrency: 2 } });
 
     const { run, ds } = await api.sync(name);
@@ -324,7 +223,7 @@ describe('more faults, end to end', () => {
     let dir: string;
     let temporalOpts: Parameters<typeof startTemporalDevServer>[0];
     let temporal: Awaited<ReturnType<typeof startTemporalDevServer>> | undefined;
-    let own: Api | undefined;
+    let own: TestConnector | undefined;
 
     beforeAll(async () => {
       dir = await mkdtemp(join(tmpdir(), 's3ch-temporal-restart-'));
@@ -337,7 +236,7 @@ describe('more faults, end to end', () => {
         logFile: join(dir, 'temporal.log'),
       };
       temporal = await startTemporalDevServer(temporalOpts);
-      own = await startOwnConnector({ temporalAddress: temporal.address });
+      own = await startTestConnector({}, {}, { temporalAddress: temporal.address });
     });
 
     afterAll(async () => {
@@ -351,7 +250,7 @@ describe('more faults, end to end', () => {
       const name = uid('trestart');
       const N = 30, ROWS = 50_000;
       const key = (i: number) => `${name}/f${pad(i)}.csv`;
-      await Promise.all(Array.from({ length: N }, (_, i) => put(s3, bucket, key(i), bigCsv(i, ROWS))));
+      await Promise.all(Array.from({ length: N }, (_, i) => put(s3, bucket, key(i), idCsv(i, ROWS))));
       await o.create(name, { bucketUri: `s3://${bucket}/${name}/*.csv`, limits: { concurrency: 2 } });
 
       let successAtStop = -1;

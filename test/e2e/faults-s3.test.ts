@@ -10,6 +10,7 @@ import { startConnector, type Connector } from '../../worker/runtime.js';
 import {
   createBucket, del, eventually, minioConnection, processDestination, put, sql, startTestConnector, testS3, uid, type TestConnector,
 } from '../support/harness.js';
+import { ID_SPAN, idCsv } from '../support/data.js';
 
 /**
  * S3-side faults through the real stack (Temporal dev server + MinIO + chDB):
@@ -19,33 +20,12 @@ import {
  * ledger as the API shows it.
  */
 
-/** Ids of file `i` are i*ID_SPAN + 1 .. i*ID_SPAN + rows: a file's rows are the ids in its span. */
-const ID_SPAN = 100_000_000;
-
 function csvFor(file: number, rows: number, tag = 'v'): string {
   let out = 'id,v\n';
   for (let j = 1; j <= rows; j++) out += `${file * ID_SPAN + j},${tag}${j}\n`;
   return out;
 }
 
-/** `rows` rows of file `file` (>= 1) with only the id column (v is left empty), built fast: fixed-width ids. */
-function bigCsv(file: number, rows: number): Buffer {
-  const width = String(file * ID_SPAN).length;
-  const header = 'id\n';
-  const buf = Buffer.allocUnsafe(header.length + rows * (width + 1));
-  buf.write(header);
-  let o = header.length;
-  for (let j = 1; j <= rows; j++) {
-    let n = file * ID_SPAN + j;
-    for (let d = width - 1; d >= 0; d--) {
-      buf[o + d] = 48 + (n % 10);
-      n = Math.floor(n / 10);
-    }
-    buf[o + width] = 10;
-    o += width + 1;
-  }
-  return buf;
-}
 
 type FileItem = { key: string; etag: string; status: string; attempts: number; rows: number; error: string | null };
 type HistoryItem = { etag: string; status: string; attempt: number; error: string | null; at: string };
@@ -199,7 +179,7 @@ describe('S3 faults, end to end', () => {
     let setUp = false;
 
     it('fails as not readable, without retries, while the other files load exactly once', async () => {
-      const full = gzipSync(bigCsv(2, BIG), { level: 1 });
+      const full = gzipSync(idCsv(2, BIG), { level: 1 });
       const truncated = full.subarray(0, Math.floor(full.length / 2));
       await put(s3, bucket, `${prefix}a-good.csv.gz`, gzipSync(csvFor(0, 100)));
       await put(s3, bucket, `${prefix}b-good.csv`, csvFor(1, 80));

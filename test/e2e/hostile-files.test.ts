@@ -1,6 +1,4 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +6,7 @@ import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Connection } from '../../schemas/connection.js';
 import { createBucket, eventually, minioConnection, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { startS3Proxy, type S3Proxy } from '../support/s3-proxy.js';
 
 /**
  * Hostile and malformed files on the real path (MinIO -> worker -> chDB).
@@ -20,37 +19,6 @@ type FileItem = { key: string; etag: string; status: string; attempts: number; r
 type HistoryItem = { etag: string; status: string; attempt: number; error: string | null };
 type QuarantineItem = { key: string; line: number; column: string | null; raw: string; error: string };
 
-/** A transparent proxy in front of MinIO that counts GetObject requests per key. */
-async function startCountingProxy(upstream: string) {
-  const target = new URL(upstream);
-  const gets = new Map<string, number>();
-  const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://proxy');
-    const parts = url.pathname.split('/').filter(Boolean);
-    if (req.method === 'GET' && parts.length >= 2 && !url.searchParams.has('list-type')) {
-      const key = decodeURIComponent(parts.slice(1).join('/'));
-      gets.set(key, (gets.get(key) ?? 0) + 1);
-    }
-    const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.pipe(res);
-      upRes.on('error', () => res.destroy());
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-    res.on('close', () => up.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    gets,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
-}
 
 /** Deterministic pseudo-random bytes (xorshift32), so a failure can be reproduced. */
 function garbage(n: number, seed = 0x9e3779b9): Buffer {
@@ -73,12 +41,12 @@ describe('hostile and malformed files', () => {
   let c: TestConnector;
   let s3: S3Client;
   let bucket: string;
-  let proxy: Awaited<ReturnType<typeof startCountingProxy>>;
+  let proxy: S3Proxy;
   let dir: string;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 's3ch-hostile-'));
-    proxy = await startCountingProxy(inject('minioEndpoint'));
+    proxy = await startS3Proxy(inject('minioEndpoint'));
     c = await startTestConnector({}, { counted: { ...minioConnection(), endpoint: proxy.url } as Connection });
     s3 = testS3();
     bucket = await createBucket(s3);

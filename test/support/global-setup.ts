@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { ensureTools } from '../../scripts/tools.js';
-import { freePort, startMinio, startTemporalDevServer, type RunningService } from '../../scripts/services.js';
+import { startLocalServices } from '../../scripts/services.js';
 import { workflowsPath } from '../../worker/worker.js';
 
 declare module 'vitest' {
@@ -24,32 +24,8 @@ export default async function setup(project: TestProject) {
   const dir = await mkdtemp(join(tmpdir(), 's3ch-test-'));
   const log = (line: string) => process.stderr.write(`[setup] ${line}\n`);
   const tools = await ensureTools({ log });
-  const services: RunningService[] = [];
-  const [temporal, minio, bundle] = await Promise.all([
-    (async () => {
-      const s = await startTemporalDevServer({
-        bin: tools.temporal,
-        port: await freePort(),
-        uiPort: await freePort(),
-        searchAttributes: { DataSource: 'Keyword', DataSourceState: 'Keyword' },
-        logFile: join(dir, 'temporal.log'),
-      });
-      services.push(s);
-      return s;
-    })(),
-    (async () => {
-      const s = await startMinio({
-        bin: tools.minio,
-        dataDir: join(dir, 'minio'),
-        port: await freePort(),
-        consolePort: await freePort(),
-        rootUser: 'testadmin',
-        rootPassword: 'testadmin-secret-key',
-        logFile: join(dir, 'minio.log'),
-      });
-      services.push(s);
-      return s;
-    })(),
+  const [{ temporal, minio, stop }, bundle] = await Promise.all([
+    startLocalServices({ tools, dir, minioUser: 'testadmin', minioPassword: 'testadmin-secret-key' }),
     bundleWorkflowCode({ workflowsPath, logger: { info() {}, warn() {}, error: console.error, debug() {}, trace() {}, log() {} } }),
   ]);
   const bundlePath = join(dir, 'workflow-bundle.js');
@@ -62,7 +38,7 @@ export default async function setup(project: TestProject) {
   project.provide('temporalBin', tools.temporal);
   project.provide('minioBin', tools.minio);
   return async () => {
-    await Promise.all(services.map((s) => s.stop()));
+    await stop();
     await rm(dir, { recursive: true, force: true });
   };
 }

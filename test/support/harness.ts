@@ -9,6 +9,8 @@ import { createDestination, type Destination } from '../../activities/destinatio
 import { envSchema } from '../../schemas/config.js';
 import type { Connection } from '../../schemas/connection.js';
 import { startConnector, type Connector } from '../../worker/runtime.js';
+import { callApp } from '../../api/app.js';
+import type { ImportHooks } from '../../activities/index.js';
 
 export const uid = (prefix = 't') => `${prefix}_${randomBytes(5).toString('hex')}`;
 
@@ -65,35 +67,25 @@ export interface TestConnector extends Connector {
 }
 
 /** The real connector (worker + API in-process) against the run's Temporal and MinIO and this process's chDB. */
-export async function startTestConnector(overrides: Record<string, string> = {}, extraConnections: Record<string, Connection> = {}): Promise<TestConnector> {
+export async function startTestConnector(
+  overrides: Record<string, string> = {},
+  extraConnections: Record<string, Connection> = {},
+  options: { hooks?: ImportHooks; temporalAddress?: string } = {},
+): Promise<TestConnector> {
   const taskQueue = uid('tq');
   const env = envSchema.parse({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
   const connector = await startConnector({
     env,
     connections: new Map([['local', minioConnection()], ...Object.entries(extraConnections)]),
-    temporalAddress: inject('temporalAddress'),
+    temporalAddress: options.temporalAddress ?? inject('temporalAddress'),
     workflowBundle: { codePath: inject('workflowBundlePath') },
     destination: await processDestination(),
+    hooks: options.hooks,
   });
   return {
     ...connector,
     taskQueue,
-    async request(method, path, body, headers = {}) {
-      const init: RequestInit = { method, headers: { ...headers } };
-      if (body !== undefined) {
-        init.body = typeof body === 'string' ? body : JSON.stringify(body);
-        (init.headers as Record<string, string>)['content-type'] ??= typeof body === 'string' ? 'text/plain' : 'application/json';
-      }
-      const res = await connector.app.request(path, init);
-      const text = await res.text();
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        // not JSON
-      }
-      return { status: res.status, body: parsed, headers: res.headers };
-    },
+    request: (method, path, body, headers) => callApp(connector.app, method, path, body, headers),
   };
 }
 
