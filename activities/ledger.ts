@@ -131,39 +131,32 @@ export class Ledger {
     return { rows: total - quarantined, quarantined };
   }
 
-  /** Files per latest status, plus totals, for one data source. */
-  async stats(datasource: string): Promise<{ files: Record<FileStatus, number>; rows: number; bytes: number; quarantinedRows: number }> {
-    const rows = await queryRows<{ status: string; files: string; rows: string; bytes: string; quarantined: string }>(
-      this.client,
-      `SELECT status, count() AS files, sum(rows) AS rows, sum(bytes) AS bytes, sum(quarantined) AS quarantined FROM (
-         SELECT argMax(status, at) AS status, argMax(rows, at) AS rows, argMax(bytes, at) AS bytes, argMax(quarantined_rows, at) AS quarantined
-         FROM ${this.t(LEDGER_TABLE)} WHERE datasource = {ds:String} GROUP BY key, etag)
-       GROUP BY status`,
-      { ds: datasource },
-    );
-    const files = Object.fromEntries(FILE_STATUSES.map((s) => [s, 0])) as Record<FileStatus, number>;
-    let total = 0, bytes = 0, quarantinedRows = 0;
-    for (const r of rows) {
-      if ((FILE_STATUSES as readonly string[]).includes(r.status)) files[r.status as FileStatus] = Number(r.files);
-      if (r.status === 'success') {
-        total += Number(r.rows);
-        bytes += Number(r.bytes);
-        quarantinedRows += Number(r.quarantined);
-      }
-    }
-    return { files, rows: total, bytes, quarantinedRows };
-  }
-
-  /** Per data source: files by latest status and totals of succeeded files (for /metrics). */
-  async allStats(): Promise<Array<{ datasource: string; status: string; files: number; rows: number; bytes: number; quarantined: number }>> {
+  /** Files by their latest status, with row/byte totals, per data source (all of them, or one). */
+  async allStats(datasource?: string): Promise<Array<{ datasource: string; status: string; files: number; rows: number; bytes: number; quarantined: number }>> {
     const rows = await queryRows<{ datasource: string; status: string; files: string; rows: string; bytes: string; quarantined: string }>(
       this.client,
       `SELECT datasource, status, count() AS files, sum(rows) AS rows, sum(bytes) AS bytes, sum(quarantined) AS quarantined FROM (
          SELECT datasource, argMax(status, at) AS status, argMax(rows, at) AS rows, argMax(bytes, at) AS bytes, argMax(quarantined_rows, at) AS quarantined
-         FROM ${this.t(LEDGER_TABLE)} GROUP BY datasource, key, etag)
+         FROM ${this.t(LEDGER_TABLE)} ${datasource === undefined ? '' : 'WHERE datasource = {ds:String}'} GROUP BY datasource, key, etag)
        GROUP BY datasource, status ORDER BY datasource, status`,
+      { ds: datasource ?? '' },
     );
     return rows.map((r) => ({ datasource: r.datasource, status: r.status, files: Number(r.files), rows: Number(r.rows), bytes: Number(r.bytes), quarantined: Number(r.quarantined) }));
+  }
+
+  /** One data source's file counts by status and the totals of its imported files (rows/bytes count only successes). */
+  async stats(datasource: string): Promise<{ files: Record<FileStatus, number>; rows: number; bytes: number; quarantinedRows: number }> {
+    const files = Object.fromEntries(FILE_STATUSES.map((s) => [s, 0])) as Record<FileStatus, number>;
+    let rows = 0, bytes = 0, quarantinedRows = 0;
+    for (const r of await this.allStats(datasource)) {
+      if ((FILE_STATUSES as readonly string[]).includes(r.status)) files[r.status as FileStatus] = r.files;
+      if (r.status === 'success') {
+        rows += r.rows;
+        bytes += r.bytes;
+        quarantinedRows += r.quarantined;
+      }
+    }
+    return { files, rows, bytes, quarantinedRows };
   }
 
   async runCounts(): Promise<Array<{ datasource: string; runs: number; lastFinished: number }>> {

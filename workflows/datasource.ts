@@ -446,7 +446,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       trigger = 'backlog';
     } else {
       const waitMs = s.paused || s.nextRunAtMs === null ? undefined : Math.max(0, s.nextRunAtMs - Date.now());
-      const woke = waitMs === undefined ? (await condition(() => wake() && !s.paused || deleteRequest !== null || pendingSpec !== null), true) : await condition(() => (wake() && !s.paused) || deleteRequest !== null || pendingSpec !== null, waitMs);
+      const ready = () => (wake() && !s.paused) || deleteRequest !== null || pendingSpec !== null;
+      const woke = waitMs === undefined ? (await condition(ready), true) : await condition(ready, waitMs);
       if (deleteRequest || pendingSpec) continue;
       if (woke) trigger = s.retry ? 'retry' : s.syncRequested ? 'sync' : 'notify';
       else s.nextRunAtMs = null; // the tick fired; schedule the next one after this run
