@@ -1,3 +1,4 @@
+import { runReadOnly, SqlGuardError } from '../../clickhouse/read-only.js';
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { z } from 'zod';
 import type { AppEnv } from '../context.js';
@@ -88,9 +89,12 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.preview, async (c) => c.json(await c.var.service.preview(c.req.valid('json')), 200));
 
   app.openapi(routes.sql, async (c) => {
+    const { destination } = c.var.deps;
+    const scope = { databases: [destination.database], defaultDatabase: destination.database };
     try {
-      return c.json(await c.var.deps.destination.readOnlyQuery(c.req.valid('json').query), 200);
+      return c.json(await runReadOnly(destination.client, c.req.valid('json').query, scope), 200);
     } catch (err) {
+      if (err instanceof SqlGuardError) throw badRequest('the query is not allowed', [{ field: err.field, message: err.reason }]);
       throw badRequest('the query failed', [{ field: 'query', message: (err as Error).message.split('\n')[0]! }]);
     }
   });
