@@ -8,6 +8,7 @@ import { ApiError, fieldErrors } from './errors.js';
 import { registerDataSourceRoutes } from './routes/datasources.js';
 import { registerSystemRoutes } from './routes/system.js';
 import { registerMetricsRoute } from './routes/metrics.js';
+import { registerConsole } from './console/index.js';
 import { DataSourceService } from './service.js';
 
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -52,6 +53,9 @@ export function createApp(deps: ApiDeps) {
       onError: (c) => c.json(problemBody(413, 'Payload Too Large', `request bodies are limited to ${MAX_BODY_BYTES} bytes`), 413, { 'content-type': 'application/problem+json' }),
     }),
   );
+
+  // The console's static pages hold no data, so they are served before (without) bearer auth; its /v1 calls carry the token.
+  registerConsole(app);
 
   // Bearer auth: reads need any configured token, changes need an admin token.
   app.use('*', async (c, next) => {
