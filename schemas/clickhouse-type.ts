@@ -8,7 +8,50 @@ const SIMPLE_TYPES = new Set([
   'Int8', 'Int16', 'Int32', 'Int64', 'Int128', 'Int256',
   'Float32', 'Float64', 'BFloat16', 'Bool', 'Boolean', 'String', 'UUID', 'Date', 'Date32',
   'IPv4', 'IPv6', 'JSON', 'Dynamic', 'Time',
+  'Point', 'Ring', 'LineString', 'MultiLineString', 'Polygon', 'MultiPolygon', 'Geometry',
 ]);
+
+/**
+ * ClickHouse's case-insensitive type names and SQL-compatibility aliases (as
+ * listed by `system.data_type_families`), keyed in upper case, to the family
+ * they stand for. Multi-word aliases (`DOUBLE PRECISION`) are included.
+ */
+const TYPE_ALIASES: Readonly<Record<string, string>> = {
+  BOOL: 'Bool', BOOLEAN: 'Bool', DATE: 'Date', DATE32: 'Date32', DATETIME: 'DateTime', DATETIME32: 'DateTime',
+  DATETIME64: 'DateTime64', TIMESTAMP: 'DateTime', DECIMAL: 'Decimal', DECIMAL32: 'Decimal32', DECIMAL64: 'Decimal64',
+  DECIMAL128: 'Decimal128', DECIMAL256: 'Decimal256', DEC: 'Decimal', FIXED: 'Decimal', NUMERIC: 'Decimal',
+  ENUM: 'Enum', JSON: 'JSON', TIME: 'Time', TIME64: 'Time64', BINARY: 'FixedString',
+  FLOAT: 'Float32', REAL: 'Float32', SINGLE: 'Float32', DOUBLE: 'Float64', 'DOUBLE PRECISION': 'Float64',
+  INET4: 'IPv4', INET6: 'IPv6',
+  BYTE: 'Int8', INT1: 'Int8', 'INT1 SIGNED': 'Int8', TINYINT: 'Int8', 'TINYINT SIGNED': 'Int8',
+  SMALLINT: 'Int16', 'SMALLINT SIGNED': 'Int16',
+  INT: 'Int32', 'INT SIGNED': 'Int32', INTEGER: 'Int32', 'INTEGER SIGNED': 'Int32', MEDIUMINT: 'Int32', 'MEDIUMINT SIGNED': 'Int32',
+  BIGINT: 'Int64', 'BIGINT SIGNED': 'Int64', SIGNED: 'Int64',
+  'INT1 UNSIGNED': 'UInt8', 'TINYINT UNSIGNED': 'UInt8', 'SMALLINT UNSIGNED': 'UInt16', YEAR: 'UInt16',
+  'INT UNSIGNED': 'UInt32', 'INTEGER UNSIGNED': 'UInt32', 'MEDIUMINT UNSIGNED': 'UInt32',
+  'BIGINT UNSIGNED': 'UInt64', BIT: 'UInt64', SET: 'UInt64', UNSIGNED: 'UInt64',
+  ...Object.fromEntries(
+    [
+      'BINARY LARGE OBJECT', 'BINARY VARYING', 'BLOB', 'BYTEA', 'CHAR', 'CHAR LARGE OBJECT', 'CHAR VARYING', 'CHARACTER',
+      'CHARACTER LARGE OBJECT', 'CHARACTER VARYING', 'CLOB', 'LONGBLOB', 'LONGTEXT', 'MEDIUMBLOB', 'MEDIUMTEXT',
+      'NATIONAL CHAR', 'NATIONAL CHAR VARYING', 'NATIONAL CHARACTER', 'NATIONAL CHARACTER LARGE OBJECT',
+      'NATIONAL CHARACTER VARYING', 'NCHAR', 'NCHAR LARGE OBJECT', 'NCHAR VARYING', 'NVARCHAR', 'TEXT', 'TINYBLOB',
+      'TINYTEXT', 'VARBINARY', 'VARCHAR', 'VARCHAR2',
+    ].map((a) => [a, 'String']),
+  ),
+};
+/** The aliases with more than one word, longest first, for greedy matching. */
+const MULTI_WORD_ALIASES = Object.keys(TYPE_ALIASES).filter((a) => a.includes(' ')).sort((a, b) => b.length - a.length);
+
+/** The functions ClickHouse accepts in SimpleAggregateFunction (from its own error message). */
+const SIMPLE_AGGREGATE_FUNCTIONS = new Set([
+  'any', 'any_respect_nulls', 'anyLast', 'anyLast_respect_nulls', 'min', 'max', 'sum', 'sumWithOverflow',
+  'groupBitAnd', 'groupBitOr', 'groupBitXor', 'sumMap', 'minMap', 'maxMap', 'groupArrayArray', 'groupArrayLastArray',
+  'groupUniqArrayArray', 'groupUniqArrayArrayMap', 'sumMappedArrays', 'minMappedArrays', 'maxMappedArrays',
+]);
+
+/** Types that cannot be wrapped in Nullable (ClickHouse refuses them). */
+const NOT_NULLABLE = /^(Array|Map|Tuple|Variant|Dynamic|Nested)$/;
 
 export class ClickHouseTypeError extends Error {
   constructor(readonly reason: string) {
@@ -52,6 +95,44 @@ class Cursor {
     this.pos += m[0].length;
     return Number(m[0]);
   }
+  /**
+   * A type name: one identifier, or a multi-word SQL alias such as
+   * `DOUBLE PRECISION` when the following words complete one.
+   */
+  typeName(): string {
+    const first = this.ident();
+    const rest = this.src.slice(this.pos);
+    for (const alias of MULTI_WORD_ALIASES) {
+      const words = alias.split(' ');
+      if (words[0] !== first.toUpperCase()) continue;
+      const m = new RegExp(`^${words.slice(1).map((w) => `\\s+${w}`).join('')}(?![A-Za-z0-9_])`, 'i').exec(rest);
+      if (m) {
+        this.pos += m[0].length;
+        return alias;
+      }
+    }
+    return first;
+  }
+  /** The text of a parenthesised group starting here, parentheses included (quotes respected). */
+  group(): string {
+    this.skipSpace();
+    const start = this.pos;
+    let depth = 0;
+    let quote: string | null = null;
+    for (let i = start; i < this.src.length; i++) {
+      const ch = this.src[i]!;
+      if (quote !== null) {
+        if (ch === '\\') i++;
+        else if (ch === quote) quote = null;
+      } else if (ch === "'" || ch === '`' || ch === '"') quote = ch;
+      else if (ch === '(') depth++;
+      else if (ch === ')' && --depth === 0) {
+        this.pos = i + 1;
+        return this.src.slice(start, i + 1);
+      }
+    }
+    throw new ClickHouseTypeError(`unclosed '(' at position ${start + 1} of '${this.src}'`);
+  }
   stringLit(): string {
     this.skipSpace();
     const m = /^'((?:[^'\\]|\\.)*)'/.exec(this.src.slice(this.pos));
@@ -61,19 +142,99 @@ class Cursor {
   }
 }
 
+/** Named elements `name Type, ...` of Tuple and Nested; Tuple also allows unnamed ones. */
+function elements(c: Cursor, namesRequired: boolean, what: string): string[] {
+  c.expect('(');
+  const parts: string[] = [];
+  for (;;) {
+    const save = c.pos;
+    let unnamed: string | null = null;
+    if (!namesRequired) {
+      // An element is unnamed when a whole type ends right there (`Tuple(String, DOUBLE PRECISION)`);
+      // otherwise its first word is a name (`Tuple(date Date)`).
+      try {
+        const t = parseInner(c).text;
+        if (c.peek() === ',' || c.peek() === ')') unnamed = t;
+      } catch (e) {
+        if (!(e instanceof ClickHouseTypeError)) throw e;
+      }
+    }
+    if (unnamed !== null) parts.push(unnamed);
+    else {
+      c.pos = save;
+      const first = c.ident();
+      if (!/^[A-Za-z_]/.test(c.peek() ?? '')) {
+        if (namesRequired) throw new ClickHouseTypeError(`${what} elements need a name and a type, e.g. ${what}(a String)`);
+        c.pos = save;
+        parts.push(parseInner(c).text);
+      } else parts.push(`${first} ${parseInner(c).text}`);
+    }
+    if (c.peek() === ',') { c.pos++; continue; }
+    break;
+  }
+  c.expect(')');
+  if (!namesRequired && new Set(parts.map((p) => /^[A-Za-z_][A-Za-z0-9_]* [A-Za-z_]/.test(p) && !/^[A-Za-z_][A-Za-z0-9_]*\(/.test(p))).size > 1) {
+    throw new ClickHouseTypeError('Tuple elements must all have names, or none');
+  }
+  return parts;
+}
+
+/** Enum values `'a' = 1, 'b' = 2`, or `'a', 'b'` numbered from 1, as in ClickHouse. */
+function enumItems(c: Cursor): { items: string[]; min: number; max: number } {
+  c.expect('(');
+  const items: string[] = [];
+  let next = 1;
+  let min = Infinity;
+  let max = -Infinity;
+  let numbered: boolean | undefined;
+  for (;;) {
+    const lit = c.stringLit();
+    let value = next;
+    const hasNumber = c.peek() === '=';
+    if (numbered !== undefined && hasNumber !== numbered) {
+      throw new ClickHouseTypeError("Enum elements must all be 'name' = number, or all be 'name' alone");
+    }
+    numbered = hasNumber;
+    if (hasNumber) {
+      c.pos++;
+      c.skipSpace();
+      const neg = c.peek() === '-' ? (c.pos++, '-') : '';
+      value = Number(`${neg}${c.int()}`);
+    }
+    next = value + 1;
+    min = Math.min(min, value);
+    max = Math.max(max, value);
+    items.push(`${lit} = ${value}`);
+    if (c.peek() === ',') { c.pos++; continue; }
+    break;
+  }
+  c.expect(')');
+  return { items, min, max };
+}
+
 function parseInner(c: Cursor): { text: string; base: string; nullable: boolean } {
-  const name = c.ident();
+  const written = c.typeName();
+  // Case-insensitive names and SQL aliases resolve to the family ClickHouse stores.
+  const aliased = TYPE_ALIASES[written.toUpperCase()];
+  const name = aliased ?? written;
   const open = c.peek() === '(';
   const noArgs = () => {
     if (open) throw new ClickHouseTypeError(`${name} takes no arguments`);
   };
+  // SQL aliases of integers, floats and strings take a display width (`INT(11)`, `VARCHAR(255)`) that ClickHouse ignores.
+  if (aliased !== undefined && aliased !== written && open && /^(U?Int\d+|Float\d+|String)$/.test(aliased)) {
+    c.expect('(');
+    c.int();
+    c.expect(')');
+    return { text: aliased, base: aliased, nullable: false };
+  }
   switch (name) {
     case 'Nullable': {
       c.expect('(');
       const inner = parseInner(c);
       c.expect(')');
       if (inner.nullable) throw new ClickHouseTypeError('Nullable(Nullable(...)) is not allowed');
-      if (/^(Array|Map|Tuple)$/.test(inner.base) || inner.text.startsWith('LowCardinality(')) {
+      if (NOT_NULLABLE.test(inner.base) || inner.text.startsWith('LowCardinality(')) {
         throw new ClickHouseTypeError(`${inner.text.startsWith('LowCardinality(') ? 'LowCardinality' : inner.base} cannot be inside Nullable (write LowCardinality(Nullable(...)) instead)`);
       }
       return { text: `Nullable(${inner.text})`, base: inner.base, nullable: true };
@@ -101,25 +262,59 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
       c.expect(')');
       return { text: `Map(${k.text}, ${v.text})`, base: 'Map', nullable: false };
     }
-    case 'Tuple': {
+    case 'Tuple':
+      return { text: `Tuple(${elements(c, false, 'Tuple').join(', ')})`, base: 'Tuple', nullable: false };
+    case 'Nested':
+      return { text: `Nested(${elements(c, true, 'Nested').join(', ')})`, base: 'Nested', nullable: false };
+    case 'Variant': {
       c.expect('(');
-      const parts: string[] = [];
-      for (;;) {
-        // Named tuple elements: `name Type`.
-        const save = c.pos;
-        const first = c.ident();
-        if (/^[A-Za-z_]/.test(c.peek() ?? '') ) {
-          const t = parseInner(c);
-          parts.push(`${first} ${t.text}`);
-        } else {
-          c.pos = save;
-          parts.push(parseInner(c).text);
-        }
-        if (c.peek() === ',') { c.pos++; continue; }
-        break;
-      }
+      const parts = [parseInner(c).text];
+      while (c.peek() === ',') { c.pos++; parts.push(parseInner(c).text); }
       c.expect(')');
-      return { text: `Tuple(${parts.join(', ')})`, base: 'Tuple', nullable: false };
+      return { text: `Variant(${parts.join(', ')})`, base: 'Variant', nullable: false };
+    }
+    case 'SimpleAggregateFunction': {
+      // The column stores plain values of T, merged with f: files can feed it like a T column.
+      c.expect('(');
+      const fn = c.ident();
+      if (!SIMPLE_AGGREGATE_FUNCTIONS.has(fn)) {
+        throw new ClickHouseTypeError(`SimpleAggregateFunction does not support ${fn}; use one of ${[...SIMPLE_AGGREGATE_FUNCTIONS].join(', ')}`);
+      }
+      const params = c.peek() === '(' ? c.group().replace(/\s+/g, ' ') : '';
+      c.expect(',');
+      const inner = parseInner(c);
+      c.expect(')');
+      return { text: `SimpleAggregateFunction(${fn}${params}, ${inner.text})`, base: inner.base, nullable: inner.nullable };
+    }
+    case 'AggregateFunction':
+      throw new ClickHouseTypeError(
+        'AggregateFunction columns hold partial aggregation states, which files cannot provide (they are written by -State functions in materialized views); use SimpleAggregateFunction(f, T) or the plain type',
+      );
+    case 'JSON':
+    case 'Dynamic': {
+      // Arguments (max_dynamic_paths=, typed paths, SKIP ...) are checked by ClickHouse itself in the dry-run CREATE TABLE.
+      if (!open) return { text: name, base: name, nullable: false };
+      const args = c.group().slice(1, -1).trim().replace(/\s+/g, ' ');
+      return { text: args === '' ? name : `${name}(${args})`, base: name, nullable: false };
+    }
+    case 'Nothing':
+      throw new ClickHouseTypeError('Nothing cannot be the type of a table column');
+    case 'DateTime32':
+      noArgs();
+      return { text: 'DateTime', base: 'DateTime', nullable: false };
+    case 'Time64': {
+      if (!open) return { text: 'Time64(3)', base: name, nullable: false };
+      c.expect('(');
+      const p = c.int();
+      c.expect(')');
+      if (p > 9) throw new ClickHouseTypeError(`Time64 precision ${p} is out of range 0-9`);
+      return { text: `Time64(${p})`, base: name, nullable: false };
+    }
+    case 'Enum': {
+      const { items, min, max } = enumItems(c);
+      const sized = min >= -128 && max <= 127 ? 'Enum8' : 'Enum16';
+      if (min < -32768 || max > 32767) throw new ClickHouseTypeError(`Enum value ${min < -32768 ? min : max} is out of range -32768-32767`);
+      return { text: `${sized}(${items.join(', ')})`, base: sized, nullable: false };
     }
     case 'FixedString': {
       c.expect('(');
@@ -131,6 +326,15 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
     case 'DateTime': {
       if (!open) return { text: 'DateTime', base: name, nullable: false };
       c.expect('(');
+      if (/\d/.test(c.peek() ?? '')) {
+        // DateTime(p[, tz]) (TIMESTAMP(3) in SQL) is DateTime64.
+        const p = c.int();
+        if (p > 9) throw new ClickHouseTypeError(`DateTime64 precision ${p} is out of range 0-9`);
+        let tz64 = '';
+        if (c.peek() === ',') { c.pos++; tz64 = `, ${c.stringLit()}`; }
+        c.expect(')');
+        return { text: `DateTime64(${p}${tz64})`, base: 'DateTime64', nullable: false };
+      }
       const tz = c.stringLit();
       c.expect(')');
       return { text: `DateTime(${tz})`, base: name, nullable: false };
@@ -146,10 +350,12 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
       return { text: `DateTime64(${p}${tz})`, base: name, nullable: false };
     }
     case 'Decimal': {
+      // Decimal = Decimal(10, 0) and Decimal(P) = Decimal(P, 0), as in ClickHouse.
+      if (!open) return { text: 'Decimal(10, 0)', base: name, nullable: false };
       c.expect('(');
       const p = c.int();
-      c.expect(',');
-      const s = c.int();
+      let s = 0;
+      if (c.peek() === ',') { c.pos++; s = c.int(); }
       c.expect(')');
       if (p < 1 || p > 76) throw new ClickHouseTypeError(`Decimal precision ${p} is out of range 1-76`);
       if (s > p) throw new ClickHouseTypeError(`Decimal scale ${s} is larger than precision ${p}`);
@@ -164,21 +370,9 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
       return { text: `${name}(${s})`, base: name, nullable: false };
     }
     case 'Enum8': case 'Enum16': {
-      c.expect('(');
-      const items: string[] = [];
-      for (;;) {
-        const lit = c.stringLit();
-        c.expect('=');
-        c.skipSpace();
-        const neg = c.peek() === '-' ? (c.pos++, '-') : '';
-        const value = Number(`${neg}${c.int()}`);
-        const [min, max] = name === 'Enum8' ? [-128, 127] : [-32768, 32767];
-        if (value < min || value > max) throw new ClickHouseTypeError(`${name} value ${value} is out of range ${min}-${max}`);
-        items.push(`${lit} = ${value}`);
-        if (c.peek() === ',') { c.pos++; continue; }
-        break;
-      }
-      c.expect(')');
+      const { items, min, max } = enumItems(c);
+      const [lo, hi] = name === 'Enum8' ? [-128, 127] : [-32768, 32767];
+      if (min < lo || max > hi) throw new ClickHouseTypeError(`${name} value ${min < lo ? min : max} is out of range ${lo}-${hi}`);
       return { text: `${name}(${items.join(', ')})`, base: name, nullable: false };
     }
     default:
@@ -186,6 +380,7 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
         noArgs();
         return { text: name, base: name, nullable: false };
       }
+      if (/^Interval[A-Z]/.test(name)) throw new ClickHouseTypeError(`${name} cannot be the type of a table column`);
       throw new ClickHouseTypeError(`unknown ClickHouse type '${name}'`);
   }
 }

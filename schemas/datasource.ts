@@ -32,6 +32,11 @@ const sqlExpression = (what: string) =>
       if (fn) ctx.addIssue({ code: 'custom', message: `${what} must not call ${fn}(): it reaches outside the table` });
     });
 
+/** `Delta, ZSTD(1)`: codec names, each with optional numeric arguments. */
+const CODEC_LIST = /^[A-Za-z][A-Za-z0-9]*(\(\s*\d+(\s*,\s*\d+)*\s*\))?(\s*,\s*[A-Za-z][A-Za-z0-9]*(\(\s*\d+(\s*,\s*\d+)*\s*\))?)*$/;
+/** `bloom_filter(0.01)`, `set(100)`, `tokenbf_v1(256, 2, 0)`: a type name with literal arguments only. */
+const INDEX_TYPE = /^[A-Za-z_][A-Za-z0-9_]*(\(\s*(([A-Za-z_][A-Za-z0-9_]*\s*=\s*)?(-?\d+(\.\d+)?|'[^'\\]*')(\s*,\s*([A-Za-z_][A-Za-z0-9_]*\s*=\s*)?(-?\d+(\.\d+)?|'[^'\\]*'))*)?\s*\))?$/;
+
 export const columnSchema = z
   .strictObject({
     name: z.string().refine(isValidColumnName, 'column name must be 1-256 printable characters'),
@@ -43,11 +48,20 @@ export const columnSchema = z
         else throw e;
       }
     }),
-    /** NDJSON only: JSONPath of the value, e.g. `$.user.id` or `$.items[0]`. */
+    /** NDJSON only: JSONPath of the value, e.g. `$.user.id`, `$.items[0]`, `$.items[:].id` (that field of every element) or `$['key.with.dots']`. */
     path: z
       .string()
-      .regex(/^\$(\.[^.[\]]+|\[\d+\]|\['[^']+'\])*$/, "path must be a JSONPath like $.a.b or $.items[0]")
+      .regex(/^\$(\.[^.[\]]+|\[\d+\]|\[:\]|\.?\['[^']+'\])*$/, "path must be a JSONPath like $.a.b, $.items[0], $.items[:].id or $['key']")
       .optional(),
+    default: sqlExpression('default')
+      .optional()
+      .describe("SQL expression for the value when a file has none (the column's DEFAULT), e.g. now() or toDate(timestamp)"),
+    codec: z
+      .string()
+      .trim()
+      .regex(CODEC_LIST, "codec must be a list of codecs like 'Delta, ZSTD(1)' (the text inside CODEC(...))")
+      .optional()
+      .describe("Compression codecs of the column: the text inside CODEC(...), e.g. 'Delta, ZSTD(1)'"),
     /** CSV/Parquet: the source column this one reads from (defaults to `name`), for renames. */
     source: z.string().refine(isValidColumnName, 'source must be 1-256 printable characters').optional(),
   })
@@ -61,6 +75,26 @@ export const engineSchema = z.strictObject({
   sortingKey: sqlExpression('sortingKey').optional(),
   primaryKey: sqlExpression('primaryKey').optional(),
   ttl: sqlExpression('ttl').optional(),
+  ver: sqlExpression('ver').optional().describe('ReplacingMergeTree only: the version column; the row with the highest version is kept'),
+  isDeleted: sqlExpression('isDeleted')
+    .optional()
+    .describe('ReplacingMergeTree only (needs ver): the UInt8 column marking a row as deleted'),
+  samplingKey: sqlExpression('samplingKey').optional().describe('SAMPLE BY expression; must be part of the sorting key'),
+  indexes: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'index name must match ^[A-Za-z_][A-Za-z0-9_]{0,127}$'),
+        expr: sqlExpression('index expression'),
+        type: z
+          .string()
+          .trim()
+          .regex(INDEX_TYPE, "index type must be a skip index type like minmax, set(100) or bloom_filter(0.01)"),
+        granularity: z.number().int().min(1).max(1_000_000).optional().describe('GRANULARITY; ClickHouse uses 1 when omitted'),
+      }),
+    )
+    .max(100)
+    .optional()
+    .describe('Data-skipping indexes: INDEX <name> <expr> TYPE <type> [GRANULARITY <n>]'),
   /** Extra MergeTree SETTINGS as name -> value. */
   settings: z
     .record(
@@ -128,6 +162,18 @@ function checkCrossFieldRules(spec: z.infer<typeof dataSourceObject>, ctx: z.Ref
     if (col.path && spec.format !== 'ndjson' && spec.format !== 'auto') {
       ctx.addIssue({ code: 'custom', path: ['columns', i, 'path'], message: `path is only for ndjson, not ${spec.format}` });
     }
+  });
+  const engine = spec.engine;
+  if (engine && (engine.ver !== undefined || engine.isDeleted !== undefined) && engine.engine !== 'ReplacingMergeTree') {
+    ctx.addIssue({ code: 'custom', path: ['engine', engine.ver !== undefined ? 'ver' : 'isDeleted'], message: `ver and isDeleted are for ReplacingMergeTree, not ${engine.engine}` });
+  }
+  if (engine?.isDeleted !== undefined && engine.ver === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['engine', 'isDeleted'], message: 'isDeleted needs ver (ReplacingMergeTree(ver, is_deleted))' });
+  }
+  const indexNames = new Set<string>();
+  engine?.indexes?.forEach((ix, i) => {
+    if (indexNames.has(ix.name)) ctx.addIssue({ code: 'custom', path: ['engine', 'indexes', i, 'name'], message: `duplicate index '${ix.name}'` });
+    indexNames.add(ix.name);
   });
   if (spec.csv && spec.format !== 'csv' && spec.format !== 'auto') {
     ctx.addIssue({ code: 'custom', path: ['csv'], message: `csv options need format csv, not ${spec.format}` });

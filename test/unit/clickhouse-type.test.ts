@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { query } from 'chdb';
 import { ClickHouseTypeError, parseClickHouseType, type ParsedType } from '../../schemas/clickhouse-type.js';
 
 function typeErrorFrom(text: string): ClickHouseTypeError {
@@ -86,7 +87,7 @@ describe('parseClickHouseType: invalid types', () => {
     ['Array(String', /expected '\)'/],
     ['Map(String)', /expected ','/],
     ['Tuple()', /expected a type name/],
-    ["Enum8('a')", /expected '='/],
+    ["Enum8('a' = )", /expected a number/],
     ['Enum8(a = 1)', /expected a quoted string/],
     ['', /expected a type name at position 1/],
     ['   ', /expected a type name/],
@@ -133,5 +134,93 @@ describe('parseClickHouseType: agrees with ClickHouse on edge cases', () => {
   // ClickHouse accepts bare DateTime64 (precision 3); the parser demands an argument.
   it('DateTime64 without arguments is accepted', () => {
     expect(parseClickHouseType('DateTime64').base).toBe('DateTime64');
+  });
+});
+
+describe('parseClickHouseType: every type a file can feed', () => {
+  it.each<[input: string, expected: ParsedType]>([
+    ['SimpleAggregateFunction(sum, UInt64)', { text: 'SimpleAggregateFunction(sum, UInt64)', base: 'UInt64', nullable: false }],
+    ['SimpleAggregateFunction(anyLast, Nullable(String))', { text: 'SimpleAggregateFunction(anyLast, Nullable(String))', base: 'String', nullable: true }],
+    ['SimpleAggregateFunction(groupUniqArrayArray( 10 ), Array(String))', { text: 'SimpleAggregateFunction(groupUniqArrayArray( 10 ), Array(String))', base: 'Array', nullable: false }],
+    ['JSON(max_dynamic_paths=100,  a.b UInt32, SKIP c)', { text: 'JSON(max_dynamic_paths=100, a.b UInt32, SKIP c)', base: 'JSON', nullable: false }],
+    ['json', { text: 'JSON', base: 'JSON', nullable: false }],
+    ['Dynamic(max_types=8)', { text: 'Dynamic(max_types=8)', base: 'Dynamic', nullable: false }],
+    ['Variant(String, UInt64)', { text: 'Variant(String, UInt64)', base: 'Variant', nullable: false }],
+    ['Nested(a String, b Array(UInt8))', { text: 'Nested(a String, b Array(UInt8))', base: 'Nested', nullable: false }],
+    ['Tuple(date Date, f Float64)', { text: 'Tuple(date Date, f Float64)', base: 'Tuple', nullable: false }],
+    ['Tuple(a BIGINT UNSIGNED, b TEXT)', { text: 'Tuple(a UInt64, b String)', base: 'Tuple', nullable: false }],
+    ['Point', { text: 'Point', base: 'Point', nullable: false }],
+    ['Time64(6)', { text: 'Time64(6)', base: 'Time64', nullable: false }],
+    ["Enum('a', 'b', 'c')", { text: "Enum8('a' = 1, 'b' = 2, 'c' = 3)", base: 'Enum8', nullable: false }],
+    ["Enum('big' = 1000)", { text: "Enum16('big' = 1000)", base: 'Enum16', nullable: false }],
+    ['BIGINT UNSIGNED', { text: 'UInt64', base: 'UInt64', nullable: false }],
+    ['Nullable(double precision)', { text: 'Nullable(Float64)', base: 'Float64', nullable: true }],
+    ['VARCHAR(255)', { text: 'String', base: 'String', nullable: false }],
+    ['INT(11)', { text: 'Int32', base: 'Int32', nullable: false }],
+    ['BINARY(16)', { text: 'FixedString(16)', base: 'FixedString', nullable: false }],
+    ['TIMESTAMP', { text: 'DateTime', base: 'DateTime', nullable: false }],
+    ["timestamp(3, 'UTC')", { text: "DateTime64(3, 'UTC')", base: 'DateTime64', nullable: false }],
+    ['DECIMAL', { text: 'Decimal(10, 0)', base: 'Decimal', nullable: false }],
+    ['numeric(12)', { text: 'Decimal(12, 0)', base: 'Decimal', nullable: false }],
+    ['datetime64(6)', { text: 'DateTime64(6)', base: 'DateTime64', nullable: false }],
+    ['DateTime32', { text: 'DateTime', base: 'DateTime', nullable: false }],
+    ['bool', { text: 'Bool', base: 'Bool', nullable: false }],
+  ])('%s', (input, expected) => {
+    expect(parseClickHouseType(input)).toEqual(expected);
+  });
+
+  it.each<[input: string, reason: RegExp]>([
+    ['AggregateFunction(uniq, String)', /^AggregateFunction columns hold partial aggregation states, which files cannot provide/],
+    ['Array(AggregateFunction(sum, UInt64))', /^AggregateFunction columns/],
+    ['SimpleAggregateFunction(uniq, String)', /SimpleAggregateFunction does not support uniq; use one of any, /],
+    ['SimpleAggregateFunction(sum)', /expected ','/],
+    ['IntervalDay', /IntervalDay cannot be the type of a table column/],
+    ['Nothing', /Nothing cannot be the type of a table column/],
+    ['Nullable(Variant(String))', /Variant cannot be inside Nullable/],
+    ['Nested(String)', /Nested elements need a name and a type/],
+    ['JSON(a UInt8', /unclosed '\('/],
+    ['nullable(String)', /unknown ClickHouse type 'nullable'/],
+    ['Tuple(date Date, Float64)', /Tuple elements must all have names, or none/],
+    ["Enum('a', 'b' = 5)", /Enum elements must all be 'name' = number, or all be 'name' alone/],
+  ])('%j is rejected', (input, reason) => {
+    expect(typeErrorFrom(input).reason).toMatch(reason);
+  });
+});
+
+/** ClickHouse's own answer: the type name it stores for `t`. */
+function clickHouseTypeName(t: string): string {
+  return query(`SELECT toTypeName(defaultValueOfTypeName('${t.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'))`, 'TabSeparatedRaw').trim().replace(/\(\s+/g, '(').replace(/\s+/g, ' ');
+}
+
+describe('parseClickHouseType: agrees with chDB', () => {
+  it('resolves every alias and case-insensitive name ClickHouse lists to the same family', () => {
+    const rows = query("SELECT name, alias_to FROM system.data_type_families WHERE alias_to != '' AND name NOT IN ('GEOMETRY') FORMAT JSONEachRow", 'JSONEachRow')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { name: string; alias_to: string });
+    expect(rows.length).toBeGreaterThan(50);
+    const args: Record<string, string> = { Decimal: '(10, 2)', FixedString: '(16)', Enum: "('a' = 1)" };
+    for (const { name, alias_to } of rows) {
+      const t = `${name}${args[alias_to] ?? ''}`;
+      expect([t, parseClickHouseType(t).text]).toEqual([t, clickHouseTypeName(t)]);
+    }
+  });
+
+  it.each([
+    'SimpleAggregateFunction(sum, UInt64)',
+    'SimpleAggregateFunction(anyLast, Nullable(String))',
+    'Variant(String, UInt64)',
+    'Nested(a String, b UInt32)',
+    "Enum('a', 'b', 'c')",
+    "timestamp(3, 'UTC')",
+    'decimal(12)',
+    'DECIMAL',
+    'Time64',
+    'datetime32',
+    'MultiPolygon',
+    'Tuple(date Date, f Float64)',
+    'Tuple(a BIGINT UNSIGNED, b TEXT)',
+  ])('%s has the same canonical text as in ClickHouse', (t) => {
+    expect(parseClickHouseType(t).text).toBe(clickHouseTypeName(t));
   });
 });
