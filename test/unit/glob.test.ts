@@ -27,6 +27,14 @@ describe('parseBucketUri', () => {
     [`s3://${'a'.repeat(63)}/x`, 'a'.repeat(63), 'x', 'x'],
     ['s3://b-1-2/a,b/(c)+$.csv', 'b-1-2', 'a,b/(c)+$.csv', 'a,b/(c)+$.csv'],
     ['s3://my-bucket/data files/report 1.csv', 'my-bucket', 'data files/report 1.csv', 'data files/report 1.csv'],
+    // keys S3 allows: a leading "/", empty segments, and a key that ends in "/"
+    ['s3://my-bucket//data.csv', 'my-bucket', '/data.csv', '/data.csv'],
+    ['s3://my-bucket/a//b', 'my-bucket', 'a//b', 'a//b'],
+    ['s3://my-bucket/logs//', 'my-bucket', 'logs//*', 'logs//'],
+    ['s3://my-bucket/logs{/}', 'my-bucket', 'logs{/}', 'logs'],
+    // ranges list from the text before them
+    ['s3://my-bucket/dt=2024-01-{01..10}/*.csv', 'my-bucket', 'dt=2024-01-{01..10}/*.csv', 'dt=2024-01-'],
+    ['s3://my-bucket/file{1..3}.csv', 'my-bucket', 'file{1..3}.csv', 'file'],
   ])('%s', (uri, bucket, pattern, listPrefix) => {
     expect(parseBucketUri(uri)).toEqual({ bucket, pattern, listPrefix });
   });
@@ -58,9 +66,17 @@ describe('parseBucketUri', () => {
     ['s3://.bucket/x', 'start and end'],
     ['s3://my..bucket/x', '".."'],
     ['s3://192.168.10.1/x', 'IP address'],
-    ['s3://my-bucket//data.csv', 'starts with "/"'],
-    ['s3://my-bucket/a//b', '"//"'],
-    ['s3://my-bucket/logs//', '"//"'],
+    ['s3://my-bucket/a{}b', 'empty braces "{}" at position 2'],
+    ['s3://my-bucket/{,}', 'can only match an empty key'],
+    ['s3://my-bucket/{a..z}.csv', 'non-negative integers'],
+    ['s3://my-bucket/{-1..3}.csv', 'non-negative integers'],
+    ['s3://my-bucket/{1..10..2}.csv', 'non-negative integers'],
+    ['s3://my-bucket/{1..10001}.csv', 'stands for 10001 values; the maximum is 10000'],
+    ['s3://my-bucket/{20240101..20251231}.csv', 'split it'],
+    ['s3://my-bucket/{1..1234567890123456}', 'longer than 15 digits'],
+    [`s3://my-bucket/${'{a,b}'.repeat(129)}`, 'more than 256 alternatives'],
+    [`s3://my-bucket/${'{a,'.repeat(9)}b${'}'.repeat(9)}`, 'more than 8 deep'],
+    [`s3://my-bucket/${'😀'.repeat(300)}`, 'S3 keys are at most 1024 bytes'],
     ['s3://my-bucket/{a,b/x.csv', 'unclosed "{"'],
     ['s3://my-bucket/{a,{b,c}/x.csv', 'unclosed "{"'],
     ['s3://my-bucket/a}b.csv', 'unmatched "}"'],
@@ -226,40 +242,49 @@ describe('compileGlob', () => {
   it('agrees with a brute-force reference matcher on generated patterns and keys', () => {
     const random = seededRandom(20240229);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
-    const tokens = ['a', 'b', 'ab', '/', '.', '*', '**', '**/', '?'];
+    const tokens = ['a', 'b', 'ab', '/', '.', '*', '**', '**/', '?', '1', '0', '%', '+', 'é'];
+    const ranges = ['0..3', '07..10', '3..1', '1..12', '00..02', '9..011', '010..8', '0..10', '1..010', '5..5'];
     const genSequence = (depth: number, maxTokens: number): string => {
       let out = '';
       const count = Math.floor(random() * maxTokens);
       for (let i = 0; i < count; i++) {
-        if (depth < 2 && random() < 0.12) {
-          const options = Array.from({ length: 1 + Math.floor(random() * 3) }, () => genSequence(depth + 1, 3));
-          out += `{${options.join(',')}}`;
+        const roll = random();
+        if (depth < 2 && roll < 0.12) {
+          const options = Array.from({ length: 1 + Math.floor(random() * 3) }, () => (random() < 0.15 ? pick(ranges) : genSequence(depth + 1, 3)));
+          // `{}` is refused by the parser; an empty option needs a comma.
+          out += options.length === 1 && options[0] === '' ? '{,a}' : `{${options.join(',')}}`;
+        } else if (roll < 0.2) {
+          out += `{${pick(ranges)}}`;
         } else {
           out += pick(tokens);
         }
       }
       return out;
     };
-    const genKey = () => Array.from({ length: Math.floor(random() * 9) }, () => pick(['a', 'b', '/', '.'])).join('');
+    const genKey = () => Array.from({ length: Math.floor(random() * 9) }, () => pick(['a', 'b', '/', '.', '0', '1', '2', '7', '8', '%', 'é'])).join('');
 
     let comparisons = 0;
     let positives = 0;
-    for (let p = 0; p < 400; p++) {
+    let rangePositives = 0;
+    for (let p = 0; p < 600; p++) {
       const pattern = genSequence(0, 7);
       const matches = compileGlob(pattern);
       for (let k = 0; k < 60; k++) {
-        const key = genKey();
+        // Half the keys are drawn from the pattern's own language, so matches are common.
+        const key = k % 2 ? genKey() : sampleKey(pattern, random) ?? genKey();
         const expected = referenceMatch(pattern, key);
         if (matches(key) !== expected) {
           throw new Error(`compileGlob(${JSON.stringify(pattern)})(${JSON.stringify(key)}) should be ${expected}`);
         }
         comparisons++;
         if (expected) positives++;
+        if (expected && pattern.includes('..')) rangePositives++;
       }
     }
-    expect(comparisons).toBe(24_000);
+    expect(comparisons).toBe(36_000);
     // Guard against a generator that only ever produces trivial non-matches.
-    expect(positives).toBeGreaterThan(1_000);
+    expect(positives).toBeGreaterThan(5_000);
+    expect(rangePositives).toBeGreaterThan(1_000);
   });
 });
 
@@ -302,6 +327,30 @@ function referenceMatch(pattern: string, key: string): boolean {
   return expandBraces(pattern).some((p) => matchBraceFree(Array.from(p), Array.from(key)));
 }
 
+/**
+ * ClickHouse's range rule, transcribed from its description rather than from
+ * the matcher: the bounds are swapped when descending, and the (new) first
+ * bound decides padding: a leading zero pads to the wider width, except a
+ * first bound of width 1 ("0"), which means plain numbers.
+ */
+function referenceRange(text: string): string[] {
+  const [left, right] = text.split('..') as [string, string];
+  let begin = Number(left);
+  let end = Number(right);
+  let beginWidth = left.length;
+  let endWidth = right.length;
+  let leadingZeros = left[0] === '0';
+  if (begin > end) {
+    [begin, end] = [end, begin];
+    [beginWidth, endWidth] = [endWidth, beginWidth];
+    leadingZeros = right[0] === '0';
+  }
+  const width = beginWidth === 1 && leadingZeros ? 1 : Math.max(beginWidth, endWidth);
+  const out: string[] = [];
+  for (let v = begin; v <= end; v++) out.push(leadingZeros ? String(v).padStart(width, '0') : String(v));
+  return out;
+}
+
 function expandBraces(pattern: string): string[] {
   const open = pattern.indexOf('{');
   if (open === -1) return [pattern];
@@ -313,9 +362,10 @@ function expandBraces(pattern: string): string[] {
     if (ch === '{') depth++;
     else if (ch === '}' && --depth === 0) {
       options.push(pattern.slice(optionStart, i));
+      const expanded = options.flatMap((o) => (/^\d+\.\.\d+$/.test(o) ? referenceRange(o) : [o]));
       const before = pattern.slice(0, open);
       const after = pattern.slice(i + 1);
-      return options.flatMap((option) => expandBraces(before + BOUNDARY + option + BOUNDARY + after));
+      return expanded.flatMap((option) => expandBraces(before + BOUNDARY + option + BOUNDARY + after));
     } else if (ch === ',' && depth === 1) {
       options.push(pattern.slice(optionStart, i));
       optionStart = i + 1;
@@ -364,4 +414,15 @@ function matchBraceFree(pattern: string[], key: string[]): boolean {
     return result;
   };
   return match(0, 0);
+}
+
+/** A key the pattern should match, built from one brace expansion (undefined when the expansion is too large). */
+function sampleKey(pattern: string, random: () => number): string | undefined {
+  const expansions = expandBraces(pattern);
+  if (expansions.length > 5_000) return undefined;
+  const chosen = expansions[Math.floor(random() * expansions.length)]!;
+  const filler = () => ['a', 'b', '7'][Math.floor(random() * 3)]!;
+  return chosen
+    .replaceAll(BOUNDARY, '')
+    .replace(/\*\*+\/?|\*|\?/g, (w) => (w === '?' ? filler() : w === '*' ? filler().repeat(Math.floor(random() * 3)) : random() < 0.5 ? '' : `${filler()}/`));
 }
