@@ -31,6 +31,29 @@ export const dataSourceResourceSchema = z
   })
   .meta({ id: 'DataSource' });
 
+/** The create answer: the resource plus what the glob check found (e.g. nothing matches yet). */
+export const createdDataSourceSchema = dataSourceResourceSchema
+  .extend({ warnings: z.array(z.string()) })
+  .meta({ id: 'CreatedDataSource' });
+
+/** How the preview explains a bucketUri's glob. */
+export const globDescriptionSchema = z
+  .object({
+    bucket: z.string(),
+    pattern: z.string(),
+    listPrefix: z.string().meta({ description: 'The literal prefix listed with ListObjectsV2' }),
+    matcher: z.string().meta({ description: 'The matcher built from the pattern, in words' }),
+    ranges: z.array(z.object({
+      text: z.string(), from: z.number(), to: z.number(), count: z.number(),
+      width: z.number().meta({ description: 'Zero-padded to this many digits; 0 = plain numbers' }),
+      values: z.array(z.string()), truncated: z.boolean(),
+    })),
+    extensions: z.array(z.object({ syntax: z.string(), note: z.string() })),
+    warnings: z.array(z.string()),
+    states: z.number(),
+  })
+  .meta({ id: 'GlobDescription' });
+
 export const specBody = dataSourceSpecSchema.meta({ id: 'DataSourceSpec' });
 export const patchBody = dataSourcePatchSchema.meta({ id: 'DataSourcePatch' });
 

@@ -2,7 +2,9 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Clien
 import type { UpdateDefinition } from '@temporalio/common';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { buildImportPlan, tableNames } from '../activities/ddl.js';
+import { buildImportPlan, DEDUP_WINDOW, tableNames } from '../activities/ddl.js';
+import { withCheckedExpressions } from '../clickhouse/spec-expressions.js';
+import { SqlGuardError } from '../clickhouse/sql-guard.js';
 import type { Destination } from '../activities/destination.js';
 import { queryRows } from '../activities/destination.js';
 import { FILE_STATUSES, LEDGER_TABLE, Ledger, RUNS_TABLE } from '../activities/ledger.js';
@@ -10,7 +12,7 @@ import type { S3Connections } from '../activities/s3.js';
 import { createSchemaTools, suggestTimeColumn } from '../activities/schema.js';
 import { dataSourcePatchSchema, dataSourceSpecSchema, normalizeSpec, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
 import { quoteIdent } from '../schemas/identifiers.js';
-import { compileGlob, parseBucketUri } from '../schemas/glob.js';
+import { compileGlob, describeBucketUri, noMatchWarning, parseBucketUri } from '../schemas/glob.js';
 import { extractObjectRefs, type ObjectRef } from '../schemas/s3-event.js';
 import { DatasourceFileError, parseDatasourceFile } from '../schemas/datasource-file.js';
 import type { DataSourceInput } from '../workflows/datasource.js';
@@ -49,6 +51,8 @@ export interface DataSourceResource extends DataSourceSpec {
 }
 
 const QUERY_TIMEOUT_MS = 5000;
+/** Keys a create lists at most while looking for one its glob matches. */
+const CREATE_GLOB_SCAN_LIMIT = 10_000;
 const LIST_QUERY_TIMEOUT_MS = 2000;
 
 /** Run `fn` over `items` with at most `limit` at once, keeping order. */
@@ -77,6 +81,34 @@ function updateRejection(err: unknown): never {
 }
 
 /** Everything the API (and the CLI) does to data sources, over Temporal and ClickHouse. */
+interface ExistingTable {
+  engine: string;
+  create: string;
+  /** The server's default non_replicated_deduplication_window, for a table that does not set it. */
+  defaultWindow: number;
+}
+
+/**
+ * An existing table is ingested into as it is, so it must deduplicate
+ * inserts: exactly-once rests on the insert deduplication token. A table that
+ * does not is refused, with what to change, rather than loaded at-least-once
+ * behind a warning nobody reads.
+ */
+function checkExistingTarget(table: string, t: ExistingTable) {
+  const refuse = (reason: string) => badRequest('the target table cannot guarantee exactly-once loading', [{ field: 'table', message: reason }]);
+  if (!/MergeTree$/.test(t.engine)) throw refuse(`table ${table} has engine ${t.engine}; only MergeTree-family tables deduplicate inserts`);
+  if (/^(Replicated|Shared)/.test(t.engine)) {
+    if (/\breplicated_deduplication_window\s*=\s*0\b/.test(t.create)) throw refuse(`table ${table} sets replicated_deduplication_window = 0, which turns insert deduplication off`);
+    return;
+  }
+  const set = /\bnon_replicated_deduplication_window\s*=\s*(\d+)/.exec(t.create);
+  if ((set ? Number(set[1]) : t.defaultWindow) === 0) {
+    throw refuse(
+      `table ${table} has non_replicated_deduplication_window = 0, so a retried insert would add rows twice; run ALTER TABLE ${table} MODIFY SETTING non_replicated_deduplication_window = ${DEDUP_WINDOW}, or let the connector create a new table`,
+    );
+  }
+}
+
 export class DataSourceService {
   readonly ledger: Ledger;
   readonly schema: ReturnType<typeof createSchemaTools>;
@@ -92,7 +124,11 @@ export class DataSourceService {
     return this.deps.temporal.workflow.getHandle(workflowIdFor(name));
   }
 
-  /** Validate a spec fully: shape, connection, and the table DDL (dry-run in ClickHouse). */
+  /**
+   * Validate a spec fully: shape, connection, every SQL expression against the
+   * allow-list, the target table (an existing one must deduplicate), and the
+   * table DDL (dry-run in a scratch database).
+   */
   async validate(input: unknown): Promise<{ spec: DataSourceSpec; columns: ColumnSpec[] | null }> {
     const parsed = dataSourceSpecSchema.safeParse(input);
     if (!parsed.success) throw badRequest('the data source spec is invalid', fieldErrors(parsed.error.issues));
@@ -102,20 +138,49 @@ export class DataSourceService {
         { field: 'connection', message: `unknown connection '${spec.connection}'; configured: ${this.deps.s3.names().join(', ') || '(none)'}` },
       ]);
     }
+    let checked: DataSourceSpec;
+    try {
+      checked = await withCheckedExpressions(this.deps.destination.client, spec);
+    } catch (err) {
+      if (err instanceof SqlGuardError) throw badRequest('the data source spec is invalid', [{ field: err.field, message: err.reason }]);
+      throw err;
+    }
     const columns = spec.columns ?? null;
-    if (columns) await this.dryRunDdl(spec, columns);
+    const existing = await this.existingTarget(spec.table);
+    if (existing) checkExistingTarget(spec.table, existing);
+    else if (columns) await this.dryRunDdl(checked, columns);
     return { spec, columns };
   }
 
-  /** Create the target table under a scratch name and drop it: ClickHouse itself judges ENGINE, keys and TTL. */
-  private async dryRunDdl(spec: DataSourceSpec, columns: ColumnSpec[]) {
-    const existing = await queryRows<{ n: string }>(
+  /** The target table as ClickHouse has it (with the server's default deduplication window), or null. */
+  private async existingTarget(table: string): Promise<ExistingTable | null> {
+    const [row] = await queryRows<{ engine: string; create_table_query: string; window: string }>(
       this.deps.destination.client,
-      'SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = {t:String}',
-      { db: this.deps.destination.database, t: spec.table },
+      `SELECT engine, create_table_query,
+              (SELECT value FROM system.merge_tree_settings WHERE name = 'non_replicated_deduplication_window') AS window
+       FROM system.tables WHERE database = {db:String} AND name = {t:String}`,
+      { db: this.deps.destination.database, t: table },
     );
-    if (Number(existing[0]?.n ?? 0) > 0) return; // an existing table is ingested into as it is
-    // Clause by clause, so a rejection names the field that caused it.
+    return row ? { engine: row.engine, create: row.create_table_query, defaultWindow: Number(row.window ?? 0) } : null;
+  }
+
+  /** One data source per table: two would share the import path and count each other's rows. */
+  private async checkTableFree(spec: DataSourceSpec) {
+    for await (const wf of this.deps.temporal.workflow.list({ query: this.listQuery() })) {
+      const other = wf.memo?.spec as DataSourceSpec | undefined;
+      if (other && other.name !== spec.name && other.table === spec.table) {
+        throw conflict(`table '${spec.table}' is already fed by data source '${other.name}'; choose another table (one data source per table)`);
+      }
+    }
+  }
+
+  /**
+   * ClickHouse itself judges ENGINE, keys and TTL: the table is created in a
+   * scratch database that is dropped right after, clause by clause so a
+   * rejection names the field that caused it. The expressions are the checked,
+   * canonical ones, so nothing here can read outside the table.
+   */
+  private async dryRunDdl(spec: DataSourceSpec, columns: ColumnSpec[]) {
     const e = spec.engine;
     const steps: Array<[string, DataSourceSpec['engine']]> = [
       ['columns', { engine: e.engine }],
@@ -125,35 +190,49 @@ export class DataSourceService {
       ['engine.ttl', { ...e, settings: undefined }],
       ['engine.settings', e],
     ];
-    for (const [field, engine] of steps) {
-      const error = await this.tryCreate({ ...spec, engine }, columns);
-      if (!error) continue;
-      if (field === 'columns') {
-        for (const [i, col] of columns.entries()) {
-          const colError = await this.tryCreate({ ...spec, engine: { engine: 'MergeTree' } }, [col]);
-          if (colError) throw badRequest('ClickHouse rejected the table definition', [{ field: `columns.${i}.type`, message: colError }]);
+    const scratchDb = `s3ch_scratch_${randomBytes(6).toString('hex')}`;
+    const client = this.deps.destination.client;
+    await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdent(scratchDb)}` });
+    try {
+      for (const [field, engine] of steps) {
+        const error = await this.tryCreate(scratchDb, { ...spec, engine }, columns);
+        if (!error) continue;
+        if (field === 'columns') {
+          for (const [i, col] of columns.entries()) {
+            const colError = await this.tryCreate(scratchDb, { ...spec, engine: { engine: 'MergeTree' } }, [col]);
+            if (colError) throw badRequest('ClickHouse rejected the table definition', [{ field: `columns.${i}.type`, message: colError }]);
+          }
         }
+        throw badRequest('ClickHouse rejected the table definition', [{ field, message: error }]);
       }
-      throw badRequest('ClickHouse rejected the table definition', [{ field, message: error }]);
+    } finally {
+      await client.command({ query: `DROP DATABASE IF EXISTS ${quoteIdent(scratchDb)}` }).catch(() => undefined);
     }
   }
 
-  /** CREATE the target table under a scratch name and DROP it; the error message, or null when ClickHouse accepts it. */
-  private async tryCreate(spec: DataSourceSpec, columns: ColumnSpec[]): Promise<string | null> {
-    const scratch = `s3ch_validate_${randomBytes(6).toString('hex')}`;
-    const plan = buildImportPlan(this.deps.destination.database, { ...spec, table: scratch }, columns, 'csv', spec.name);
+  /** CREATE the target table in the scratch database; ClickHouse's reason (one line, scratch names removed), or null when it accepts. */
+  private async tryCreate(scratchDb: string, spec: DataSourceSpec, columns: ColumnSpec[]): Promise<string | null> {
+    const plan = buildImportPlan(scratchDb, spec, columns, 'csv', spec.name);
     try {
       await this.deps.destination.client.command({ query: plan.create[0]! });
       return null;
     } catch (err) {
-      return (err as Error).message.split('\n')[0]!.replace(new RegExp(`\\S*${scratch}\\S*`, 'g'), spec.table).replace(/:? In scope .*$/, '');
+      return (err as Error).message
+        .split('\n')[0]!
+        .replace(/^Code: \d+\. DB::Exception: /, '')
+        .split(`${scratchDb}.`).join('')
+        .split(scratchDb).join(this.deps.destination.database)
+        .replace(/:? In scope .*$/, '')
+        .replace(/\s*\(version [^)]*\)\s*$/, '')
+        .slice(0, 300);
     } finally {
-      await this.deps.destination.client.command({ query: `DROP TABLE IF EXISTS ${tableNames(this.deps.destination.database, scratch).target}` }).catch(() => undefined);
+      await this.deps.destination.client.command({ query: `DROP TABLE IF EXISTS ${tableNames(scratchDb, spec.table).target}` }).catch(() => undefined);
     }
   }
 
-  async create(input: unknown): Promise<DataSourceResource> {
+  async create(input: unknown): Promise<DataSourceResource & { warnings: string[] }> {
     const { spec } = await this.validate(input);
+    await this.checkTableFree(spec);
     await this.ledger.ensureTables();
     const workflowInput: DataSourceInput = { spec, searchAttributes: this.deps.searchAttributes };
     try {
@@ -170,7 +249,29 @@ export class DataSourceService {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw conflict(`data source '${spec.name}' already exists`);
       throw err;
     }
-    return this.get(spec.name);
+    const warnings = await this.globWarnings(spec);
+    return { ...(await this.get(spec.name)), warnings };
+  }
+
+  /**
+   * A glob that matches nothing yet is legitimate (files may come later) but
+   * must not pass silently: say so, with the prefix that was listed.
+   */
+  private async globWarnings(spec: DataSourceSpec): Promise<string[]> {
+    const glob = describeBucketUri(spec.bucketUri);
+    const warnings = [...glob.warnings];
+    let scanned = 0;
+    try {
+      for await (const page of this.schema.matchingPages(spec)) {
+        if (page.files.length > 0) return warnings;
+        scanned += page.listed;
+        if (scanned >= CREATE_GLOB_SCAN_LIMIT) break;
+      }
+      warnings.push(noMatchWarning(glob, { complete: scanned < CREATE_GLOB_SCAN_LIMIT, scanned }));
+    } catch (err) {
+      warnings.push(`could not list the bucket to check what the glob matches: ${(err as Error).name}: ${(err as Error).message}`);
+    }
+    return warnings;
   }
 
   private async describe(name: string) {
@@ -255,6 +356,7 @@ export class DataSourceService {
     const changes = Object.fromEntries(Object.entries(all).filter(([k]) => named.has(k)));
     const merged = { ...current, ...changes, name };
     const { spec } = await this.validate(merged);
+    if (spec.table !== current.table) await this.checkTableFree(spec);
     await this.update(name, updateSpecUpdate, { spec, force });
     return this.get(name);
   }
@@ -333,7 +435,7 @@ export class DataSourceService {
   }
 
   /** Create from a Tinybird `.datasource` file; the name comes from the request (the file name). */
-  async createFromFile(text: string, name: string | undefined): Promise<DataSourceResource> {
+  async createFromFile(text: string, name: string | undefined): Promise<DataSourceResource & { warnings: string[] }> {
     if (!name) throw badRequest('a .datasource file needs a name', [{ field: 'name', message: 'pass ?name=<data source name> (the file name without .datasource)' }]);
     let spec: unknown;
     try {
@@ -443,10 +545,13 @@ export class DataSourceService {
   async preview(body: { connection: string; bucketUri: string; format?: string; csv?: unknown; compression?: string; limit?: number }) {
     const spec = await this.validate({ name: 'preview', connection: body.connection, bucketUri: body.bucketUri, format: body.format, csv: body.csv, compression: body.compression }).then((v) => v.spec);
     const matched = await this.schema.matchingObjects(spec, body.limit ?? 20);
+    // The literal prefix listed, the matcher built, range expansions, and why nothing may match.
+    const glob = describeBucketUri(spec.bucketUri);
+    const warnings = [...glob.warnings, ...(matched.total === 0 ? [noMatchWarning(glob, matched)] : [])];
     const ref = matched.files.find((f) => f.size > 0);
-    if (!ref) return { files: matched.files, total: matched.total, complete: matched.complete, columns: null, inferredFrom: null, suggestedTimeColumn: null };
+    if (!ref) return { files: matched.files, total: matched.total, complete: matched.complete, columns: null, inferredFrom: null, suggestedTimeColumn: null, glob, warnings };
     const columns = await this.schema.inferColumns(spec, ref);
-    return { files: matched.files, total: matched.total, complete: matched.complete, columns, inferredFrom: ref.key, suggestedTimeColumn: suggestTimeColumn(columns) };
+    return { files: matched.files, total: matched.total, complete: matched.complete, columns, inferredFrom: ref.key, suggestedTimeColumn: suggestTimeColumn(columns), glob, warnings };
   }
 }
 

@@ -858,6 +858,8 @@ export function describeBucketUri(uri: string): GlobDescription {
  */
 export function noMatchWarning(uri: BucketUri, listing: { complete: boolean; scanned?: number }): string {
   const where = uri.listPrefix ? `under the prefix "${uri.listPrefix}"` : 'in the whole bucket (the pattern starts with a wildcard)';
-  const scope = listing.complete ? `no object ${where}` : `none of the first ${listing.scanned ?? 'listed'} objects ${where}`;
-  return `${scope} of bucket "${uri.bucket}" matches "${uri.pattern}" yet; matching files are imported when they appear`;
+  const scope = listing.complete
+    ? `no object ${where} of bucket "${uri.bucket}" matches "${uri.pattern}"`
+    : `none of the objects listed ${where} of bucket "${uri.bucket}" matches "${uri.pattern}" (the listing stopped after ${listing.scanned ?? 'a bounded number of'} keys)`;
+  return `${scope} yet; matching files are imported when they appear`;
 }

@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { z } from 'zod';
 import type { AppEnv } from '../context.js';
 import {
-  dataSourceResourceSchema, deleteQuery, fileItemSchema, filesQuery, limitQuery, listOf, nameParam, patchBody, retryBody, specBody, jsonResponse, problemResponse,
+  createdDataSourceSchema, dataSourceResourceSchema, deleteQuery, fileItemSchema, filesQuery, limitQuery, listOf, nameParam, patchBody, retryBody, specBody, jsonResponse, problemResponse,
 } from '../openapi-schemas.js';
 import { ApiError } from '../errors.js';
 
@@ -14,7 +14,7 @@ const routes = {
   create: createRoute({
     method: 'post', path: '/v1/datasources', tags: ['datasources'], summary: 'Create a data source (JSON spec)',
     request: { body: { content: { 'application/json': { schema: specBody } }, required: true } },
-    responses: { 201: json(dataSourceResourceSchema, 'Created'), 400: problem('Invalid spec'), 409: problem('Name taken') },
+    responses: { 201: json(createdDataSourceSchema, 'Created'), 400: problem('Invalid spec'), 409: problem('Name taken') },
   }),
   list: createRoute({
     method: 'get', path: '/v1/datasources', tags: ['datasources'], summary: 'List data sources with status',

@@ -3,7 +3,7 @@ import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { z } from 'zod';
 import type { AppEnv } from '../context.js';
 import {
-  previewBody, sqlBody, jsonResponse, problemResponse,
+  previewBody, sqlBody, jsonResponse, problemResponse, globDescriptionSchema,
 } from '../openapi-schemas.js';
 import { summarizeConnection } from '../../schemas/connection.js';
 import { badRequest, notFound } from '../errors.js';
@@ -33,7 +33,7 @@ const routes = {
   preview: createRoute({
     method: 'post', path: '/v1/preview', tags: ['connections'], summary: 'Files a bucketUri matches, inferred schema and a suggested time column',
     request: { body: { content: { 'application/json': { schema: previewBody } }, required: true } },
-    responses: { 200: json(z.looseObject({ files: z.array(z.looseObject({})) }), 'Preview'), 400: problem('Invalid request') },
+    responses: { 200: json(z.looseObject({ files: z.array(z.looseObject({})), glob: globDescriptionSchema, warnings: z.array(z.string()) }), 'Preview'), 400: problem('Invalid request') },
   }),
   sql: createRoute({
     method: 'post', path: '/v1/sql', tags: ['system'], summary: 'Read-only SQL on the destination (readonly=1)',
