@@ -31,6 +31,7 @@ import {
   workflowIdFor,
   type StatusView,
 } from '../../workflows/messages.js';
+import { waitingOnNothing } from '../support/workflow-wait.js';
 
 type DataSourceWorkflow = typeof dataSource;
 type RunRecord = Parameters<Activities['recordRun']>[0];
@@ -54,15 +55,6 @@ async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 3
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await sleep(intervalMs);
   }
-}
-
-/** Assert `check` holds for the whole window (a negative assertion needs a window to mean anything). */
-async function stays(what: string, check: () => boolean | Promise<boolean>, windowMs: number): Promise<void> {
-  const deadline = Date.now() + windowMs;
-  do {
-    if (!(await check())) throw new Error(`expected ${what} to hold for ${windowMs} ms, but it stopped holding`);
-    await sleep(100);
-  } while (Date.now() < deadline);
 }
 
 function makeSpec(overrides: Partial<DataSourceSpecInput> & { name: string }): DataSourceSpec {
@@ -268,6 +260,20 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
 
   const status = (handle: WorkflowHandle<DataSourceWorkflow>): Promise<StatusView> => handle.query(statusQuery);
 
+  /**
+   * The status once the workflow itself says run `runs` is over: the fake
+   * `recordRun` is called before the workflow has processed its completion, so
+   * a status read right after that call can still say `syncing`.
+   */
+  const statusAfterRun = (handle: WorkflowHandle<DataSourceWorkflow>, runs: number, state: StatusView['state'] = 'idle') =>
+    until(`the workflow to report run ${runs} finished (${state})`, async () => {
+      const v = await status(handle);
+      return v.state === state && v.counters.runs === runs ? v : null;
+    });
+
+  /** Wait until the workflow can only move on an outside event (see waitingOnNothing). */
+  const quiescent = (handle: WorkflowHandle<DataSourceWorkflow>) => until('the workflow to wait with nothing scheduled', () => waitingOnNothing(handle));
+
   it('runs on its own on an @every 1s schedule, and a later tick imports files queued later', async () => {
     const f = makeFakes();
     f.add('p/1.csv', 'p/2.csv');
@@ -277,7 +283,11 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       await until('two scheduled runs', () => f.calls.runs.length >= 2);
       expect(f.calls.runs.map((r) => r.trigger)).toEqual(f.calls.runs.map(() => 'schedule'));
       expectEachOnce(f.calls.imported, ['p/1.csv', 'p/2.csv']);
-      const s1 = await status(handle);
+      // Between ticks (a tick's own run clears nextRunAt until it ends), the next one is scheduled.
+      const s1 = await until('the workflow to be idle between ticks', async () => {
+        const v = await status(handle);
+        return v.state === 'idle' && v.counters.runs >= 2 ? v : null;
+      });
       expect(s1.nextRunAt).not.toBeNull();
       expect(s1.counters.runs).toBeGreaterThanOrEqual(2);
 
@@ -305,7 +315,10 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
     await withWorker(f, async (taskQueue) => {
       const { handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
       await until('the table to be prepared', () => f.calls.prepare.length === 1);
-      await stays('no discovery and no run', () => f.calls.discover.length === 0 && f.calls.runs.length === 0, 2_000);
+      // Prepared and asleep with no timer: without a signal nothing can happen any more.
+      await quiescent(handle);
+      expect(f.calls.discover).toHaveLength(0);
+      expect(f.calls.runs).toHaveLength(0);
       const idle = await status(handle);
       expect(idle).toMatchObject({ state: 'idle', nextRunAt: null, lastRun: null });
       expect(idle.counters.runs).toBe(0);
@@ -316,8 +329,10 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expect(f.calls.runs[0]).toMatchObject({ trigger: 'sync', files_found: 3, files_imported: 3, files_failed: 0 });
       expectEachOnce(f.calls.imported, ['p/a.csv', 'p/b.csv', 'p/c.csv']);
 
-      await stays('no second run', () => f.calls.runs.length === 1, 1_000);
-      const after = await status(handle);
+      const after = await statusAfterRun(handle, 1);
+      // Asleep again with nothing scheduled: there is no second run to come.
+      await quiescent(handle);
+      expect(f.calls.runs).toHaveLength(1);
       expect(after.state).toBe('idle');
       expect(after.counters).toMatchObject({ runs: 1, filesImported: 3, rows: 30, bytes: 300 });
       expect(after.lastRun).toMatchObject({ trigger: 'sync', filesImported: 3 });
@@ -346,7 +361,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expect(f.calls.runs).toHaveLength(1);
       expect(f.calls.runs[0]).toMatchObject({ trigger: 'sync', files_found: 450, files_imported: 450, files_failed: 0 });
 
-      const s = await status(handle);
+      const s = await statusAfterRun(handle, 1);
       expect(s.backlog).toBe(false);
       expect(s.counters).toMatchObject({ runs: 1, filesImported: 450, rows: 4500, bytes: 45_000 });
     });
@@ -411,7 +426,10 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
 
       // Still paused in the new execution: a sync does nothing.
       await latest.signal('sync');
-      await stays('no run while paused', () => f.calls.runs.length === 3 && f.calls.discover.length === 3, 1_000);
+      // The signal is handled and the workflow is asleep again with nothing scheduled.
+      await quiescent(latest);
+      expect(f.calls.runs).toHaveLength(3);
+      expect(f.calls.discover).toHaveLength(3);
 
       const resumed = await latest.executeUpdate(resumeUpdate);
       expect(resumed.state).toBe('idle');
@@ -437,7 +455,10 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expect(paused.nextRunAt).toBeNull();
 
       await handle.signal('sync');
-      await stays('nothing imported while paused', () => f.calls.discover.length === 0 && f.calls.importAttempts.length === 0, 1_500);
+      // The signal is handled and the workflow is asleep again with nothing scheduled.
+      await quiescent(handle);
+      expect(f.calls.discover).toHaveLength(0);
+      expect(f.calls.importAttempts).toHaveLength(0);
       expect((await status(handle)).state).toBe('paused');
 
       // Pausing twice is harmless.
@@ -463,7 +484,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       const { spec, handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
       await handle.signal('sync');
       await until('the first run', () => f.calls.runs.length === 1);
-      await until('the status to count the imports', async () => (await status(handle)).counters.filesImported === 2);
+      expect((await statusAfterRun(handle, 1)).counters.filesImported).toBe(2);
 
       const moved = makeSpec({ name: spec.name, schedule: '@on-demand', bucketUri: 's3://bkt/elsewhere/*.csv' });
       const rejected = await handle.executeUpdate(updateSpecUpdate, { args: [{ spec: moved }] }).catch((e: unknown) => e);
@@ -476,11 +497,11 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       const unchanged = await status(handle);
       expect(unchanged.spec).toEqual(JSON.parse(JSON.stringify(spec)));
       expect(unchanged.state).toBe('idle');
-      await stays('no re-prepare after rejected updates', () => f.calls.prepare.length === 1, 500);
-
       const accepted = await handle.executeUpdate(updateSpecUpdate, { args: [{ spec: moved, force: true }] });
       expect(accepted.spec.bucketUri).toBe(moved.bucketUri);
       await until('the table to be prepared for the new spec', () => f.calls.prepare.at(-1)?.spec.bucketUri === moved.bucketUri);
+      // No re-prepare after the rejected updates: the only prepare between the first and this one would show here.
+      expect(f.calls.prepare.map((p) => p.spec.bucketUri)).toEqual([spec.bucketUri, moved.bucketUri]);
 
       f.add('elsewhere/3.csv');
       await handle.signal('sync');
@@ -488,7 +509,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expect(f.calls.discover.at(-1)!.spec.bucketUri).toBe(moved.bucketUri);
       expect(f.calls.importAttempts.at(-1)).toMatchObject({ key: 'elsewhere/3.csv' });
       expect(f.calls.importAttempts.at(-1)!.spec.bucketUri).toBe(moved.bucketUri);
-      const s = await status(handle);
+      const s = await statusAfterRun(handle, 2);
       expect(s.spec).toEqual(JSON.parse(JSON.stringify(moved)));
       expect(s.counters).toMatchObject({ runs: 2, filesImported: 3 });
     });
@@ -531,7 +552,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expectEachOnce(f.calls.imported, ['p/good1.csv', 'p/good2.csv']);
       expect(f.calls.importAttempts.filter((c) => c.key === 'p/bad.csv').map((c) => c.attempt)).toEqual([1]);
       expect(f.calls.status.filter((c) => c.status === 'failure')).toEqual([]);
-      const s = await status(handle);
+      const s = await statusAfterRun(handle, 1);
       expect(s.counters).toMatchObject({ runs: 1, filesImported: 2, filesFailed: 1 });
       expect(s.state).toBe('idle');
       expect(s.error).toBeNull();
@@ -544,7 +565,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expect(f.calls.retry[0]!.keys).toBeUndefined();
       expect(f.calls.runs[1]).toMatchObject({ trigger: 'retry', files_imported: 1, files_failed: 0 });
       expectEachOnce(f.calls.imported, ['p/good1.csv', 'p/good2.csv', 'p/bad.csv']);
-      expect((await status(handle)).counters).toMatchObject({ runs: 2, filesImported: 3, filesFailed: 1 });
+      expect((await statusAfterRun(handle, 2)).counters).toMatchObject({ runs: 2, filesImported: 3, filesFailed: 1 });
     });
   });
 
@@ -567,7 +588,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expect(failures[0]!.runId).toBe(f.calls.runs[0]!.run_id);
       expect(f.calls.runs[0]).toMatchObject({ files_imported: 1, files_failed: 1 });
       expectEachOnce(f.calls.imported, ['p/ok.csv']);
-      expect((await status(handle)).counters).toMatchObject({ runs: 1, filesImported: 1, filesFailed: 1 });
+      expect((await statusAfterRun(handle, 1)).counters).toMatchObject({ runs: 1, filesImported: 1, filesFailed: 1 });
     });
   });
 
