@@ -333,15 +333,18 @@ function walkExpression(node: AstNode, cat: FunctionCatalogue, field: string): v
  * canonical text, which is what gets spliced into DDL (never the user's text).
  */
 export async function guardExpression(client: ClickHouseClient, expression: string, field: string): Promise<string> {
-  // On its own lines: a trailing comment cannot swallow the closing parenthesis.
-  const canon = await canonical(client, `SELECT (\n${expression}\n)`, field);
+  // Parsed as the select list of a bare SELECT: anything beyond expressions
+  // (FROM, SETTINGS, UNION, INTO OUTFILE) becomes a clause of that SELECT and
+  // is refused below. A list (`ts, id`, as Tinybird writes keys) stays a list.
+  const canon = await canonical(client, `SELECT\n${expression}\n`, field);
   const ast = await selectAst(client, canon, field);
-  // SelectWithUnionQuery > ExpressionList > SelectQuery with one child (the select list) holding one expression.
+  // SelectWithUnionQuery > ExpressionList > exactly one SelectQuery whose only child is the select list.
   const select = ast.kind === 'SelectWithUnionQuery' && ast.children[0]?.children.length === 1 ? ast.children[0].children[0] : undefined;
   const list = select?.kind === 'SelectQuery' && select.children.length === 1 ? select.children[0] : undefined;
-  if (!list || list.children.length !== 1) throw new SqlGuardError(field, 'must be a single expression');
-  walkExpression(list.children[0]!, await catalogue(client), field);
-  const out = canon.replace(/^SELECT /, '');
-  if (out === canon) throw new SqlGuardError(field, 'must be a single expression');
-  return out;
+  if (!list || list.children.length === 0 || !canon.startsWith('SELECT ')) {
+    throw new SqlGuardError(field, 'must be an expression (or a comma-separated list of expressions) over the columns, with no clauses');
+  }
+  const cat = await catalogue(client);
+  for (const item of list.children) walkExpression(item, cat, field);
+  return canon.slice('SELECT '.length);
 }

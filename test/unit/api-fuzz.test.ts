@@ -763,7 +763,11 @@ describe('hostile names the schema accepts reach ClickHouse only quoted', () => 
     world = fakeWorld({
       real,
       // Validation passed if the service gets as far as starting the workflow: answer as if it existed (→ 409).
-      temporalOn: { 'temporal.workflow.start': () => { throw new WorkflowExecutionAlreadyStartedError('already started', 'datasource:fuzz_ds', 'dataSource'); } },
+      temporalOn: {
+        // No other data source feeds the table.
+        'temporal.workflow.list': () => (async function* () {})(),
+        'temporal.workflow.start': () => { throw new WorkflowExecutionAlreadyStartedError('already started', 'datasource:fuzz_ds', 'dataSource'); },
+      },
     });
   });
   afterAll(async () => {
@@ -781,18 +785,18 @@ describe('hostile names the schema accepts reach ClickHouse only quoted', () => 
     expect(res.status, res.text).toBe(409);
 
     const statements = world.calls.filter((x) => x.target === 'clickhouse' && x.op !== 'query');
-    const scratch = /`s3ch_validate_[0-9a-f]+`/;
+    const scratch = /`s3ch_scratch_[0-9a-f]+`\.`fuzz_ds`/;
     for (const s of statements) {
       expect(s.op).toBe('command');
-      // The dry run's scratch table, and the connector's own (ledger) tables.
-      expect(s.text, s.text).toMatch(/^\s*(CREATE TABLE IF NOT EXISTS `default`\.`s3ch_validate_[0-9a-f]+`|DROP TABLE IF EXISTS `default`\.`s3ch_validate_[0-9a-f]+`$|(CREATE|ALTER) TABLE (IF NOT EXISTS )?`default`\.`s3ch_[a-z_]+` )/);
+      // The dry run's scratch database and table, and the connector's own (ledger) tables.
+      expect(s.text, s.text).toMatch(/^\s*((CREATE|DROP) DATABASE IF (NOT )?EXISTS `s3ch_scratch_[0-9a-f]+`$|CREATE TABLE IF NOT EXISTS `s3ch_scratch_[0-9a-f]+`\.`fuzz_ds`|DROP TABLE IF EXISTS `s3ch_scratch_[0-9a-f]+`\.`fuzz_ds`$|(CREATE|ALTER) TABLE (IF NOT EXISTS )?`default`\.`s3ch_[a-z_]+` )/);
     }
-    expect(world.calls.filter((x) => x.target !== 'clickhouse').map((x) => x.op)).toEqual(['temporal.workflow.start']);
+    expect(world.calls.filter((x) => x.target !== 'clickhouse').map((x) => x.op)).toEqual(['temporal.workflow.list', 'temporal.workflow.start']);
 
     // The victim survived; no scratch table is left.
     const rows = await (await real.client.query({ query: `SELECT count() AS n FROM ${victim}`, format: 'JSONEachRow' })).json<{ n: string }>();
     expect(Number(rows[0]?.n)).toBe(3);
-    const left = await (await real.client.query({ query: "SELECT name FROM system.tables WHERE database = 'default' AND name LIKE 's3ch_validate_%'", format: 'JSONEachRow' })).json();
+    const left = await (await real.client.query({ query: "SELECT name FROM system.databases WHERE name LIKE 's3ch_scratch_%'", format: 'JSONEachRow' })).json();
     expect(left).toEqual([]);
 
     // The scratch CREATE, run under another name, has exactly the columns asked for.
