@@ -173,10 +173,13 @@ ${IMPORT}`;
   it.each([
     ['no type', '    `user_id` `json:$.user.id`,', 'column `user_id` has no type'],
     ['name only', '    `user_id`,', 'column `user_id` has no type'],
-    ['DEFAULT', "    `user_id` String `json:$.user.id` DEFAULT 'x',", 'DEFAULT is not supported yet (column `user_id`)'],
-    ['CODEC', '    `user_id` String CODEC(ZSTD(1)),', 'CODEC is not supported yet (column `user_id`)'],
+    ['MATERIALIZED', '    `user_id` String MATERIALIZED lower(name),', 'MATERIALIZED columns are computed by ClickHouse, not read from files: not supported (column `user_id`)'],
+    ['NOT NULL', '    `user_id` String NOT NULL,', 'NULL / NOT NULL (use Nullable(T) as the type) is not supported (column `user_id`)'],
+    ['an empty DEFAULT', '    `user_id` String DEFAULT `json:$.u`,', 'column `user_id`: DEFAULT needs an expression'],
+    ['CODEC without a list', '    `user_id` String CODEC ZSTD,', 'column `user_id`: CODEC needs a list in parentheses'],
     ['a default with no type', "    `user_id` DEFAULT 'x',", 'column `user_id` has no type'],
-    ['junk after the type', '    `user_id` String junk,', 'unexpected "junk" after the type of column `user_id`'],
+    ['junk after the type', '    `user_id` String junk,', "column `user_id`: unexpected 'junk' after the type"],
+    ['an AggregateFunction state', '    `user_id` AggregateFunction(uniq, String),', 'column `user_id`: AggregateFunction columns hold partial aggregation states, which files cannot provide'],
     ['two commas', '    `user_id` String,,', 'empty column definition'],
   ])('a malformed column (%s) is an error naming its line', (_what, bad, reason) => {
     const text = `DESCRIPTION >\n    x\n\nSCHEMA >\n    \`a\` String,\n${bad}\n    \`b\` String\n\n${IMPORT}`;
@@ -279,7 +282,7 @@ describe('parseDatasourceFile: IMPORT keys', () => {
     expect(e.reason).toContain('only APPEND');
   });
 
-  it.each(['gcs', 'kafka', '""'])('IMPORT_SERVICE %s is an error listing the allowed values', (service) => {
+  it.each(['ftp', '""'])('IMPORT_SERVICE %s is an error listing the allowed values', (service) => {
     const e = errorOf(`DESCRIPTION x\nIMPORT_SERVICE ${service}\nIMPORT_CONNECTION_NAME c\nIMPORT_BUCKET_URI s3://b/x\n`);
     expect(e.line).toBe(2);
     expect(e.reason).toMatch(/^IMPORT_SERVICE .* is not supported; allowed values: s3, s3_iamrole$/);
@@ -300,15 +303,12 @@ describe('parseDatasourceFile: IMPORT keys', () => {
 
 describe('parseDatasourceFile: unsupported keys and layout errors', () => {
   it.each([
-    ['TOKEN "dashboard" READ', 'unsupported key TOKEN'],
-    ['TOKEN ingest APPEND', 'unsupported key TOKEN'],
-    ['FORWARD_QUERY >', 'unsupported key FORWARD_QUERY'],
-    ['INDEXES >', 'unsupported key INDEXES'],
-    ['KAFKA_TOPIC events', 'unsupported key KAFKA_TOPIC'],
-    ['KAFKA_CONNECTION_NAME kafka_conn', 'unsupported key KAFKA_CONNECTION_NAME'],
-    ['IMPORT_FROM_TIMESTAMP 2024-01-01T00:00:00Z', 'unsupported key IMPORT_FROM_TIMESTAMP: not supported'],
-    ['ENGINE_VER updated_at', 'unsupported key ENGINE_VER'],
-    ['VERSION 2', 'unsupported key VERSION'],
+    ['IMPORT_FROM_TIMESTAMP 2024-01-01T00:00:00Z', 'IMPORT_FROM_TIMESTAMP is not supported yet: '],
+    ['ENGINE_SUMMING_COLUMNS "a, b"', 'ENGINE_SUMMING_COLUMNS is not supported yet'],
+    ['ENGINE_SIGN sign', 'ENGINE_SIGN is for (Versioned)CollapsingMergeTree, which is not supported'],
+    ['ENGINE_FOO x', 'unsupported key ENGINE_FOO: the ENGINE_ keys read are'],
+    ['IMPORT_QUERY_TIMEOUT 5', 'unsupported key IMPORT_QUERY_TIMEOUT: the IMPORT_ keys read are'],
+    ['EXPORT_SERVICE s3', 'unsupported key EXPORT_SERVICE: it belongs in a Tinybird .pipe file'],
     ['SOMETHING_ELSE x', 'unsupported key SOMETHING_ELSE'],
   ])('%s is an error naming the line and the key', (line, reason) => {
     const text = `# header\nDESCRIPTION >\n    text\n\nSCHEMA >\n    \`a\` String\n\n${IMPORT}\n${line}\n    indented body\n`;
@@ -325,16 +325,20 @@ describe('parseDatasourceFile: unsupported keys and layout errors', () => {
     expect(e.reason).toBe('IMPORT_BUCKET_URI is given twice (first at line 3)');
   });
 
-  it('an indented line that follows no block is an error', () => {
-    const e = errorOf(`ENGINE MergeTree\n    ENGINE_SORTING_KEY a\n${IMPORT}`);
+  it('an indented key line outside a block is read as a key, as Tinybird does', () => {
+    expect(parse(`ENGINE MergeTree\n    ENGINE_SORTING_KEY a\n${IMPORT}`).engine).toStrictEqual({ engine: 'MergeTree', sortingKey: 'a' });
+  });
+
+  it('an indented line that follows no block and is no key is an error', () => {
+    const e = errorOf(`ENGINE MergeTree\n    sorted by a\n${IMPORT}`);
     expect(e.line).toBe(2);
     expect(e.reason).toContain('indented line outside a block');
   });
 
-  it('an unindented column line is an error', () => {
-    const e = errorOf(`SCHEMA >\n\`a\` String\n${IMPORT}`);
+  it('a line at column 0 that is no key is an error', () => {
+    const e = errorOf(`ENGINE MergeTree\n"quoted"\n${IMPORT}`);
     expect(e.line).toBe(2);
-    expect(e.reason).toContain('must be indented');
+    expect(e.reason).toContain('expected "KEY value" or "KEY >"');
   });
 
   it('comments and blank lines are ignored, and a column-0 comment does not end a block', () => {
