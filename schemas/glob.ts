@@ -45,8 +45,12 @@ export const GLOB_LIMITS = {
   maxRangeValues: 10_000,
   /** Digits in a range bound (keeps every value an exact integer). */
   maxRangeDigits: 15,
-  /** Matcher states a pattern compiles to: the most work one key character can cost. */
-  maxStates: 8_192,
+  /**
+   * Matcher states a pattern compiles to: the most work one key character can
+   * cost. A 1,000-character literal needs about 1,000; only patterns made of
+   * dozens of wide ranges come near.
+   */
+  maxStates: 2_048,
 } as const;
 
 export class BucketUriError extends Error {
