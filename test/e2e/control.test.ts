@@ -5,6 +5,7 @@ import { gzipSync } from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { toDatasourceFile } from '../../schemas/datasource-file.js';
 import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
+import { reportsRunFinished, waitingOnNothing } from '../support/workflow-wait.js';
 
 const run = promisify(execFile);
 
@@ -61,15 +62,16 @@ describe('controlling data sources (Temporal dev server + MinIO + chDB)', () => 
     return res.body.items;
   }
 
-  /** Wait until `n` runs are recorded and the data source is not syncing. */
+  /** Wait until `n` runs are recorded and the workflow reports the newest of them finished. */
   async function waitForRuns(name: string, n: number, timeoutMs = 60_000) {
     return eventually(
       `${name}: ${n} runs finished`,
       async () => {
-        const ds = await get(name);
-        if (ds.status.state === 'syncing' || ds.status.inFlight.length > 0) return null;
+        // Runs first: a status read before them could predate the run they list.
         const items = await runs(name);
-        return items.length >= n ? { ds, runs: items } : null;
+        if (items.length < n) return null;
+        const ds = await get(name);
+        return reportsRunFinished(ds, items[0].runId) && ds.status.inFlight.length === 0 ? { ds, runs: items } : null;
       },
       timeoutMs,
     );
@@ -136,7 +138,8 @@ describe('controlling data sources (Temporal dev server + MinIO + chDB)', () => 
     expect((await get(name)).status.state).toBe('paused');
     // A sync while paused does not import anything.
     expect((await c.request('POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
-    await new Promise((r) => setTimeout(r, 500));
+    // Once the signal is handled and nothing is scheduled, nothing can import on its own any more.
+    await eventually('the paused workflow to handle the sync', () => waitingOnNothing(c.client.workflow.getHandle(`datasource:${name}`)), 30_000, 100);
     expect((await files(name, 'status=success')).length).toBe(successBefore);
 
     const resumed = await c.request('POST', `/v1/datasources/${name}/resume`);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
+import { reportsRunFinished } from '../support/workflow-wait.js';
 
 /**
  * The fixture matrix: real files through the real path (MinIO -> chDB),
@@ -27,7 +28,8 @@ describe('formats, compression, inference and quarantine', () => {
     const ds = await eventually(`${name}: ${files} files settled`, async () => {
       const r = await c.request('GET', `/v1/datasources/${name}`);
       const f = r.body.stats?.files;
-      return f && f.success + f.failure === files && r.body.status.state !== 'syncing' ? r.body : null;
+      // The ledger settles before the run ends; the workflow's status (columns, schema) is read once it reports run 1 over.
+      return f && f.success + f.failure === files && reportsRunFinished(r.body, `datasource:${name}/1`) ? r.body : null;
     });
     return { name, ds };
   }
@@ -216,7 +218,7 @@ describe('formats, compression, inference and quarantine', () => {
     await c.request('POST', `/v1/datasources/${name}/sync`);
     const ds = await eventually('the newer files to load', async () => {
       const r = await c.request('GET', `/v1/datasources/${name}`);
-      return r.body.stats.files.success === 3 && r.body.status.state !== 'syncing' ? r.body : null;
+      return r.body.stats.files.success === 3 && reportsRunFinished(r.body, `datasource:${name}/2`) ? r.body : null;
     });
     expect(ds.columns.map((x: any) => x.name)).toEqual(['id', 'name', 'country']);
     expect(ds.columns[2].type).toBe('Nullable(String)');

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
+import { reportsRunFinished } from '../support/workflow-wait.js';
 
 function csv(rows: Array<[string, number, string]>): string {
   return 'timestamp,id,name\n' + rows.map(([t, id, n]) => `${t},${id},${n}`).join('\n') + '\n';
@@ -18,7 +19,8 @@ describe('one data source, end to end (Temporal dev server + MinIO + chDB)', () 
     return eventually(`data source ${name} to finish run ${runs}`, async () => {
       const res = await c.request('GET', `/v1/datasources/${name}`);
       const s = res.body;
-      return res.status === 200 && s.status.state !== 'syncing' && s.lastRun && s.lastRun.finishedAt && (await runsCount(name)) >= runs ? s : null;
+      // The workflow's own word that run `runs` is over (its runs are numbered datasource:<name>/1, /2, ...).
+      return res.status === 200 && reportsRunFinished(s, `datasource:${name}/${runs}`) && (await runsCount(name)) >= runs ? s : null;
     });
   }
   async function runsCount(name: string) {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { inject } from 'vitest';
 import { freePort, startMinio, type RunningService } from '../../scripts/services.js';
 import { createBucket, eventually, put, sql, startTestConnector, uid, type TestConnector } from '../support/harness.js';
+import { waitingOnNothing } from '../support/workflow-wait.js';
 
 /**
  * Event-driven imports: MinIO's bucket notification webhook points at the
@@ -91,8 +92,9 @@ describe('event notifications', () => {
     expect(direct.status).toBe(202);
     expect(direct.body.accepted).toBe(1);
     await eventually('the second file', async () => Number((await sql<{ n: string }>(c, `SELECT count() AS n FROM ${name}`))[0]?.n) === 3, 30_000, 100);
-    await c.request('POST', `/v1/datasources/${name}/notify`, event);
-    await new Promise((r) => setTimeout(r, 1500));
+    expect((await c.request('POST', `/v1/datasources/${name}/notify`, event)).status).toBe(202);
+    // The repeat is handled (its run, if any, is over) and nothing is left scheduled: the count is final.
+    await eventually('the repeat notification to be handled', () => waitingOnNothing(c.client.workflow.getHandle(`datasource:${name}`)), 30_000, 100);
     expect(Number((await sql<{ n: string }>(c, `SELECT count() AS n FROM ${name}`))[0]?.n)).toBe(3);
   });
 });
