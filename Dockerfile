@@ -10,10 +10,10 @@ ENV NODE_ENV=production \
 WORKDIR /app
 
 # Dependencies first, so a source-only change reuses this layer.
-# `npm install` with the lockfile, not `npm ci`: the lockfile lists only the
-# optional native packages (chDB, swc) of the platform it was written on.
+# `npm ci`: exactly the lockfile, which lists every platform's optional
+# native packages (test/unit/lockfile.test.ts keeps it so).
 COPY package.json package-lock.json ./
-RUN npm install --omit=dev --no-audit && npm cache clean --force
+RUN npm ci --omit=dev --no-audit && npm cache clean --force
 
 # The source: schemas workflows activities api worker scripts cli, plus
 # tsconfig.json (tsx reads it). `COPY . .` with the .dockerignore rather than

@@ -22,13 +22,15 @@ function dependenciesStale() {
 }
 
 if (dependenciesStale()) {
-  // `npm install`, not `npm ci`: the lockfile pins every version, but npm 11
-  // records only this platform's optional native packages (chDB, swc), and
-  // `npm ci` then refuses the lockfile as out of sync.
-  console.error('[setup] installing npm dependencies (npm install, versions from package-lock.json) ...');
-  const r = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  // `npm ci` installs exactly the lockfile and never rewrites it. The lockfile
+  // lists every platform's optional native package (test/unit/lockfile.test.ts
+  // keeps it so), which is what `npm ci` needs to accept it.
+  const lock = existsSync(join(root, 'package-lock.json'));
+  const args = lock ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund'];
+  console.error(`[setup] installing npm dependencies (npm ${args[0]}${lock ? ', exactly as package-lock.json pins them' : ''}) ...`);
+  const r = spawnSync('npm', args, { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {
-    console.error('[setup] npm install failed; fix the error above and run again.');
+    console.error(`[setup] npm ${args[0]} failed; fix the error above and run again.`);
     process.exit(r.status ?? 1);
   }
 }
