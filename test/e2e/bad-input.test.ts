@@ -6,6 +6,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { createBucket, eventually, minioConnection, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
 import type { Connection } from '../../schemas/connection.js';
+import { reportsRunFinished } from '../support/workflow-wait.js';
 
 type Res = Awaited<ReturnType<TestConnector['request']>>;
 type FieldError = { field: string; message: string };
@@ -399,9 +400,11 @@ describe('run-time failures are visible and do not stop the worker', () => {
 
     // The broken one still answers and fails the same way on the next sync.
     expect((await c.request('POST', `/v1/datasources/${broken}/sync`)).status).toBe(202);
-    await eventually(`${broken} to finish a second run`, async () => (await runsCount(broken)) >= 2);
-    const again = await c.request('GET', `/v1/datasources/${broken}`);
-    expect(again.body.status.error).toMatch(/bucket does not exist|NoSuchBucket/i);
+    const again = await eventually(`${broken} to finish a second run`, async () => {
+      const r = await c.request('GET', `/v1/datasources/${broken}`);
+      return reportsRunFinished(r.body, `${workflowIdFor(broken)}/2`) && (await runsCount(broken)) >= 2 ? r.body : null;
+    });
+    expect(again.status.error).toMatch(/bucket does not exist|NoSuchBucket/i);
   });
 
   it('wrong credentials: status.error names the access problem, and nothing is imported', async () => {

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { queryRows } from '../../activities/destination.js';
 import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
+import { reportsRunFinished } from '../support/workflow-wait.js';
 
 /**
  * Parquet written by third-party writers (pyarrow, DuckDB), committed under
@@ -176,7 +177,8 @@ describe('Parquet from real writers (pyarrow, DuckDB)', () => {
     const ds = await eventually(`${name}: its file settled`, async () => {
       const b = await get(name);
       const f = b.stats?.files;
-      return f && f.success + f.failure === 1 && b.status.state !== 'syncing' && b.status.inFlight.length === 0 ? b : null;
+      // The workflow's own word that run 1 is over: its status (columns, inferredFrom) is final then.
+      return f && f.success + f.failure === 1 && reportsRunFinished(b, `datasource:${name}/1`) && b.status.inFlight.length === 0 ? b : null;
     });
     expect(ds.stats.files, JSON.stringify(ds.status)).toMatchObject({ success: 1, failure: 0 });
     return { name, ds };
@@ -187,9 +189,11 @@ describe('Parquet from real writers (pyarrow, DuckDB)', () => {
     const before = (await runs(name)).length;
     expect((await c.request('POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
     const ds = await eventually(`${name}: the second run finished`, async () => {
+      // Runs first: a status read before them could predate the run they list.
+      const items = await runs(name);
+      if (items.length <= before) return null;
       const b = await get(name);
-      if (b.status.state === 'syncing' || b.status.inFlight.length > 0) return null;
-      return (await runs(name)).length > before ? b : null;
+      return reportsRunFinished(b, items[0].runId) && b.status.inFlight.length === 0 ? b : null;
     });
     expect(await count(name)).toBe(expectedRows);
     expect(ds.stats.rows).toBe(expectedRows);

@@ -14,6 +14,7 @@ import { createApp } from '../../api/app.js';
 import { S3Connections } from '../../activities/s3.js';
 import type { Destination } from '../../activities/destination.js';
 import { workflowIdFor } from '../../workflows/messages.js';
+import { waitingOnNothing } from '../support/workflow-wait.js';
 import {
   createBucket, eventually, minioConnection, processDestination, put, startTestConnector, testS3, uid, type TestConnector,
 } from '../support/harness.js';
@@ -196,7 +197,8 @@ describe('bearer auth: admin and read-only tokens', () => {
     // Nothing happened: no new data source, same spec, not paused, no run, table intact.
     expectProblem(await c.request('GET', `/v1/datasources/${newName}`, undefined, A), 404);
     await expect(c.client.workflow.getHandle(workflowIdFor(newName)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
-    await new Promise((r) => setTimeout(r, 2000)); // signals are asynchronous: give a wrongly accepted one time to act
+    // Signals are asynchronous: once the workflow has nothing left to handle or run, a wrongly accepted one would have acted.
+    await eventually('the workflow to have nothing left to do', () => waitingOnNothing(c.client.workflow.getHandle(workflowIdFor(ds))), 30_000, 100);
     const after = await c.request('GET', `/v1/datasources/${ds}`, undefined, A);
     expect(after.status).toBe(200);
     expect(after.body.description).toBe('original');
