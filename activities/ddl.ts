@@ -195,16 +195,41 @@ export function parquetReadType(type: string): string {
   return 'Nullable(String)';
 }
 
-/** Translate `$.a.b[0]` into a native JSON extraction returning Nullable(String) (strings unquoted, objects as JSON text). */
+/**
+ * Translate a JSONPath (`$.a.b[0]`, `$['key.with.dots']`, `$.items[:]`,
+ * `$.items[:].id`) into a native JSON extraction returning Nullable(String):
+ * strings unquoted, objects and arrays as JSON text. `[:]` maps the rest of
+ * the path over every element of the array, giving a JSON array that the
+ * column's Array type is read from.
+ */
 export function jsonPathExtract(path: string): string {
-  const parts: string[] = [];
-  const re = /\.([^.[\]]+)|\[(\d+)\]|\['([^']+)'\]/g;
+  // Each segment is a JSONExtract argument (a quoted key or a 1-based index), or null for `[:]`.
+  const segments: (string | null)[] = [];
+  const re = /\.([^.[\]]+)|\[(\d+)\]|\[(:)\]|\.?\['([^']+)'\]/g;
   for (const m of path.slice(1).matchAll(re)) {
-    if (m[1] !== undefined) parts.push(quoteString(m[1]));
-    else if (m[2] !== undefined) parts.push(String(Number(m[2]) + 1)); // ClickHouse JSON indices are 1-based
-    else if (m[3] !== undefined) parts.push(quoteString(m[3]));
+    if (m[1] !== undefined) segments.push(quoteString(m[1]));
+    else if (m[2] !== undefined) segments.push(String(Number(m[2]) + 1)); // ClickHouse JSON indices are 1-based
+    else if (m[3] !== undefined) segments.push(null);
+    else if (m[4] !== undefined) segments.push(quoteString(m[4]));
   }
-  const args = ['line', ...parts].join(', ');
+  const rawAt = (json: string, parts: string[]) => `JSONExtractRaw(${[json, ...parts].join(', ')})`;
+  /** JSON text of `segments` applied to the JSON text `json` ('' when absent); element arrays are built depth by depth. */
+  const extract = (json: string, rest: (string | null)[], depth: number): string => {
+    const whole = rest.indexOf(null);
+    if (whole === -1) return rawAt(json, rest as string[]);
+    const head = rest.slice(0, whole) as string[];
+    const tail = rest.slice(whole + 1);
+    if (tail.length === 0) return rawAt(json, head);
+    const e = `e${depth}`;
+    // A missing field of an element is JSON null, so the array keeps one entry per element.
+    const item = `ifNull(nullIf(${extract(e, tail, depth + 1)}, ''), 'null')`;
+    const args = [json, ...head].join(', ');
+    return `if(JSONType(${args}) = 'Array', concat('[', arrayStringConcat(arrayMap(${e} -> ${item}, JSONExtractArrayRaw(${args})), ','), ']'), '')`;
+  };
+  if (segments.includes(null)) {
+    return `nullIf(nullIf(${extract('line', segments, 0)}, ''), 'null')`;
+  }
+  const args = ['line', ...(segments as string[])].join(', ');
   const rawJson = `JSONExtractRaw(${args})`;
   return `multiIf(${rawJson} IN ('', 'null'), NULL, JSONType(${args}) = 'String', JSONExtractString(${args}), ${rawJson})`;
 }
@@ -243,11 +268,15 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
   const engine = spec.engine;
   const target = [
     `CREATE TABLE IF NOT EXISTS ${names.target} (`,
-    columns.map((c) => `  ${quoteIdent(c.name)} ${c.type}`).join(',\n'),
-    `) ENGINE = ${engine.engine}()`,
+    [
+      ...columns.map((c) => `  ${quoteIdent(c.name)} ${c.type}${c.default !== undefined ? ` DEFAULT ${c.default}` : ''}${c.codec !== undefined ? ` CODEC(${c.codec})` : ''}`),
+      ...(engine.indexes ?? []).map((ix) => `  INDEX ${quoteIdent(ix.name)} ${ix.expr} TYPE ${ix.type}${ix.granularity !== undefined ? ` GRANULARITY ${ix.granularity}` : ''}`),
+    ].join(',\n'),
+    `) ENGINE = ${engine.engine}(${[engine.ver, engine.isDeleted].filter((a) => a !== undefined).join(', ')})`,
     engine.partitionKey ? `PARTITION BY ${asTuple(engine.partitionKey)}` : '',
     `ORDER BY ${engine.sortingKey ? asTuple(engine.sortingKey) : 'tuple()'}`,
     engine.primaryKey ? `PRIMARY KEY ${asTuple(engine.primaryKey)}` : '',
+    engine.samplingKey ? `SAMPLE BY ${engine.samplingKey}` : '',
     engine.ttl ? `TTL ${engine.ttl}` : '',
     `SETTINGS ${mergeTreeSettings(engine.settings)}`,
   ].filter(Boolean).join('\n');

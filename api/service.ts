@@ -14,7 +14,7 @@ import { dataSourcePatchSchema, dataSourceSpecSchema, normalizeSpec, type Column
 import { quoteIdent } from '../schemas/identifiers.js';
 import { compileGlob, describeBucketUri, noMatchWarning, parseBucketUri } from '../schemas/glob.js';
 import { extractObjectRefs, type ObjectRef } from '../schemas/s3-event.js';
-import { DatasourceFileError, parseDatasourceFile } from '../schemas/datasource-file.js';
+import { DatasourceFileError, readDatasourceFile } from '../schemas/datasource-file.js';
 import type { DataSourceInput } from '../workflows/datasource.js';
 import {
   WORKFLOW_TYPE,
@@ -437,14 +437,16 @@ export class DataSourceService {
   /** Create from a Tinybird `.datasource` file; the name comes from the request (the file name). */
   async createFromFile(text: string, name: string | undefined): Promise<DataSourceResource & { warnings: string[] }> {
     if (!name) throw badRequest('a .datasource file needs a name', [{ field: 'name', message: 'pass ?name=<data source name> (the file name without .datasource)' }]);
-    let spec: unknown;
+    let read: ReturnType<typeof readDatasourceFile>;
     try {
-      spec = parseDatasourceFile(text, { name });
+      read = readDatasourceFile(text, { name });
     } catch (err) {
       if (err instanceof DatasourceFileError) throw badRequest('the .datasource file is invalid', [{ field: `line ${err.line}`, message: err.reason }]);
       throw err;
     }
-    return this.create(spec);
+    // Lines of the file that were ignored (Tinybird tokens, tags, ...) come first, then the glob's warnings.
+    const created = await this.create(read.spec);
+    return { ...created, warnings: [...read.warnings, ...created.warnings] };
   }
 
   async files(name: string, q: { status?: string; search?: string; limit: number; cursor?: string }) {
