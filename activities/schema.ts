@@ -49,7 +49,8 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
       );
       const contents = page.Contents ?? [];
       const files = contents
-        .filter((o) => o.Key && !o.Key.endsWith('/') && match(o.Key))
+        // A zero-byte key ending in "/" is a folder marker; one with content is a file (S3 allows both).
+        .filter((o) => o.Key && !(o.Key.endsWith('/') && !o.Size) && match(o.Key))
         .map((o) => ({ key: o.Key!, etag: stripQuotes(o.ETag), size: o.Size ?? 0, lastModified: o.LastModified?.toISOString() ?? '' }));
       yield { files, listed: contents.length };
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
