@@ -2,9 +2,9 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { timingSafeEqual } from 'node:crypto';
 import type { ApiDeps, AppEnv } from './context.js';
 import { ApiError, fieldErrors } from './errors.js';
+import { credentialOf, foreignOrigin, hostAllowed, isNotifyPath, scopeOf } from './auth.js';
 import { registerDataSourceRoutes } from './routes/datasources.js';
 import { registerSystemRoutes } from './routes/system.js';
 import { registerMetricsRoute } from './routes/metrics.js';
@@ -16,14 +16,6 @@ const STATUS_TITLES: Record<number, string> = { 400: 'Bad Request', 401: 'Unauth
 
 function problemBody(status: number, title: string, detail: string, errors?: Array<{ field: string; message: string }>) {
   return { type: 'about:blank', title, status, detail, ...(errors && errors.length ? { errors } : {}) };
-}
-
-function tokenMatches(given: string, allowed: string[]): boolean {
-  const g = Buffer.from(given);
-  return allowed.some((t) => {
-    const b = Buffer.from(t);
-    return b.length === g.length && timingSafeEqual(b, g);
-  });
 }
 
 export function createApp(deps: ApiDeps) {
@@ -54,23 +46,52 @@ export function createApp(deps: ApiDeps) {
     }),
   );
 
+  const { tokens } = deps;
+  const authRequired = tokens.required ?? tokens.admin.length + tokens.readOnly.length + (tokens.notify?.length ?? 0) > 0;
+
+  // Without tokens the API listens on loopback only, which a browser still
+  // reaches: any page can POST to it (simple requests need no preflight) and
+  // DNS rebinding makes a foreign name resolve to 127.0.0.1. So then only
+  // loopback (or configured) Host names are answered, and changes coming from
+  // another origin are refused. The console is same-origin and unaffected.
+  app.use('*', async (c, next) => {
+    if (authRequired) return next();
+    const host = c.req.header('host') ?? new URL(c.req.url).host;
+    if (!hostAllowed(host, deps.allowedHosts ?? [])) {
+      throw new ApiError(403, 'Forbidden', `Host '${host.slice(0, 256)}' is not answered without API tokens: use localhost, 127.0.0.1 or [::1], add the name to S3CH_ALLOWED_HOSTS, or set S3CH_API_TOKENS`);
+    }
+    if (!['GET', 'HEAD', 'OPTIONS'].includes(c.req.method)) {
+      const foreign = foreignOrigin({ origin: c.req.header('origin'), secFetchSite: c.req.header('sec-fetch-site') }, host);
+      if (foreign) throw new ApiError(403, 'Forbidden', `cross-origin ${c.req.method} refused (${foreign.slice(0, 256)}): without API tokens only same-origin pages (the console) and non-browser clients may change things`);
+    }
+    return next();
+  });
+
   // The console's static pages hold no data, so they are served before (without) bearer auth; its /v1 calls carry the token.
   registerConsole(app);
 
-  // Bearer auth: reads need any configured token, changes need an admin token.
+  // Token auth. Reads need any token but a notify one; changes, and the POSTs
+  // that fetch objects from any bucket a connection reaches (preview, connection
+  // check), need an admin token; the notify webhooks take an admin or notify
+  // token, as bearer or basic auth (what SNS and webhook senders can send).
   app.use('*', async (c, next) => {
-    const { admin, readOnly } = deps.tokens;
-    const required = deps.tokens.required ?? admin.length + readOnly.length > 0;
-    if (!required || c.req.path === '/healthz') return next();
-    const header = c.req.header('authorization') ?? '';
-    const token = /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim();
-    if (!token) throw new ApiError(401, 'Unauthorized', 'send Authorization: Bearer <token>');
-    const isAdmin = tokenMatches(token, admin);
-    if (!isAdmin && !tokenMatches(token, readOnly)) throw new ApiError(401, 'Unauthorized', 'unknown token');
-    // POSTs that only read: SQL (readonly), preview, and a connection check (one listing).
-    const readOnlyPost = c.req.path === '/v1/sql' || c.req.path === '/v1/preview' || /^\/v1\/connections\/[^/]+\/check$/.test(c.req.path);
-    const mutating = !['GET', 'HEAD', 'OPTIONS'].includes(c.req.method) && !readOnlyPost;
-    if (mutating && !isAdmin) throw new ApiError(403, 'Forbidden', 'this token is read-only; changes need an admin token');
+    if (!authRequired || c.req.path === '/healthz') return next();
+    const notifyPath = isNotifyPath(c.req.path);
+    const token = credentialOf(c.req.header('authorization'), notifyPath);
+    if (!token) throw new ApiError(401, 'Unauthorized', notifyPath ? 'send Authorization: Bearer <token>, or basic auth with the token as password' : 'send Authorization: Bearer <token>');
+    const scope = scopeOf(token, tokens);
+    if (!scope) throw new ApiError(401, 'Unauthorized', 'unknown token');
+    if (scope === 'admin') return next();
+    if (scope === 'notify') {
+      if (notifyPath && c.req.method === 'POST') return next();
+      throw new ApiError(403, 'Forbidden', 'this token may only post event notifications (POST /v1/notify, POST /v1/datasources/:name/notify)');
+    }
+    // Read-only: /v1/sql is a POST that only reads (readonly=1 in ClickHouse).
+    if (c.req.path === '/v1/preview' || /^\/v1\/connections\/[^/]+\/check$/i.test(c.req.path)) {
+      throw new ApiError(403, 'Forbidden', 'this token is read-only; preview and connection checks read objects from any bucket a connection reaches, so they need an admin token');
+    }
+    const mutating = !['GET', 'HEAD', 'OPTIONS'].includes(c.req.method) && c.req.path !== '/v1/sql';
+    if (mutating) throw new ApiError(403, 'Forbidden', 'this token is read-only; changes need an admin token');
     return next();
   });
 
@@ -89,7 +110,8 @@ export function createApp(deps: ApiDeps) {
   app.onError((err, c) => {
     if (err instanceof ApiError) {
       const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
-      if (err.status === 401) headers['www-authenticate'] = 'Bearer realm="s3-clickhouse-connector"';
+      // The notify webhooks also take basic auth: SNS sends its credentials only once challenged for them.
+      if (err.status === 401) headers['www-authenticate'] = isNotifyPath(c.req.path) ? 'Basic realm="s3-clickhouse-connector", Bearer realm="s3-clickhouse-connector"' : 'Bearer realm="s3-clickhouse-connector"';
       return c.json(problemBody(err.status, err.title, err.detail, err.errors), err.status, headers);
     }
     if (err instanceof HTTPException) {

@@ -9,8 +9,12 @@ export interface ApiDeps {
   searchAttributes: boolean;
   destination: Destination;
   s3: S3Connections;
-  /** Bearer tokens: admin may change things, readOnly may only read. Both empty = no auth (loopback only). */
-  tokens: { admin: string[]; readOnly: string[]; required?: boolean };
+  /** API tokens: admin may change things, readOnly may only read, notify may only post event notifications. None = no auth (loopback only). */
+  tokens: { admin: string[]; readOnly: string[]; notify?: string[]; required?: boolean };
+  /** Without tokens: Host names answered besides loopback ones (S3CH_ALLOWED_HOSTS). */
+  allowedHosts?: Array<{ name: string; port: string | null }>;
+  /** How an SNS subscription is confirmed (GET of its SubscribeURL); replaceable so tests need no internet. @default globalThis.fetch */
+  fetch?: typeof fetch;
 }
 
 export interface AppEnv {

@@ -51,6 +51,8 @@ export interface DataSourceResource extends DataSourceSpec {
 }
 
 const QUERY_TIMEOUT_MS = 5000;
+/** Largest file a preview infers columns from. */
+export const PREVIEW_INFER_MAX_BYTES = 64 * 1024 * 1024;
 /** Keys a create lists at most while looking for one its glob matches. */
 const CREATE_GLOB_SCAN_LIMIT = 10_000;
 const LIST_QUERY_TIMEOUT_MS = 2000;
@@ -72,6 +74,17 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms (is a worker running?)`)), ms).unref())]);
+}
+
+/**
+ * Why a key named by a caller (notification, retry) is not one the data
+ * source imports, or null when it is. Dot segments are refused outright: an
+ * HTTP layer on the way to S3 may resolve `a/../b` to `b`, outside the glob.
+ */
+function keyOutsideGlob(key: string, match: (key: string) => boolean, pattern: string): string | null {
+  if (key.split('/').some((segment) => segment === '.' || segment === '..')) return `'${key.slice(0, 256)}' has a '.' or '..' path segment`;
+  if (!match(key)) return `'${key.slice(0, 256)}' does not match the data source's glob '${pattern}'`;
+  return null;
 }
 
 function updateRejection(err: unknown): never {
@@ -398,6 +411,16 @@ export class DataSourceService {
   }
 
   async retry(name: string, keys?: string[]): Promise<void> {
+    // Listed keys are imported by name: each must be one the data source's glob would import.
+    if (keys?.length) {
+      const { pattern } = parseBucketUri((await this.currentSpec(name)).bucketUri);
+      const match = compileGlob(pattern);
+      const errors = keys.flatMap((key, i) => {
+        const reason = keyOutsideGlob(key, match, pattern);
+        return reason ? [{ field: `keys.${i}`, message: reason }] : [];
+      });
+      if (errors.length) throw badRequest('only keys the data source imports can be retried', errors);
+    }
     await this.update(name, retryUpdate, { keys });
   }
 
@@ -431,7 +454,7 @@ export class DataSourceService {
   private matchingKeys(spec: DataSourceSpec, refs: ObjectRef[]): string[] {
     const { bucket, pattern } = parseBucketUri(spec.bucketUri);
     const match = compileGlob(pattern);
-    return [...new Set(refs.filter((r) => r.bucket === bucket && match(r.key)).map((r) => r.key))].slice(0, MAX_NOTIFIED_KEYS);
+    return [...new Set(refs.filter((r) => r.bucket === bucket && keyOutsideGlob(r.key, match, pattern) === null).map((r) => r.key))].slice(0, MAX_NOTIFIED_KEYS);
   }
 
   /** Create from a Tinybird `.datasource` file; the name comes from the request (the file name). */
@@ -552,6 +575,13 @@ export class DataSourceService {
     const warnings = [...glob.warnings, ...(matched.total === 0 ? [noMatchWarning(glob, matched)] : [])];
     const ref = matched.files.find((f) => f.size > 0);
     if (!ref) return { files: matched.files, total: matched.total, complete: matched.complete, columns: null, inferredFrom: null, suggestedTimeColumn: null, glob, warnings };
+    // Preview is interactive: never infer from a file bigger than this (the size comes from the listing).
+    if (ref.size > PREVIEW_INFER_MAX_BYTES) {
+      throw badRequest('the file to infer columns from is too large to preview', [{
+        field: 'bucketUri',
+        message: `the first matching file '${ref.key.slice(0, 256)}' is ${ref.size} bytes; preview infers columns only from files up to ${PREVIEW_INFER_MAX_BYTES} bytes (64 MiB): narrow bucketUri to a smaller file, or declare columns`,
+      }]);
+    }
     const columns = await this.schema.inferColumns(spec, ref);
     return { files: matched.files, total: matched.total, complete: matched.complete, columns, inferredFrom: ref.key, suggestedTimeColumn: suggestTimeColumn(columns), glob, warnings };
   }

@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { readFileSync } from 'node:fs';
 import { connectionsFileSchema, type Connection } from './connection.js';
 
+/** A DNS name, an IPv4 address or a bracketed IPv6 address, optionally with a port. */
+const ALLOWED_HOST_ENTRY = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -30,8 +33,29 @@ export const envSchema = z.object({
   S3CH_CONNECTIONS_FILE: z.string().optional(),
   /** The same JSON inline (handy for containers). */
   S3CH_CONNECTIONS: z.string().optional(),
-  /** Comma-separated bearer tokens; `ro:` prefix = read-only. Empty = no auth, loopback only. */
+  /**
+   * Comma-separated API tokens. No prefix (or `admin:`) = admin; `ro:` = read-only;
+   * `notify:` = may only post event notifications (bearer, or HTTP basic auth with the
+   * token as password). Empty = no auth, loopback only.
+   */
   S3CH_API_TOKENS: z.string().default(''),
+  /**
+   * Without tokens the API answers only requests whose Host is a loopback name
+   * (localhost, 127.0.0.0/8, [::1]), which stops DNS rebinding. Comma-separated
+   * extra names it may be reached by (`name` = any port, `name:port` = that port only).
+   * @default ""
+   */
+  S3CH_ALLOWED_HOSTS: z
+    .string()
+    .default('')
+    .superRefine((v, ctx) => {
+      for (const [i, entry] of v.split(',').map((e) => e.trim()).entries()) {
+        if (entry === '') continue;
+        if (!ALLOWED_HOST_ENTRY.test(entry)) {
+          ctx.addIssue({ code: 'custom', message: `entry ${i + 1} '${entry}' is not a host name or IP, optionally with :port (no scheme, path or wildcard)` });
+        }
+      }
+    }),
   HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** Prebuilt workflow bundle for a standalone worker. @default "dist/workflow-bundle.js" (used when present) */

@@ -65,3 +65,41 @@ export function extractObjectRefs(body: unknown, depth = 0): ObjectRef[] {
   }
   return out;
 }
+
+/**
+ * The SNS message types an HTTP(S) subscription receives (header
+ * `x-amz-sns-message-type` and body `Type`): `Notification` carries the S3
+ * event in `Message`; `SubscriptionConfirmation` must be answered by GETting
+ * its `SubscribeURL` before any notification arrives.
+ */
+export type SnsMessageType = 'SubscriptionConfirmation' | 'UnsubscribeConfirmation' | 'Notification';
+
+export function snsMessageType(body: unknown): SnsMessageType | null {
+  const t = str(obj(body)?.Type);
+  return t === 'SubscriptionConfirmation' || t === 'UnsubscribeConfirmation' || t === 'Notification' ? t : null;
+}
+
+/** SNS endpoints: `sns.<region>.amazonaws.com`, and `.amazonaws.com.cn` in the China regions. */
+const SNS_HOST = /^sns\.[a-z]{2}(?:-[a-z]+)+-\d+\.amazonaws\.com(?:\.cn)?$/;
+
+/**
+ * The SubscribeURL of a SubscriptionConfirmation, if it is one SNS itself
+ * would send: https on the default port to an SNS endpoint, no credentials.
+ * Anything else is refused with the reason, so the API never fetches a URL
+ * a caller chose (SSRF).
+ */
+export function snsSubscribeUrl(body: unknown): { url: URL } | { error: string } {
+  const raw = obj(body)?.SubscribeURL;
+  if (typeof raw !== 'string' || raw === '') return { error: 'a SubscriptionConfirmation needs a SubscribeURL string' };
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { error: 'not a URL' };
+  }
+  if (url.protocol !== 'https:') return { error: `must be an https:// URL (got ${url.protocol})` };
+  if (url.username || url.password) return { error: 'must not carry credentials' };
+  if (url.port !== '') return { error: `must use the default https port (got ${url.port})` };
+  if (!SNS_HOST.test(url.hostname)) return { error: `must be on sns.<region>.amazonaws.com or sns.<region>.amazonaws.com.cn (got ${url.hostname.slice(0, 253)})` };
+  return { url };
+}

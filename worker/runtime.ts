@@ -4,6 +4,7 @@ import type { NativeConnection, Worker } from '@temporalio/worker';
 import { createDestination, type Destination } from '../activities/destination.js';
 import { S3Connections } from '../activities/s3.js';
 import { createApp, type App } from '../api/app.js';
+import { parseAllowedHosts, type ApiTokens } from '../api/auth.js';
 import type { Env } from '../schemas/config.js';
 import type { Connection } from '../schemas/connection.js';
 import { connectClient, connectWorker, hasSearchAttributes } from './temporal.js';
@@ -36,18 +37,20 @@ export interface Connector {
   stop(): Promise<void>;
 }
 
-export function parseTokens(spec: string): { admin: string[]; readOnly: string[]; required: boolean } {
+export function parseTokens(spec: string): ApiTokens {
   const admin: string[] = [];
   const readOnly: string[] = [];
+  const notify: string[] = [];
   // Anything configured means auth is on, even if every entry turned out empty: that lets nobody in, never everybody.
   const required = spec.split(',').some((entry) => entry.trim() !== '');
   for (const raw of spec.split(',').map((t) => t.trim()).filter(Boolean)) {
-    const token = raw.replace(/^(ro|admin):/, '').trim();
+    const token = raw.replace(/^(ro|admin|notify):/, '').trim();
     if (!token) continue;
     if (raw.startsWith('ro:')) readOnly.push(token);
+    else if (raw.startsWith('notify:')) notify.push(token);
     else admin.push(token);
   }
-  return { admin, readOnly, required };
+  return { admin, readOnly, notify, required };
 }
 
 const isLoopback = (host: string) => host === '127.0.0.1' || host === 'localhost' || host === '::1';
@@ -79,7 +82,7 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
     workerRun = worker.run();
   }
 
-  const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination, s3, tokens });
+  const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination, s3, tokens, allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS) });
   let server: ServerType | null = null;
   let apiUrl: string | null = null;
   if (opts.serveApi) {

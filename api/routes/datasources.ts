@@ -1,14 +1,17 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { z } from 'zod';
+import type { Context } from 'hono';
 import type { AppEnv } from '../context.js';
 import {
   createdDataSourceSchema, dataSourceResourceSchema, deleteQuery, fileItemSchema, filesQuery, limitQuery, listOf, nameParam, patchBody, retryBody, specBody, jsonResponse, problemResponse,
 } from '../openapi-schemas.js';
-import { ApiError } from '../errors.js';
+import { ApiError, badRequest, fieldErrors } from '../errors.js';
+import { handleSnsControl, notificationBody } from '../sns.js';
 
 const json = jsonResponse;
 const problem = problemResponse;
 const statusView = z.looseObject({ state: z.string() });
+const snsControlView = z.object({ confirmed: z.boolean(), type: z.string(), topicArn: z.string().nullable() });
 
 const routes = {
   create: createRoute({
@@ -73,12 +76,20 @@ const routes = {
   notify: createRoute({
     method: 'post', path: '/v1/datasources/{name}/notify', tags: ['control'], summary: 'S3/MinIO/EventBridge/SNS event notification: import the named objects now',
     request: { params: nameParam, body: { content: { 'application/json': { schema: z.looseObject({}) } }, required: true } },
-    responses: { 202: json(z.object({ accepted: z.number(), ignored: z.number() }), 'Objects matching the glob are being imported'), 404: problem('Unknown name') },
+    responses: {
+      202: json(z.object({ accepted: z.number(), ignored: z.number() }), 'Objects matching the glob are being imported'),
+      200: json(snsControlView, 'SNS subscription confirmed (SubscribeURL fetched) or unsubscription acknowledged'),
+      400: problem('Not JSON, or a SubscribeURL that is not an SNS endpoint'), 404: problem('Unknown name'), 502: problem('SNS did not confirm the subscription'),
+    },
   }),
   notifyAll: createRoute({
     method: 'post', path: '/v1/notify', tags: ['control'], summary: 'Event notification webhook for every data source (bucket notification target)',
     request: { body: { content: { 'application/json': { schema: z.looseObject({}) } }, required: true } },
-    responses: { 202: json(z.object({ accepted: z.number(), dataSources: z.array(z.string()) }), 'Routed to the data sources whose bucket and glob match') },
+    responses: {
+      202: json(z.object({ accepted: z.number(), dataSources: z.array(z.string()) }), 'Routed to the data sources whose bucket and glob match'),
+      200: json(snsControlView, 'SNS subscription confirmed (SubscribeURL fetched) or unsubscription acknowledged'),
+      400: problem('Not JSON, or a SubscribeURL that is not an SNS endpoint'), 502: problem('SNS did not confirm the subscription'),
+    },
   }),
   quarantine: createRoute({
     method: 'get', path: '/v1/datasources/{name}/quarantine', tags: ['files'], summary: 'Rows that did not fit, with file, line, raw text and reason',
@@ -86,6 +97,18 @@ const routes = {
     responses: { 200: json(listOf(z.looseObject({ key: z.string(), line: z.number() })), 'Quarantined rows'), 404: problem('Unknown name') },
   }),
 };
+
+/** One data source's notification: an SNS handshake is answered (the data source must exist), anything else imports the objects it names. */
+async function notifyOne(c: Context<AppEnv>, name: string, body: unknown) {
+  await c.var.service.get(name);
+  const sns = await handleSnsControl(c, body);
+  return sns ? c.json(sns, 200) : c.json(await c.var.service.notify(name, body), 202);
+}
+
+async function notifyAll(c: Context<AppEnv>, body: unknown) {
+  const sns = await handleSnsControl(c, body);
+  return sns ? c.json(sns, 200) : c.json(await c.var.service.notifyAll(body), 202);
+}
 
 export function registerDataSourceRoutes(app: OpenAPIHono<AppEnv>) {
   // A Tinybird .datasource file (text/plain) creates a data source too; JSON goes on to the typed route.
@@ -117,8 +140,16 @@ export function registerDataSourceRoutes(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.files, async (c) => c.json(await c.var.service.files(c.req.valid('param').name, c.req.valid('query')) as never, 200));
   app.openapi(routes.fileHistory, async (c) => c.json(await c.var.service.fileHistory(c.req.valid('param').name, c.req.valid('query').key), 200));
   app.openapi(routes.runs, async (c) => c.json(await c.var.service.runs(c.req.valid('param').name, c.req.valid('query').limit), 200));
-  app.openapi(routes.notify, async (c) => c.json(await c.var.service.notify(c.req.valid('param').name, c.req.valid('json')), 202));
-  app.openapi(routes.notifyAll, async (c) => c.json(await c.var.service.notifyAll(c.req.valid('json')), 202));
+  // SNS posts its JSON as text/plain: such bodies are read here; JSON ones go on to the typed routes.
+  app.post('/v1/notify', async (c, next) => (c.req.header('content-type')?.includes('json') ? next() : notifyAll(c, await notificationBody(c))));
+  app.post('/v1/datasources/:name/notify', async (c, next) => {
+    if (c.req.header('content-type')?.includes('json')) return next();
+    const param = nameParam.safeParse({ name: c.req.param('name') });
+    if (!param.success) throw badRequest('invalid request param', fieldErrors(param.error.issues));
+    return notifyOne(c, param.data.name, await notificationBody(c));
+  });
+  app.openapi(routes.notify, async (c) => notifyOne(c, c.req.valid('param').name, c.req.valid('json')));
+  app.openapi(routes.notifyAll, async (c) => notifyAll(c, c.req.valid('json')));
   app.openapi(routes.quarantine, async (c) => c.json(await c.var.service.quarantine(c.req.valid('param').name, c.req.valid('query').limit), 200));
 }
 

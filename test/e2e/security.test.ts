@@ -134,7 +134,7 @@ describe('bearer auth: admin and read-only tokens', () => {
     }
   });
 
-  it('the read-only token reads: lists, details, files, runs, quarantine, connections, the contract, /v1/sql and /v1/preview', async () => {
+  it('the read-only token reads: lists, details, files, runs, quarantine, connections, the contract and /v1/sql', async () => {
     for (const path of [
       '/v1/datasources', `/v1/datasources/${ds}`, `/v1/datasources/${ds}/files`, `/v1/datasources/${ds}/files/history?key=x.csv`,
       `/v1/datasources/${ds}/runs`, `/v1/datasources/${ds}/quarantine`, '/v1/connections', '/openapi.json',
@@ -147,8 +147,8 @@ describe('bearer auth: admin and read-only tokens', () => {
     const q = await c.request('POST', '/v1/sql', { query: `SELECT count() AS n FROM ${ds}` }, R);
     expect(q.status, JSON.stringify(q.body)).toBe(200);
     expect(q.body.rows).toBe(1);
-    const preview = await c.request('POST', '/v1/preview', { connection: 'local', bucketUri: `s3://${bucket}/auth/*.csv`, format: 'csv' }, R);
-    expect(preview.status, JSON.stringify(preview.body)).toBe(200);
+    // Preview and connection checks read any bucket a connection reaches: admin only (auth-scope.test.ts).
+    expectProblem(await c.request('POST', '/v1/preview', { connection: 'local', bucketUri: `s3://${bucket}/auth/*.csv`, format: 'csv' }, R), 403);
     // /v1/sql stays read-only with the read-only token too.
     const write = await c.request('POST', '/v1/sql', { query: `INSERT INTO ${ds} (ts, id, v) VALUES (now(), 1, 'x')` }, R);
     expectProblem(write, 400);
@@ -277,15 +277,15 @@ describe('parseTokens and how the app uses them', () => {
     return res.status;
   };
 
-  it('splits on commas, trims, drops empty entries; ro: = read-only, admin: or no prefix = admin', () => {
-    expect(parseTokens('')).toEqual({ admin: [], readOnly: [], required: false });
-    expect(parseTokens(' , ,, ')).toEqual({ admin: [], readOnly: [], required: false });
-    expect(parseTokens('admin-tok,ro:read-tok')).toEqual({ admin: ['admin-tok'], readOnly: ['read-tok'], required: true });
-    expect(parseTokens(' a , ro:b ,, admin:c ,ro:d')).toEqual({ admin: ['a', 'c'], readOnly: ['b', 'd'], required: true });
+  it('splits on commas, trims, drops empty entries; ro: = read-only, notify: = notify only, admin: or no prefix = admin', () => {
+    expect(parseTokens('')).toEqual({ admin: [], readOnly: [], notify: [], required: false });
+    expect(parseTokens(' , ,, ')).toEqual({ admin: [], readOnly: [], notify: [], required: false });
+    expect(parseTokens('admin-tok,ro:read-tok')).toEqual({ admin: ['admin-tok'], readOnly: ['read-tok'], notify: [], required: true });
+    expect(parseTokens(' a , ro:b ,, admin:c ,ro:d, notify:e')).toEqual({ admin: ['a', 'c'], readOnly: ['b', 'd'], notify: ['e'], required: true });
     // Only a leading prefix counts; the rest of the token is kept verbatim.
-    expect(parseTokens('ro:ro:x,admin:ro:y,xro:z')).toEqual({ admin: ['ro:y', 'xro:z'], readOnly: ['ro:x'], required: true });
+    expect(parseTokens('ro:ro:x,admin:ro:y,xro:z,notify:ro:w')).toEqual({ admin: ['ro:y', 'xro:z'], readOnly: ['ro:x'], notify: ['ro:w'], required: true });
     // Entries that are empty after their prefix let nobody in, but still switch auth on.
-    expect(parseTokens('ro:,admin:')).toEqual({ admin: [], readOnly: [], required: true });
+    expect(parseTokens('ro:,admin:,notify:')).toEqual({ admin: [], readOnly: [], notify: [], required: true });
   });
 
   it('no tokens = no auth; any token = auth on every route but /healthz', async () => {
@@ -298,13 +298,14 @@ describe('parseTokens and how the app uses them', () => {
     // A write: the read-only token is stopped before validation, the admin token reaches it (400 for `{}`).
     expect(await status(closed, 'POST', '/v1/datasources', 'Bearer rd')).toBe(403);
     expect(await status(closed, 'POST', '/v1/datasources', 'Bearer adm')).toBe(400);
-    // /v1/sql and /v1/preview are reads even though they are POSTs.
+    // /v1/sql is a read even though it is a POST; preview reads objects from any bucket: admin only.
     expect(await status(closed, 'POST', '/v1/sql', 'Bearer rd')).toBe(400);
-    expect(await status(closed, 'POST', '/v1/preview', 'Bearer rd')).toBe(400);
+    expect(await status(closed, 'POST', '/v1/preview', 'Bearer rd')).toBe(403);
+    expect(await status(closed, 'POST', '/v1/preview', 'Bearer adm')).toBe(400);
   });
 
   it('an empty token after a prefix authenticates nobody', async () => {
-    const app = appWith('ro:,admin:');
+    const app = appWith('ro:,admin:,notify:');
     for (const authorization of [undefined, 'Bearer', 'Bearer ', 'Bearer  ', 'Bearer ""', "Bearer ''"]) {
       expect(await status(app, 'GET', '/v1/connections', authorization), String(authorization)).toBe(401);
       expect(await status(app, 'POST', '/v1/datasources', authorization), String(authorization)).toBe(401);
