@@ -9,6 +9,7 @@ import type { FileRef } from '../../activities/index.js';
 import { createBucket, eventually, minioConnection, put, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
 import { ID_SPAN, idCsv } from '../support/data.js';
 import { startS3Proxy } from '../support/s3-proxy.js';
+import { reportsRunFinished } from '../support/workflow-wait.js';
 
 /**
  * More faults through the real stack, each broken for real: an S3 that
@@ -52,7 +53,7 @@ function apiOf(c: TestConnector) {
         const items = await runs(name);
         if (items.length <= before) return null;
         const ds = (await c.request('GET', `/v1/datasources/${name}`)).body;
-        return ds?.status?.state !== 'syncing' ? { run: items[0]!, ds } : null;
+        return reportsRunFinished(ds, items[0]!.runId) ? { run: items[0]!, ds } : null;
       }, timeoutMs, 200);
     },
     async files(name: string, q = ''): Promise<FileItem[]> {

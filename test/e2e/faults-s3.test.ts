@@ -11,6 +11,7 @@ import {
   createBucket, del, eventually, minioConnection, processDestination, put, sql, startTestConnector, testS3, uid, type TestConnector,
 } from '../support/harness.js';
 import { ID_SPAN, idCsv } from '../support/data.js';
+import { reportsRunFinished } from '../support/workflow-wait.js';
 
 /**
  * S3-side faults through the real stack (Temporal dev server + MinIO + chDB):
@@ -99,7 +100,7 @@ describe('S3 faults, end to end', () => {
       const items = await runs(name);
       if (items.length <= before) return null;
       const ds = (await c.request('GET', `/v1/datasources/${name}`)).body;
-      return ds.status.state !== 'syncing' ? { run: items[0]!, ds } : null;
+      return reportsRunFinished(ds, items[0]!.runId) ? { run: items[0]!, ds } : null;
     }, timeoutMs, 100);
   }
 
