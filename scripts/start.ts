@@ -116,6 +116,7 @@ async function main() {
 
     say('');
     say('s3-clickhouse-connector is running');
+    say(`  Console       ${api}/`);
     say(`  API           ${api}   (contract: ${api}/openapi.json)`);
     say(`  Temporal UI   ${temporalUi}`);
     if (minioConsole) say(`  MinIO console ${minioConsole}   (demo credentials minioadmin / minioadmin)`);

@@ -111,7 +111,7 @@ function showLogin(error) {
   h('h1', { id: 'login-title' }, 'API token'),
   h('p', { id: 'token-help' }, 'This connector requires a bearer token. It is kept in this browser tab only (sessionStorage) and sent with every API call.'),
   error ? h('p', { id: 'token-error', class: 'field-error', role: 'alert' }, error) : null,
-  h('label', { for: 'token' }, 'Token'), input,
+  h('div', { class: 'field' }, h('label', { for: 'token' }, 'Token'), input),
   h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'primary' }, 'Continue')));
   fill(main, form);
   renderSession();
@@ -770,7 +770,8 @@ function createView() {
       first ??= target;
     });
     if (withSummary || unplaced.length) {
-      fill(summary, h('strong', {}, detail ?? 'Please fix the errors below.'),
+      const placed = errors.length - unplaced.length;
+      fill(summary, h('strong', {}, unplaced.length ? (detail ?? 'The request was rejected.') : `The API rejected ${placed === 1 ? 'one field' : `${placed} fields`}: see the message${placed === 1 ? '' : 's'} next to ${placed === 1 ? 'it' : 'them'}.`),
         unplaced.length ? h('ul', {}, unplaced.map((e) => h('li', {}, `${e.field}: ${e.message}`))) : null);
       summary.hidden = false;
     }
