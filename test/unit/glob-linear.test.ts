@@ -99,6 +99,20 @@ describe('linear-time matching', () => {
     }
   });
 
+  it('stays correct and bounded when the state sets outgrow the cache (2^13 possible sets)', () => {
+    // "an `a` 13 characters before the end": a DFA for it needs 2^13 states, so the cache must be reset.
+    const pattern = `**a${'?'.repeat(12)}`;
+    const m = createGlobMatcher(pattern);
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let i = 0; i < 40; i++) {
+      const key = Array.from({ length: 1000 }, () => (random() < 0.5 ? 'a' : 'b')).join('');
+      const before = m.steps;
+      expect(m.matches(key)).toBe(key[key.length - 13] === 'a');
+      expect(m.steps - before).toBeLessThanOrEqual(bound(key.length, m.states));
+    }
+  });
+
   it('refuses patterns beyond the complexity limits with the reason', () => {
     const tooManyStates = `${'{10001..19998}'.repeat(60)}`;
     expect(() => parseBucketUri(`s3://bucket/${tooManyStates}`)).toThrow(BucketUriError);
