@@ -312,8 +312,8 @@ describe('parseTokens and how the app uses them', () => {
     }
   });
 
-  it('spaces after the ro:/admin: prefix are not part of the token', async () => {
-    expect(parseTokens('admin: adm , ro: rd')).toEqual({ admin: ['adm'], readOnly: ['rd'], required: true });
+  it('spaces after the ro:/admin:/notify: prefix are not part of the token', async () => {
+    expect(parseTokens('admin: adm , ro: rd, notify: nf')).toEqual({ admin: ['adm'], readOnly: ['rd'], notify: ['nf'], required: true });
     expect(await status(appWith('ro: rd'), 'GET', '/v1/connections', 'Bearer rd')).toBe(200);
   });
 });
