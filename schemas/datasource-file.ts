@@ -832,13 +832,13 @@ export function toDatasourceFile(spec: DataSourceSpecInput): string {
       else path = /^[A-Za-z_][A-Za-z0-9_]*$/.test(c.source) ? `$.${c.source}` : `$['${c.source}']`;
     }
     if (path?.includes('`')) inexpressible.push(`columns[${i}].path (contains a backtick)`);
-    const type = multiLine(c.type);
+    // A type's line breaks are only spacing: one that would not read back line by line is written on one line.
+    const type = multiLine(c.type) ?? c.type.replace(/\s*\n\s*/g, ' ');
     const dflt = c.default === undefined ? undefined : multiLine(c.default);
-    if (type === undefined) inexpressible.push(`columns[${i}].type (blank or comment lines)`);
     if (c.default !== undefined && dflt === undefined) inexpressible.push(`columns[${i}].default (blank or comment lines)`);
     const clauses = [
       quoteIdent(c.name),
-      type ?? '',
+      type,
       ...(path === undefined ? [] : [`\`json:${path}\``]),
       ...(dflt === undefined ? [] : [`DEFAULT ${dflt}`]),
       ...(c.codec === undefined ? [] : [`CODEC(${c.codec})`]),
