@@ -84,18 +84,15 @@ describe('linear-time matching', () => {
     expect(steps).toBeLessThanOrEqual(1 + 2 * 20);
   });
 
-  it('matches a 1,000-character key in well under a millisecond', () => {
+  it('matches a 1,000-character key in a number of steps linear in the key, for the worst accepted patterns', () => {
+    // Counted, not timed (speed belongs to the benchmark): each character costs at most a couple of steps.
     const patterns = ['events/**/*.csv.gz', 'dt=2024-{01..12}-{01..31}/h={00..23}/*', attack, '**/{a,b,c}*_*_*.parquet'];
     const keys = [`events/${'d/'.repeat(490)}x.csv.gz`, `dt=2024-01-01/h=00/${'x'.repeat(980)}`, 'x'.repeat(1000), `${'a_'.repeat(498)}.parquet`];
     for (const pattern of patterns) {
-      const matches = compileGlob(pattern);
-      for (const key of keys) matches(key); // warm the cache
-      const started = performance.now();
-      const rounds = 200;
-      for (let i = 0; i < rounds; i++) for (const key of keys) matches(key);
-      const perKeyMs = (performance.now() - started) / (rounds * keys.length);
-      // Typically a few microseconds; generous for a loaded, shared machine.
-      expect(perKeyMs, pattern).toBeLessThan(0.5);
+      for (const key of keys) {
+        const { steps } = stepsFor(pattern, key);
+        expect(steps, `${pattern} on a ${key.length}-character key`).toBeLessThanOrEqual(2 * key.length + 2);
+      }
     }
   });
 
