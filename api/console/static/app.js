@@ -209,7 +209,7 @@ function dsActions(ds, refresh, { afterDelete } = {}) {
   const deleting = state === 'deleting' ? 'being deleted' : null;
   const paused = state === 'paused';
   return h('div', { class: 'actions' },
-    actionButton('Sync now', { focus: `${name}:sync`, ariaLabel: `Sync ${name} now`, disabledReason: deleting ?? (paused ? 'paused: resume first' : null), onclick: async () => {
+    actionButton('Sync now', { focus: `${name}:sync`, ariaLabel: `Sync now: ${name}`, disabledReason: deleting ?? (paused ? 'paused: resume first' : null), onclick: async () => {
       try {
         await api('POST', dsPath(name, '/sync'));
         toast(`Sync of ${name} requested`);
@@ -546,14 +546,18 @@ function quarantineTable(items) {
 
 async function renderSpec(el, spec) {
   const jsonText = JSON.stringify(spec, null, 2);
-  let dsText;
+  let dsText = null;
+  let dsProblem = null;
   try {
     const { toDatasourceFile } = await import('/console/datasource-file.js');
     dsText = toDatasourceFile(tinybirdSpec(spec));
   } catch (err) {
-    dsText = `# ${err.message}`;
+    // The writer names what the format cannot say (renamed columns, ordered mode, CSV options...).
+    dsProblem = err.message;
   }
-  const block = (title, id, text) => h('div', { class: 'spec-block' },
+  const block = (title, id, text) => text === null
+    ? h('div', { class: 'spec-block' }, h('div', { class: 'spec-head' }, h('h3', { id }, title)), h('p', { class: 'note', id: `${id}-note` }, `Not available: ${dsProblem}.`))
+    : h('div', { class: 'spec-block' },
     h('div', { class: 'spec-head' }, h('h3', { id }, title),
       h('button', { type: 'button', onclick: async () => {
         try {
