@@ -98,11 +98,12 @@ const routes = {
   }),
 };
 
-/** One data source's notification: an SNS handshake is answered (the data source must exist), anything else imports the objects it names. */
+/** One data source's notification: an SNS handshake is answered, anything else imports the objects it names. */
 async function notifyOne(c: Context<AppEnv>, name: string, body: unknown) {
-  await c.var.service.get(name);
+  // First, so an unknown name is 404 before any SNS confirmation (an SNS control message names no object: nothing is imported).
+  const result = await c.var.service.notify(name, body);
   const sns = await handleSnsControl(c, body);
-  return sns ? c.json(sns, 200) : c.json(await c.var.service.notify(name, body), 202);
+  return sns ? c.json(sns, 200) : c.json(result, 202);
 }
 
 async function notifyAll(c: Context<AppEnv>, body: unknown) {
