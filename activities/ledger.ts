@@ -15,6 +15,39 @@ export type FileStatus = (typeof FILE_STATUSES)[number];
 export const LEDGER_TABLE = 's3ch_file_events';
 export const RUNS_TABLE = 's3ch_runs';
 
+/**
+ * The order of one file version's events, for every query that takes its
+ * latest state (`argMax(x, LEDGER_ORDER)`, see `latestOf`):
+ *
+ * - `success` first: once a version's rows are in, it is imported, whatever a
+ *   late writer says after (a `cancelled` from an activity aborted after its
+ *   success was written, a stale worker's `running` or `pending_retry`).
+ * - then `seq`, the time ClickHouse itself received the event (`now64(9)` at
+ *   insert), never a writer's clock: two workers with skewed clocks cannot
+ *   reorder a version's history. The attempt number is no ordering key: it
+ *   restarts at 1 in every run, and `queued`/`paused` carry 0.
+ *
+ * Rows written before `seq` existed read it as their `at`, so old data dirs
+ * keep their order.
+ *
+ * In the SELECT that uses it, alias no result `status`: ClickHouse would
+ * resolve `status` inside the order to that alias (ILLEGAL_AGGREGATION).
+ */
+export const LEDGER_ORDER = "(status = 'success', seq)";
+/** `argMax(column, LEDGER_ORDER)`: the column's value in a version's latest event. */
+export const latestOf = (column: string) => `argMax(${column}, ${LEDGER_ORDER})`;
+/** A file version's latest status (use with GROUP BY datasource?, key, etag). */
+export const LATEST_STATUS = latestOf('status');
+/** How many times a version was attempted: every import attempt, in every run, writes `running` once. */
+export const ATTEMPTS = "countIf(status = 'running')";
+
+/** Columns of one event as the writers send them (`seq` is ClickHouse's to fill). */
+const EVENT_STRUCTURE =
+  "datasource String, key String, etag String, size UInt64, attempt UInt32, status String, rows UInt64, quarantined_rows UInt64, bytes UInt64, error String, run_id String, at DateTime64(3, 'UTC')";
+const EVENT_COLUMNS = 'datasource, key, etag, size, attempt, status, rows, quarantined_rows, bytes, error, run_id, at';
+/** Events sent per statement: their text travels as a query parameter, so keep it far below a server's URL limit. */
+const MAX_EVENT_CHARS_PER_INSERT = 256 * 1024;
+
 export interface FileEvent {
   datasource: string;
   key: string;
@@ -57,9 +90,18 @@ export class Ledger {
       query: `CREATE TABLE IF NOT EXISTS ${this.t(LEDGER_TABLE)} (
         datasource LowCardinality(String), key String, etag String, size UInt64, attempt UInt32,
         status LowCardinality(String), rows UInt64, quarantined_rows UInt64, bytes UInt64,
-        error String, run_id String, at DateTime64(3, 'UTC'))
+        error String, run_id String, at DateTime64(3, 'UTC'), seq DateTime64(9, 'UTC') DEFAULT at)
         ENGINE = MergeTree ORDER BY (datasource, key, etag, at)`,
     });
+    // Ledgers written before `seq` existed: their rows read it as `at` (the old order), new rows get ClickHouse's time.
+    const [hasSeq] = await queryRows<{ n: string }>(
+      this.client,
+      'SELECT count() AS n FROM system.columns WHERE database = {db:String} AND table = {t:String} AND name = \'seq\'',
+      { db: this.database, t: LEDGER_TABLE },
+    );
+    if (Number(hasSeq?.n ?? 0) === 0) {
+      await this.client.command({ query: `ALTER TABLE ${this.t(LEDGER_TABLE)} ADD COLUMN IF NOT EXISTS seq DateTime64(9, 'UTC') DEFAULT at` });
+    }
     await this.client.command({
       query: `CREATE TABLE IF NOT EXISTS ${this.t(RUNS_TABLE)} (
         datasource LowCardinality(String), run_id String, trigger LowCardinality(String),
@@ -75,18 +117,26 @@ export class Ledger {
     });
   }
 
+  /**
+   * Append events. `at` is the writer's clock (shown to people); `seq` is
+   * filled by ClickHouse in the same statement (INSERT ... SELECT now64(9)),
+   * and it alone orders a version's events.
+   */
   async record(events: FileEvent[]): Promise<void> {
     if (events.length === 0) return;
     const at = ts();
-    await this.client.insert({
-      table: this.t(LEDGER_TABLE),
-      format: 'JSONEachRow',
-      values: events.map((e) => ({
-        rows: 0, quarantined_rows: 0, bytes: 0, error: '', run_id: '',
-        ...e,
-        at,
-      })),
-    });
+    const lines = events.map((e) => JSON.stringify({ rows: 0, quarantined_rows: 0, bytes: 0, error: '', run_id: '', ...e, at }));
+    for (let i = 0; i < lines.length; ) {
+      let chars = 0;
+      let j = i;
+      while (j < lines.length && (j === i || chars + lines[j]!.length < MAX_EVENT_CHARS_PER_INSERT)) chars += lines[j++]!.length + 1;
+      await this.client.command({
+        query: `INSERT INTO ${this.t(LEDGER_TABLE)} (${EVENT_COLUMNS}, seq)
+                SELECT ${EVENT_COLUMNS}, now64(9, 'UTC') FROM format(JSONEachRow, {structure:String}, {events:String})`,
+        query_params: { structure: EVENT_STRUCTURE, events: lines.slice(i, j).join('\n') },
+      });
+      i = j;
+    }
   }
 
   async recordRun(run: RunRecord): Promise<void> {
@@ -100,7 +150,7 @@ export class Ledger {
       this.client,
       `SELECT key, etag FROM ${this.t(LEDGER_TABLE)}
        WHERE datasource = {ds:String} AND key IN {keys:Array(String)}
-       GROUP BY key, etag HAVING argMax(status, at) IN ('success', 'failure')`,
+       GROUP BY key, etag HAVING ${LATEST_STATUS} IN ('success', 'failure')`,
       { ds: datasource, keys },
     );
     return new Set(rows.map((r) => `${r.key}\u0000${r.etag}`));
@@ -110,12 +160,47 @@ export class Ledger {
   async supersede(datasource: string, key: string, etag: string): Promise<void> {
     const stale = await queryRows<{ etag: string; size: string }>(
       this.client,
-      `SELECT etag, argMax(size, at) AS size FROM ${this.t(LEDGER_TABLE)}
+      `SELECT etag, ${latestOf('size')} AS size FROM ${this.t(LEDGER_TABLE)}
        WHERE datasource = {ds:String} AND key = {key:String} AND etag != {etag:String}
-       GROUP BY etag HAVING argMax(status, at) IN ('failure', 'pending_retry', 'queued')`,
+       GROUP BY etag HAVING ${LATEST_STATUS} IN ('failure', 'pending_retry', 'queued')`,
       { ds: datasource, key, etag },
     );
     await this.record(stale.map((s) => ({ datasource, key, etag: s.etag, size: Number(s.size), attempt: 0, status: 'cancelled', error: `superseded by version ${etag}` })));
+  }
+
+  /**
+   * Keys whose latest version failed, in key order after `after`, at most
+   * `limit`: what "retry every failed file" works through a page at a time.
+   * A key whose object was found gone (recorded with an empty ETag) is left out.
+   */
+  async failedKeys(datasource: string, after: string | undefined, limit: number): Promise<string[]> {
+    const rows = await queryRows<{ key: string }>(
+      this.client,
+      `SELECT key FROM (
+         SELECT key, etag, ${LATEST_STATUS} AS latest, max(seq) AS last FROM ${this.t(LEDGER_TABLE)}
+         WHERE datasource = {ds:String} AND key > {after:String} GROUP BY key, etag)
+       GROUP BY key HAVING argMax(latest, last) = 'failure' AND argMax(etag, last) != ''
+       ORDER BY key LIMIT {limit:UInt32}`,
+      { ds: datasource, after: after ?? '', limit },
+    );
+    return rows.map((r) => r.key);
+  }
+
+  /**
+   * Failed keys after `after`, read `page` at a time for as long as the reader
+   * still needs some (`page - taken()`): a reader that skips keys (objects
+   * found gone) gets a full page all the same, so a short one is the last.
+   */
+  async *failedKeysFilling(datasource: string, after: string | undefined, page: number, taken: () => number): AsyncGenerator<string> {
+    let from = after;
+    for (;;) {
+      const want = page - taken();
+      if (want <= 0) return;
+      const keys = await this.failedKeys(datasource, from, want);
+      yield* keys;
+      if (keys.length < want) return;
+      from = keys[keys.length - 1];
+    }
   }
 
   /** Rows loaded and quarantined for one file version, counted by the import path itself. */
@@ -135,10 +220,10 @@ export class Ledger {
   async allStats(datasource?: string): Promise<Array<{ datasource: string; status: string; files: number; rows: number; bytes: number; quarantined: number }>> {
     const rows = await queryRows<{ datasource: string; status: string; files: string; rows: string; bytes: string; quarantined: string }>(
       this.client,
-      `SELECT datasource, status, count() AS files, sum(rows) AS rows, sum(bytes) AS bytes, sum(quarantined) AS quarantined FROM (
-         SELECT datasource, argMax(status, at) AS status, argMax(rows, at) AS rows, argMax(bytes, at) AS bytes, argMax(quarantined_rows, at) AS quarantined
+      `SELECT datasource, latest AS status, count() AS files, sum(rows) AS rows, sum(bytes) AS bytes, sum(quarantined) AS quarantined FROM (
+         SELECT datasource, ${LATEST_STATUS} AS latest, ${latestOf('rows')} AS rows, ${latestOf('bytes')} AS bytes, ${latestOf('quarantined_rows')} AS quarantined
          FROM ${this.t(LEDGER_TABLE)} ${datasource === undefined ? '' : 'WHERE datasource = {ds:String}'} GROUP BY datasource, key, etag)
-       GROUP BY datasource, status ORDER BY datasource, status`,
+       GROUP BY datasource, latest ORDER BY datasource, latest`,
       { ds: datasource ?? '' },
     );
     return rows.map((r) => ({ datasource: r.datasource, status: r.status, files: Number(r.files), rows: Number(r.rows), bytes: Number(r.bytes), quarantined: Number(r.quarantined) }));

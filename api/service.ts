@@ -7,7 +7,7 @@ import { withCheckedExpressions } from '../clickhouse/spec-expressions.js';
 import { SqlGuardError } from '../clickhouse/sql-guard.js';
 import type { Destination } from '../activities/destination.js';
 import { queryRows } from '../activities/destination.js';
-import { FILE_STATUSES, LEDGER_TABLE, Ledger, RUNS_TABLE } from '../activities/ledger.js';
+import { ATTEMPTS, FILE_STATUSES, LATEST_STATUS, LEDGER_TABLE, Ledger, RUNS_TABLE, latestOf } from '../activities/ledger.js';
 import type { S3Connections } from '../activities/s3.js';
 import { createSchemaTools, suggestTimeColumn } from '../activities/schema.js';
 import { dataSourcePatchSchema, dataSourceSpecSchema, normalizeSpec, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
@@ -31,6 +31,7 @@ import {
   MAX_NOTIFIED_KEYS,
 } from '../workflows/messages.js';
 import { ApiError, badRequest, conflict, fieldErrors, notFound } from './errors.js';
+import { decodeCursor, encodeCursor, expectedNextRun, listVisibilityPage, pageStats, visibilityQuery, withoutLastRun, type ListedDataSource, type PageStats } from './datasource-list.js';
 
 export interface ServiceDeps {
   temporal: Client;
@@ -339,24 +340,52 @@ export class DataSourceService {
     return `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND TaskQueue = '${queue}'`;
   }
 
-  async list(): Promise<DataSourceResource[]> {
-    const found: Array<{ name: string; spec: DataSourceSpec | undefined; state: DataSourceState | undefined }> = [];
-    for await (const wf of this.deps.temporal.workflow.list({ query: this.listQuery() })) {
-      if (!wf.workflowId.startsWith('datasource:')) continue;
-      found.push({
-        name: wf.workflowId.slice('datasource:'.length),
-        spec: wf.memo?.spec as DataSourceSpec | undefined,
-        state: wf.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined,
-      });
+  /**
+   * One page of data sources, in Temporal visibility's order (most recently
+   * started run first). Served from visibility (spec from the memo, state from
+   * the DataSourceState search attribute) and one aggregated ledger query for
+   * the page: no workflow is queried, so the cost does not grow with the
+   * number of data sources. Live details (in-flight files, inferred columns,
+   * the last run's summary) are on `get`.
+   */
+  async list(q: { limit: number; cursor?: string; state?: DataSourceState; prefix?: string }): Promise<{ items: DataSourceResource[]; nextCursor: string | null }> {
+    if (q.state && !this.deps.searchAttributes) {
+      throw badRequest('filtering by state needs the DataSourceState search attribute', [
+        { field: 'state', message: 'the Temporal namespace has no DataSource/DataSourceState search attributes registered; register them (see README) to filter by state' },
+      ]);
     }
-    // Live status in parallel, each bounded: a data source whose worker is down
-    // is listed from its memo instead of holding up the whole list.
-    const out = await mapLimit(found.sort((a, b) => a.name.localeCompare(b.name)), 16, async (f) => {
-      const [view, stats] = await Promise.all([this.status(f.name, LIST_QUERY_TIMEOUT_MS), this.ledger.stats(f.name)]);
-      const spec = view?.spec ?? f.spec;
-      return spec ? this.resource(spec, view, stats, f.state) : null;
-    });
-    return out.filter((r): r is DataSourceResource => r !== null);
+    const token = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+    const page = await listVisibilityPage(this.deps.temporal, visibilityQuery(this.deps.taskQueue, q), q.limit, token);
+    const stats = await pageStats(this.deps.destination.client, this.metaDb, page.items.map((f) => f.name));
+    // Without the search attribute the state is known only to the workflow: ask each (bounded, in parallel).
+    const views = this.deps.searchAttributes ? null : await mapLimit(page.items, 16, (f) => this.status(f.name, LIST_QUERY_TIMEOUT_MS));
+    return {
+      items: page.items.map((f, i) => (views ? this.resource(views[i]?.spec ?? f.spec, views[i] ?? null, withoutLastRun(stats.get(f.name)!)) : this.listedResource(f, stats.get(f.name)!))),
+      nextCursor: page.nextToken ? encodeCursor(page.nextToken) : null,
+    };
+  }
+
+  /** A list item from visibility and the ledger alone. */
+  private listedResource(f: ListedDataSource, stats: PageStats): DataSourceResource {
+    const state = f.state ?? 'idle';
+    const m = f.memoStatus ?? {};
+    const lastRunAt = m.lastRunAt ?? stats.lastRunAt;
+    return {
+      ...f.spec,
+      columns: f.spec.columns,
+      status: {
+        state,
+        lastRunAt,
+        nextRunAt: m.nextRunAt !== undefined ? m.nextRunAt : state === 'paused' || state === 'deleting' ? null : expectedNextRun(f.spec.schedule, lastRunAt),
+        error: m.error !== undefined ? m.error : state === 'error' ? `the last sync failed; GET /v1/datasources/${f.name} has the reason` : null,
+        backlog: m.backlog ?? false,
+        inFlight: [],
+      },
+      stats: withoutLastRun(stats),
+      inferredFrom: null,
+      schemaChanges: [],
+      lastRun: null,
+    };
   }
 
   async patch(name: string, body: unknown): Promise<DataSourceResource> {
@@ -482,17 +511,17 @@ export class DataSourceService {
         throw badRequest('invalid cursor', [{ field: 'cursor', message: 'not a cursor returned by this API' }]);
       }
     }
-    const rows = await queryRows<{ key: string; etag: string; size: string; status: string; attempts: number; rows: string; quarantinedRows: string; error: string; updatedAt: string }>(
+    const rows = await queryRows<{ key: string; etag: string; size: string; latest: string; attempts: number; rows: string; quarantinedRows: string; error: string; updatedAt: string }>(
       this.deps.destination.client,
-      `SELECT key, etag, argMax(size, at) AS size, argMax(status, at) AS status, max(attempt) AS attempts,
-              argMax(rows, at) AS rows, argMax(quarantined_rows, at) AS quarantinedRows, argMax(error, at) AS error,
-              toString(max(at)) AS updatedAt
+      `SELECT key, etag, ${latestOf('size')} AS size, ${LATEST_STATUS} AS latest, ${ATTEMPTS} AS attempts,
+              ${latestOf('rows')} AS rows, ${latestOf('quarantined_rows')} AS quarantinedRows, ${latestOf('error')} AS error,
+              toString(max(seq)) AS updatedAt
        FROM ${quoteIdent(this.metaDb)}.${LEDGER_TABLE}
        WHERE datasource = {ds:String} ${q.search ? 'AND positionCaseInsensitiveUTF8(key, {search:String}) > 0' : ''}
        GROUP BY key, etag
-       HAVING 1 ${q.status ? 'AND status = {status:String}' : ''}
-         ${after ? 'AND (max(at) < toDateTime64({aAt:String}, 3, \'UTC\') OR (max(at) = toDateTime64({aAt:String}, 3, \'UTC\') AND (key, etag) > ({aKey:String}, {aEtag:String})))' : ''}
-       ORDER BY max(at) DESC, key, etag
+       HAVING 1 ${q.status ? 'AND latest = {status:String}' : ''}
+         ${after ? 'AND (max(seq) < toDateTime64({aAt:String}, 9, \'UTC\') OR (max(seq) = toDateTime64({aAt:String}, 9, \'UTC\') AND (key, etag) > ({aKey:String}, {aEtag:String})))' : ''}
+       ORDER BY max(seq) DESC, key, etag
        LIMIT {limit:UInt32}`,
       { ds: name, search: q.search ?? '', status: q.status ?? '', limit: q.limit + 1, aAt: after?.updatedAt ?? '', aKey: after?.key ?? '', aEtag: after?.etag ?? '' },
     );
@@ -500,9 +529,9 @@ export class DataSourceService {
     const last = page[page.length - 1];
     return {
       items: page.map((r) => ({
-        key: r.key, etag: r.etag, size: Number(r.size), status: r.status, attempts: Number(r.attempts),
+        key: r.key, etag: r.etag, size: Number(r.size), status: r.latest, attempts: Number(r.attempts),
         rows: Number(r.rows), quarantinedRows: Number(r.quarantinedRows), error: r.error || null,
-        updatedAt: new Date(r.updatedAt.replace(' ', 'T') + 'Z').toISOString(),
+        updatedAt: new Date(r.updatedAt.slice(0, 23).replace(' ', 'T') + 'Z').toISOString(),
       })),
       nextCursor: rows.length > q.limit && last ? Buffer.from(JSON.stringify({ updatedAt: last.updatedAt, key: last.key, etag: last.etag })).toString('base64url') : null,
     };
@@ -512,12 +541,12 @@ export class DataSourceService {
     await this.describe(name);
     const rows = await queryRows<{ etag: string; status: string; attempt: number; rows: string; quarantined_rows: string; error: string; run_id: string; at: string; next_at: string | null }>(
       this.deps.destination.client,
-      `SELECT etag, status, attempt, rows, quarantined_rows, error, run_id, toString(at) AS at,
-              toString(leadInFrame(at) OVER (PARTITION BY etag ORDER BY at ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)) AS next_at,
-              row_number() OVER (PARTITION BY etag ORDER BY at ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n,
+      `SELECT etag, status, attempt, rows, quarantined_rows, error, run_id, toString(toDateTime64(seq, 3, 'UTC')) AS at,
+              toString(toDateTime64(leadInFrame(seq) OVER (PARTITION BY etag ORDER BY seq ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING), 3, 'UTC')) AS next_at,
+              row_number() OVER (PARTITION BY etag ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n,
               count() OVER (PARTITION BY etag) AS total
        FROM ${quoteIdent(this.metaDb)}.${LEDGER_TABLE}
-       WHERE datasource = {ds:String} AND key = {key:String} ORDER BY at`,
+       WHERE datasource = {ds:String} AND key = {key:String} ORDER BY seq`,
       { ds: name, key },
     );
     const iso = (s: string) => new Date(s.replace(' ', 'T') + 'Z').toISOString();
