@@ -31,7 +31,6 @@ import {
   MAX_NOTIFIED_KEYS,
 } from '../workflows/messages.js';
 import { ApiError, badRequest, conflict, fieldErrors, notFound } from './errors.js';
-import { decodeCursor, encodeCursor, expectedNextRun, listVisibilityPage, pageStats, visibilityQuery, withoutLastRun, type ListedDataSource, type PageStats } from './datasource-list.js';
 
 export interface ServiceDeps {
   temporal: Client;
@@ -340,52 +339,24 @@ export class DataSourceService {
     return `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND TaskQueue = '${queue}'`;
   }
 
-  /**
-   * One page of data sources, in Temporal visibility's order (most recently
-   * started run first). Served from visibility (spec from the memo, state from
-   * the DataSourceState search attribute) and one aggregated ledger query for
-   * the page: no workflow is queried, so the cost does not grow with the
-   * number of data sources. Live details (in-flight files, inferred columns,
-   * the last run's summary) are on `get`.
-   */
-  async list(q: { limit: number; cursor?: string; state?: DataSourceState; prefix?: string }): Promise<{ items: DataSourceResource[]; nextCursor: string | null }> {
-    if (q.state && !this.deps.searchAttributes) {
-      throw badRequest('filtering by state needs the DataSourceState search attribute', [
-        { field: 'state', message: 'the Temporal namespace has no DataSource/DataSourceState search attributes registered; register them (see README) to filter by state' },
-      ]);
+  async list(): Promise<DataSourceResource[]> {
+    const found: Array<{ name: string; spec: DataSourceSpec | undefined; state: DataSourceState | undefined }> = [];
+    for await (const wf of this.deps.temporal.workflow.list({ query: this.listQuery() })) {
+      if (!wf.workflowId.startsWith('datasource:')) continue;
+      found.push({
+        name: wf.workflowId.slice('datasource:'.length),
+        spec: wf.memo?.spec as DataSourceSpec | undefined,
+        state: wf.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined,
+      });
     }
-    const token = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
-    const page = await listVisibilityPage(this.deps.temporal, visibilityQuery(this.deps.taskQueue, q), q.limit, token);
-    const stats = await pageStats(this.deps.destination.client, this.metaDb, page.items.map((f) => f.name));
-    // Without the search attribute the state is known only to the workflow: ask each (bounded, in parallel).
-    const views = this.deps.searchAttributes ? null : await mapLimit(page.items, 16, (f) => this.status(f.name, LIST_QUERY_TIMEOUT_MS));
-    return {
-      items: page.items.map((f, i) => (views ? this.resource(views[i]?.spec ?? f.spec, views[i] ?? null, withoutLastRun(stats.get(f.name)!)) : this.listedResource(f, stats.get(f.name)!))),
-      nextCursor: page.nextToken ? encodeCursor(page.nextToken) : null,
-    };
-  }
-
-  /** A list item from visibility and the ledger alone. */
-  private listedResource(f: ListedDataSource, stats: PageStats): DataSourceResource {
-    const state = f.state ?? 'idle';
-    const m = f.memoStatus ?? {};
-    const lastRunAt = m.lastRunAt ?? stats.lastRunAt;
-    return {
-      ...f.spec,
-      columns: f.spec.columns,
-      status: {
-        state,
-        lastRunAt,
-        nextRunAt: m.nextRunAt !== undefined ? m.nextRunAt : state === 'paused' || state === 'deleting' ? null : expectedNextRun(f.spec.schedule, lastRunAt),
-        error: m.error !== undefined ? m.error : state === 'error' ? `the last sync failed; GET /v1/datasources/${f.name} has the reason` : null,
-        backlog: m.backlog ?? false,
-        inFlight: [],
-      },
-      stats: withoutLastRun(stats),
-      inferredFrom: null,
-      schemaChanges: [],
-      lastRun: null,
-    };
+    // Live status in parallel, each bounded: a data source whose worker is down
+    // is listed from its memo instead of holding up the whole list.
+    const out = await mapLimit(found.sort((a, b) => a.name.localeCompare(b.name)), 16, async (f) => {
+      const [view, stats] = await Promise.all([this.status(f.name, LIST_QUERY_TIMEOUT_MS), this.ledger.stats(f.name)]);
+      const spec = view?.spec ?? f.spec;
+      return spec ? this.resource(spec, view, stats, f.state) : null;
+    });
+    return out.filter((r): r is DataSourceResource => r !== null);
   }
 
   async patch(name: string, body: unknown): Promise<DataSourceResource> {
