@@ -51,7 +51,7 @@ export const envSchema = z.object({
     .superRefine((v, ctx) => {
       for (const [i, entry] of v.split(',').map((e) => e.trim()).entries()) {
         if (entry === '') continue;
-        if (!ALLOWED_HOST_ENTRY.test(entry)) {
+        if (!ALLOWED_HOST_ENTRY.test(entry) || Number(/:(\d+)$/.exec(entry)?.[1] ?? 0) > 65535) {
           ctx.addIssue({ code: 'custom', message: `entry ${i + 1} '${entry}' is not a host name or IP, optionally with :port (no scheme, path or wildcard)` });
         }
       }

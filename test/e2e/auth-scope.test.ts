@@ -207,7 +207,7 @@ describe('without tokens, over HTTP: Host check and S3CH_ALLOWED_HOSTS', () => {
   });
 
   it('S3CH_ALLOWED_HOSTS is validated at start, naming the variable and the entry', () => {
-    for (const bad of ['http://connector.internal', 'connector.internal/path', '*.example.com', 'a b', 'host:port']) {
+    for (const bad of ['http://connector.internal', 'connector.internal/path', '*.example.com', 'a b', 'host:port', 'host:65536', 'user@host']) {
       let err: unknown;
       try {
         loadEnv({ S3CH_ALLOWED_HOSTS: `ok.example,${bad}` });
