@@ -415,21 +415,15 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     },
 
     /** Files to import again: the listed keys (current version from S3) or every file whose latest status is failure. */
-    async filesToRetry({ dataSource, spec, keys, onlyUnsettled }: { dataSource: string; spec: DataSourceSpec; keys?: string[]; onlyUnsettled?: boolean }): Promise<FileRef[]> {
+    async filesToRetry({ dataSource, spec, keys, onlyUnsettled, after, limit }: { dataSource: string; spec: DataSourceSpec; keys?: string[]; onlyUnsettled?: boolean; after?: string; limit?: number }): Promise<FileRef[]> {
       const explicit = Boolean(keys?.length);
-      // Without keys: every file whose latest status is failure, looked up at its
-      // current version, so a file fixed in place (new ETag) is retried as what is there now.
-      const wanted = explicit
-        ? keys!
-        : (await queryRows<{ key: string }>(
-            destination.client,
-            `SELECT key FROM ${quoteIdent(metaDatabase ?? db)}.s3ch_file_events
-             WHERE datasource = {ds:String} GROUP BY key HAVING argMax(status, at) = 'failure' ORDER BY key LIMIT 10000`,
-            { ds: dataSource },
-          )).map((r) => r.key);
+      // Without keys: a page of the files whose latest status is failure (key order, after `after`), looked up at
+      // their current version, so a file fixed in place (new ETag) is retried as what is there now. Objects found
+      // gone do not make the page short: the next failures are read in their place, so a short page is the last.
+      const wanted = explicit ? keys! : ledger.failedKeysFilling(dataSource, after, limit ?? 10_000, () => out.length);
       const match = compileGlob(parseBucketUri(spec.bucketUri).pattern);
       const out: FileRef[] = [];
-      for (const key of wanted) {
+      for await (const key of wanted) {
         if (onlyUnsettled && !match(key)) continue;
         try {
           out.push(await schema.currentVersion(spec, key));

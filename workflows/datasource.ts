@@ -36,6 +36,9 @@ import {
   type SyncRequest,
   type SchemaChange,
   MAX_NOTIFIED_KEYS,
+  MAX_PENDING_RETRY_KEYS,
+  MAX_RETRY_KEYS_PER_REQUEST,
+  withinKeyBounds,
 } from './messages.js';
 
 /** Files per discovery batch: keeps each batch's history and payloads small. */
@@ -75,7 +78,14 @@ export interface CarriedState {
   error: string | null;
   syncRequested: boolean;
   backlog: boolean;
-  retry: RetryRequest | null;
+  /** Named files waiting to be imported again (bounded: MAX_PENDING_RETRY_KEYS, MAX_PENDING_KEY_CHARS). */
+  retryKeys: string[];
+  /** "Retry every failed file" is pending; it works through the ledger's failures in key order. */
+  retryAll: boolean;
+  /** With retryAll: the last key already handled (null = from the first). */
+  retryAfter: string | null;
+  /** Carried by runs of an older version of this workflow; read once and cleared. */
+  retry?: RetryRequest | null;
   /** Keys from event notifications waiting to be imported (bounded by MAX_NOTIFIED_KEYS). */
   notified: string[];
   /** The last schema changes (bounded). */
@@ -123,7 +133,9 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     error: null,
     syncRequested: false,
     backlog: false,
-    retry: null,
+    retryKeys: [],
+    retryAll: false,
+    retryAfter: null,
     notified: [],
     schemaChanges: [],
     nextRunAtMs: null,
@@ -132,6 +144,10 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   s.notified ??= [];
   s.schemaChanges ??= [];
   s.cursor ??= null;
+  s.retryKeys ??= s.retry?.keys ?? [];
+  s.retryAll ??= s.retry != null && !s.retry.keys?.length;
+  s.retryAfter ??= null;
+  delete s.retry;
   let state: DataSourceState = s.paused ? 'paused' : 'idle';
   // Assigned by handlers; typed loosely so control-flow narrowing does not assume it stays null.
   let deleteRequest = null as DeleteRequest | null;
@@ -139,6 +155,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   let pendingSpec = null as DataSourceSpec | null;
   let importScope: CancellationScope | null = null;
   const inFlight = new Map<string, string>();
+  // Bumped by every "retry every failed file" request: a page being looked up when one arrives must not move its position.
+  let retryAllEpoch = 0;
 
   const setState = (next: DataSourceState) => {
     if (next === state) return;
@@ -165,7 +183,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   setHandler(syncSignal, (req?: SyncRequest) => {
     if (req?.keys?.length && !s.syncRequested) {
       const merged = [...new Set([...s.notified, ...req.keys])];
-      if (merged.length <= MAX_NOTIFIED_KEYS) {
+      if (withinKeyBounds(merged, MAX_NOTIFIED_KEYS)) {
         s.notified = merged;
         return;
       }
@@ -222,16 +240,32 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   setHandler(
     retryUpdate,
     (req) => {
-      const all = (r: RetryRequest | null) => r !== null && !r.keys?.length;
-      // "Every failed file" absorbs any list of keys, before or after it.
-      if (all(req) || all(s.retry)) s.retry = {};
-      else s.retry = { keys: [...new Set([...(s.retry?.keys ?? []), ...(req.keys ?? [])])] };
+      // "Every failed file" absorbs any list of keys, before or after it, and
+      // starts from the first failure again (files that failed since are included).
+      const startAll = () => {
+        s.retryKeys = [];
+        s.retryAll = true;
+        s.retryAfter = null;
+        retryAllEpoch++;
+      };
+      if (!req.keys?.length) {
+        startAll();
+      } else if (!s.retryAll) {
+        const merged = [...new Set([...s.retryKeys, ...req.keys])];
+        // Too many to carry in the workflow's state: every failed file instead. A
+        // named file that has not failed is then left to the listing (tracked mode
+        // finds anything unsettled; a settled one holds its rows already).
+        if (withinKeyBounds(merged, MAX_PENDING_RETRY_KEYS)) s.retryKeys = merged;
+        else startAll();
+      }
       return { accepted: true } as const;
     },
     {
       validator: (req) => {
         if (deleteRequest) throw new Error('data source is being deleted');
-        if (req.keys && req.keys.length > 1000) throw new Error('retry at most 1000 keys at once (omit keys to retry every failed file)');
+        if (req.keys && req.keys.length > MAX_RETRY_KEYS_PER_REQUEST) {
+          throw new Error(`retry at most ${MAX_RETRY_KEYS_PER_REQUEST} keys at once (omit keys to retry every failed file)`);
+        }
       },
     },
   );
@@ -247,7 +281,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     { validator: (_req: DeleteRequest) => { if (deleteRequest) throw new Error('delete is already in progress'); } },
   );
 
-  const wake = () => s.syncRequested || s.notified.length > 0 || s.retry !== null || deleteRequest !== null || pendingSpec !== null;
+  const retryPending = () => s.retryKeys.length > 0 || s.retryAll;
+  const wake = () => s.syncRequested || s.notified.length > 0 || retryPending() || deleteRequest !== null || pendingSpec !== null;
 
   async function prepare(): Promise<boolean> {
     try {
@@ -269,7 +304,12 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     }
   }
 
-  async function importAll(files: FileRef[], run: RunSummary, mayEvolve = true): Promise<void> {
+  /**
+   * Import files with bounded concurrency; returns the keys that ended settled
+   * (imported, or failed for good). Files stopped by a pause or a delete are not.
+   */
+  async function importAll(files: FileRef[], run: RunSummary, mayEvolve = true): Promise<Set<string>> {
+    const settled = new Set<string>();
     const queue = [...files];
     const columns = s.columns!;
     const evolve = mayEvolve && !spec.columns;
@@ -280,6 +320,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
         inFlight.set(file.key, new Date().toISOString());
         try {
           const r = await importFile({ dataSource: spec.name, spec, columns, file, runId: run.runId, evolve });
+          settled.add(file.key);
           run.filesImported++;
           run.rows += r.rows;
           run.bytes += r.bytes;
@@ -293,6 +334,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
             changed.push({ file, add: (err.cause.details?.[0] as ColumnSpec[]) ?? [] });
             continue;
           }
+          settled.add(file.key);
           run.filesFailed++;
           s.counters.filesFailed++;
           if (!isNonRetryableFailure(err)) {
@@ -326,7 +368,55 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       s.columns = await evolveSchema({ dataSource: spec.name, spec, columns: s.columns!, add });
       s.schemaChanges = [...s.schemaChanges, { at: new Date().toISOString(), file: changed[0]!.file.key, added: add.map((c) => c.name) }].slice(-20);
       s.prepared = false;
-      if (await prepare()) await importAll(changed.map((c) => c.file), run, false);
+      if (await prepare()) for (const key of await importAll(changed.map((c) => c.file), run, false)) settled.add(key);
+    }
+    return settled;
+  }
+
+  /**
+   * Import named files in chunks of BATCH_SIZE and then every failed file a
+   * page at a time, so no activity input or result holds thousands of keys.
+   * Stops early on a pause, a delete or a history that should continue as
+   * new; what is left stays pending for the next run.
+   */
+  async function retryFiles(run: RunSummary): Promise<void> {
+    while (retryPending() && !s.paused && !deleteRequest) {
+      let files: FileRef[];
+      if (s.retryKeys.length) {
+        const keys = s.retryKeys.slice(0, BATCH_SIZE);
+        s.retryKeys = s.retryKeys.slice(BATCH_SIZE);
+        files = await filesToRetry({ dataSource: spec.name, spec, keys });
+      } else {
+        const epoch = retryAllEpoch;
+        const after = s.retryAfter ?? undefined;
+        files = await filesToRetry({ dataSource: spec.name, spec, after, limit: BATCH_SIZE });
+        if (epoch === retryAllEpoch) {
+          // A short page is the last one (the activity fills pages past objects found gone); a
+          // position that does not move forward ends the pass rather than repeat a page.
+          const last = files[files.length - 1]?.key;
+          s.retryAfter = files.length === BATCH_SIZE && last !== undefined && (after === undefined || last > after) ? last : null;
+          s.retryAll = s.retryAfter !== null;
+        }
+      }
+      run.filesFound += files.length;
+      const done = await importAll(files, run);
+      const left = files.filter((f) => !done.has(f.key)).map((f) => f.key);
+      // Stopped part-way: files of this page that were not imported are named again
+      // (a failed file recorded as paused is no failure any more, so a later page would miss it).
+      if (left.length && s.paused) s.retryKeys = [...new Set([...left, ...s.retryKeys])];
+      if (workflowInfo().continueAsNewSuggested) break;
+    }
+  }
+
+  /** Import notified keys in chunks of BATCH_SIZE (already imported ones are skipped by the activity). */
+  async function notifiedFiles(run: RunSummary): Promise<void> {
+    while (s.notified.length && !s.paused && !deleteRequest) {
+      const keys = s.notified.slice(0, BATCH_SIZE);
+      s.notified = s.notified.slice(BATCH_SIZE);
+      const files = await filesToRetry({ dataSource: spec.name, spec, keys, onlyUnsettled: true });
+      run.filesFound += files.length;
+      await importAll(files, run);
+      if (workflowInfo().continueAsNewSuggested) break;
     }
   }
 
@@ -345,22 +435,20 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     };
     s.lastRun = run;
     setState('syncing');
+    let phase: 'retry' | 'notify' | 'list' = 'list';
     try {
-      if (s.retry) {
-        const req = s.retry;
-        s.retry = null;
-        const files = await filesToRetry({ dataSource: spec.name, spec, keys: req.keys });
-        run.filesFound += files.length;
-        await importAll(files, run);
+      if (retryPending()) {
+        phase = 'retry';
+        await retryFiles(run);
+        // Stopped early: the rest of the retry (and the listing) comes in the next run.
+        if (retryPending()) return;
       }
       if (trigger === 'notify') {
-        const keys = s.notified;
-        s.notified = [];
-        const files = await filesToRetry({ dataSource: spec.name, spec, keys, onlyUnsettled: true });
-        run.filesFound += files.length;
-        await importAll(files, run);
+        phase = 'notify';
+        await notifiedFiles(run);
         return;
       }
+      phase = 'list';
       const cap = spec.limits.maxFilesPerRun > 0 && trigger !== 'sync' ? spec.limits.maxFilesPerRun : Infinity;
       let more = true;
       while (more && !s.paused && !deleteRequest && run.filesFound < cap) {
@@ -371,12 +459,20 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
         // Tracked: continue this sweep after the batch; a finished sweep starts over next time,
         // which is how files named earlier than everything imported are still found.
         if (spec.mode === 'tracked') s.cursor = batch.more ? batch.cursor : null;
-        await importAll(batch.files, run);
-        if (spec.mode === 'ordered' && batch.files.length) {
-          const last = batch.files.map((f) => f.key).sort().pop()!;
-          if (!s.marker || last > s.marker) s.marker = last;
-        }
+        const settled = await importAll(batch.files, run);
         more = batch.more;
+        if (spec.mode === 'ordered' && batch.files.length) {
+          // The marker passes only files that are settled: a file stopped by a
+          // pause (or left for later) is listed again after it, so nothing the
+          // marker skipped is lost. It moves to the end of the longest settled
+          // run of keys from the start of the batch.
+          const keys = batch.files.map((f) => f.key).sort();
+          let i = 0;
+          while (i < keys.length && settled.has(keys[i]!)) i++;
+          if (i > 0 && (!s.marker || keys[i - 1]! > s.marker)) s.marker = keys[i - 1]!;
+          // Files of this batch are still pending: the next run lists them again; never loop on them here.
+          if (i < keys.length) more = false;
+        }
         s.backlog = more;
         // Keep history small: hand the rest of the backlog to the next run.
         if (workflowInfo().continueAsNewSuggested) break;
@@ -386,6 +482,14 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       // A failed run must not chain into another one at once: the next attempt waits for the schedule.
       s.backlog = false;
       if (!isCancellation(err)) {
+        // What the failed phase was working through is dropped, as a failed request is:
+        // a retry is asked for again, and notified files are found by the listing.
+        if (phase === 'retry') {
+          s.retryKeys = [];
+          s.retryAll = false;
+          s.retryAfter = null;
+        }
+        if (phase === 'notify') s.notified = [];
         s.error = failureMessage(err);
         log.warn('sync failed', { error: s.error });
       }
@@ -449,7 +553,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       const ready = () => (wake() && !s.paused) || deleteRequest !== null || pendingSpec !== null;
       const woke = waitMs === undefined ? (await condition(ready), true) : await condition(ready, waitMs);
       if (deleteRequest || pendingSpec) continue;
-      if (woke) trigger = s.retry ? 'retry' : s.syncRequested ? 'sync' : 'notify';
+      if (woke) trigger = retryPending() ? 'retry' : s.syncRequested ? 'sync' : 'notify';
       else s.nextRunAtMs = null; // the tick fired; schedule the next one after this run
     }
     s.syncRequested = false;
@@ -458,7 +562,9 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       // Nothing can be imported until the table is ready: drop pending triggers
       // (the listing safety net finds notified files later) so the loop waits.
       s.notified = [];
-      s.retry = null;
+      s.retryKeys = [];
+      s.retryAll = false;
+      s.retryAfter = null;
       s.backlog = false;
       s.nextRunAtMs = null;
       continue;

@@ -64,6 +64,30 @@ export interface SyncRequest {
 /** Most notified keys a workflow holds; beyond that a notification falls back to a full listing. */
 export const MAX_NOTIFIED_KEYS = 1000;
 
+/** Most keys one retry request may name (the API refuses more with a 400, the workflow's validator too). */
+export const MAX_RETRY_KEYS_PER_REQUEST = 1000;
+
+/**
+ * Most named retry keys a workflow holds across requests; beyond that it
+ * retries every failed file instead (read from the ledger a page at a time).
+ */
+export const MAX_PENDING_RETRY_KEYS = 1000;
+
+/**
+ * Most characters of keys a workflow holds in one pending list (notified or
+ * retry): with the counts above it bounds the state carried across
+ * continue-as-new, whatever the key lengths.
+ */
+export const MAX_PENDING_KEY_CHARS = 128 * 1024;
+
+/** Whether a pending key list stays within its bounds. */
+export function withinKeyBounds(keys: string[], maxKeys: number): boolean {
+  if (keys.length > maxKeys) return false;
+  let chars = 0;
+  for (const k of keys) chars += k.length;
+  return chars <= MAX_PENDING_KEY_CHARS;
+}
+
 export interface SpecUpdate {
   spec: DataSourceSpec;
   /** Needed to change bucketUri or format after files were imported. */
