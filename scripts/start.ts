@@ -18,7 +18,11 @@ import { startMinio, startTemporalDevServer, tcpOpen, type RunningService } from
 import { ensureTool } from './tools.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
-const adminToken = (tokens: string) => parseTokens(tokens).admin[0];
+/** The token MinIO's webhook sends: a notify-only one when configured (it can do nothing else), else an admin one. */
+const notifyToken = (tokens: string) => {
+  const parsed = parseTokens(tokens);
+  return parsed.notify[0] ?? parsed.admin[0];
+};
 
 async function main() {
   let env: ReturnType<typeof loadEnv>;
@@ -91,7 +95,7 @@ async function main() {
           MINIO_NOTIFY_WEBHOOK_ENABLE_S3CH: 'on',
           MINIO_NOTIFY_WEBHOOK_ENDPOINT_S3CH: `http://127.0.0.1:${env.PORT}/v1/notify`,
           MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_S3CH: join(dataDir, 'minio-events'),
-          ...(adminToken(env.S3CH_API_TOKENS) ? { MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_S3CH: `Bearer ${adminToken(env.S3CH_API_TOKENS)}` } : {}),
+          ...(notifyToken(env.S3CH_API_TOKENS) ? { MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_S3CH: `Bearer ${notifyToken(env.S3CH_API_TOKENS)}` } : {}),
         },
       });
       services.push(minio);
