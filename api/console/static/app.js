@@ -290,7 +290,15 @@ function listView() {
   let lastSig = '';
   let lastAt = 0;
   const p = poller(async () => {
-    const { items } = await api('GET', '/v1/datasources');
+    // The list is paged; follow the cursor so the console shows every data source.
+    const items = [];
+    let cursor = null;
+    for (let pages = 0; pages < 50; pages++) {
+      const page = await api('GET', `/v1/datasources${cursor ? `?cursor=${enc(cursor)}` : ''}`);
+      items.push(...page.items);
+      cursor = page.nextCursor;
+      if (!cursor) break;
+    }
     const sig = JSON.stringify(items) + session.readOnlyReason;
     // Relative times ("12 s ago") age, so redraw now and then even when nothing changed.
     if (sig === lastSig && Date.now() - lastAt < 15_000) return;
@@ -315,13 +323,13 @@ function dsTable(items, refresh) {
       h('thead', {}, h('tr', {}, ['Name', 'Source', 'State', 'Rows', 'Files', 'Last run', 'Next run', 'Actions'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, items.map((ds) => h('tr', { 'data-name': ds.name },
         h('th', { scope: 'row' }, h('a', { href: `#/datasources/${ds.name}`, 'data-focus': `${ds.name}:open` }, ds.name)),
-        h('td', { class: 'source' }, h('code', { class: 'uri' }, ds.bucketUri), h('div', { class: 'meta' }, `${ds.format} · ${ds.schedule} · ${ds.mode}`)),
-        h('td', {}, stateBadge(ds.status.state), ds.status.backlog ? h('span', { class: 'chip' }, 'backlog') : null,
+        h('td', { class: 'source', 'data-label': 'Source' }, h('code', { class: 'uri' }, ds.bucketUri), h('div', { class: 'meta' }, `${ds.format} · ${ds.schedule} · ${ds.mode}`)),
+        h('td', { 'data-label': 'State' }, stateBadge(ds.status.state), ds.status.backlog ? h('span', { class: 'chip' }, 'backlog') : null,
           ds.status.error ? h('div', { class: 'error-text' }, ds.status.error) : null),
-        h('td', { class: 'num' }, fmtInt(ds.stats.rows)),
-        h('td', {}, fileChips(ds.stats.files)),
-        h('td', {}, relTime(ds.status.lastRunAt)),
-        h('td', {}, ds.status.state === 'paused' ? h('span', { class: 'muted' }, 'paused') : relTime(ds.status.nextRunAt)),
+        h('td', { class: 'num', 'data-label': 'Rows' }, fmtInt(ds.stats.rows)),
+        h('td', { 'data-label': 'Files' }, fileChips(ds.stats.files)),
+        h('td', { 'data-label': 'Last run' }, relTime(ds.status.lastRunAt)),
+        h('td', { 'data-label': 'Next run' }, ds.status.state === 'paused' ? h('span', { class: 'muted' }, 'paused') : relTime(ds.status.nextRunAt)),
         h('td', {}, dsActions(ds, refresh)))))));
 }
 
@@ -522,7 +530,7 @@ function overviewCards(ds) {
       stat('In flight', fmtInt(st.inFlight?.length ?? 0))),
     h('div', { class: 'files-summary' }, h('span', { class: 'muted' }, 'Files: '), fileChips(ds.stats.files)),
     h('dl', { class: 'props' },
-      h('dt', {}, 'Bucket URI'), h('dd', {}, h('code', {}, ds.bucketUri)),
+      h('dt', {}, 'Bucket URI'), h('dd', { class: 'wide' }, h('code', {}, ds.bucketUri)),
       h('dt', {}, 'Connection'), h('dd', {}, ds.connection),
       h('dt', {}, 'Format'), h('dd', {}, `${ds.format}${ds.compression && ds.compression !== 'auto' ? ` (${ds.compression})` : ''}`),
       h('dt', {}, 'Schedule'), h('dd', {}, ds.schedule),

@@ -4,7 +4,7 @@
 // own scale. Hovering or focusing a run shows it in the caption.
 import { fmtBytes, fmtDuration, fmtInt, h, svg } from './dom.js';
 
-const W = 800;
+const W = 1000;
 const H = 230;
 const PAD = { top: 22, right: 56, bottom: 34, left: 48 };
 
@@ -31,7 +31,8 @@ export function historyChart(runsNewestFirst) {
   const plotH = H - PAD.top - PAD.bottom;
   const slot = plotW / runs.length;
   const barW = Math.max(2, Math.min(28, slot * 0.6));
-  const maxFiles = niceMax(Math.max(...runs.map((r) => r.filesImported + r.filesFailed)));
+  // A multiple of 4, so the quarter grid lines fall on whole files.
+  const maxFiles = Math.max(4, Math.ceil(niceMax(Math.max(...runs.map((r) => r.filesImported + r.filesFailed))) / 4) * 4);
   const maxRows = niceMax(Math.max(...runs.map((r) => r.rows)));
   const yFiles = (v) => PAD.top + plotH - (v / maxFiles) * plotH;
   const yRows = (v) => PAD.top + plotH - (v / maxRows) * plotH;
@@ -75,12 +76,12 @@ export function historyChart(runsNewestFirst) {
     h('li', {}, h('span', { class: 'swatch ok', 'aria-hidden': 'true' }), 'files imported (left axis)'),
     h('li', {}, h('span', { class: 'swatch failed', 'aria-hidden': 'true' }), 'files failed ▼'),
     h('li', {}, h('span', { class: 'swatch rows', 'aria-hidden': 'true' }), 'rows (right axis)'));
-  return h('div', { class: 'chart' }, legend, chart, caption);
+  return h('div', { class: 'chart' }, legend, h('div', { class: 'chart-scroll' }, chart), caption);
 }
 
 function compact(v) {
   if (v >= 1e9) return `${+(v / 1e9).toFixed(1)}G`;
   if (v >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
   if (v >= 1e3) return `${+(v / 1e3).toFixed(1)}k`;
-  return String(Math.round(v));
+  return String(+v.toFixed(v < 10 ? 1 : 0));
 }

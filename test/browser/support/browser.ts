@@ -85,9 +85,9 @@ export function artifactsDir(): string {
   return dir;
 }
 
-export async function screenshot(page: Page, name: string): Promise<string> {
+export async function screenshot(page: Page, name: string, { fullPage = true } = {}): Promise<string> {
   const file = join(artifactsDir(), `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage });
   log(`screenshot ${file}`);
   return file;
 }
