@@ -205,11 +205,26 @@ describe('web console', () => {
     expect(await row.textContent()).toContain('11'); // 5 + 3 + 3 rows
     for (const label of [`Sync now: ${name}`, `Pause ${name}`, `Delete ${name}`]) expect(await page.getByRole('button', { name: label }).isEnabled()).toBe(true);
     await expectAccessible('list');
+    // Keyboard: from the page's first link, Tab reaches the row's actions.
+    await page.locator('.brand').focus();
+    let reached = false;
+    for (let i = 0; i < 12 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = (await page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? '')) === `Sync now: ${name}`;
+    }
+    expect(reached).toBe(true);
+
     await page.setViewportSize({ width: 390, height: 844 });
     await expectAccessible('list-phone');
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-    expect(overflow).toBeLessThanOrEqual(0);
+    const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    expect(await overflow()).toBeLessThanOrEqual(0);
+    await row.getByRole('link', { name }).click();
+    await fileRow('2024-01-01.csv').waitFor();
+    await page.locator('.chart .run').first().waitFor();
+    await expectAccessible('datasource-phone');
+    expect(await overflow()).toBeLessThanOrEqual(0);
     await page.setViewportSize({ width: 1280, height: 800 });
+    await page.getByRole('link', { name: 'Data sources', exact: true }).first().click();
   });
 
   it('a read-only token sees everything, with every action disabled and the reason given', async () => {
@@ -230,6 +245,15 @@ describe('web console', () => {
     await expectAccessible('datasource-read-only');
     await page.getByRole('link', { name: 'New data source' }).first().click();
     expect(await page.getByRole('button', { name: 'Create data source' }).isDisabled()).toBe(true);
+    // The preview is becoming admin-only: when the API answers 403, the console gives its reason next to the button.
+    await page.route('**/v1/preview', (route) => route.fulfill({
+      status: 403, contentType: 'application/problem+json',
+      body: JSON.stringify({ type: 'about:blank', title: 'Forbidden', status: 403, detail: 'previews need an admin token' }),
+    }));
+    await page.getByLabel('Bucket URI').fill(`s3://${bucket}/${prefix}/*.csv`);
+    await page.getByRole('button', { name: 'Preview files and columns' }).click();
+    await page.locator('#preview-msg', { hasText: 'Preview needs more access: previews need an admin token' }).waitFor();
+    await page.unroute('**/v1/preview');
   });
 
   it('deletes with confirmation and the drop-table choice', async () => {

@@ -444,7 +444,7 @@ function detailView(name) {
       api('GET', dsPath(name, '/quarantine?limit=100')),
     ]);
     tick++;
-    if (changed('head', [ds.status, ds.stats.files]) || tick % 6 === 0) {
+    if (changed('head', [ds.status, ds.stats]) || tick % 6 === 0) {
       redraw(head, () => [
         h('h1', {}, name, ' ', stateBadge(ds.status.state)),
         dsActions(ds, () => p.now(), { afterDelete: () => { deleted = true; location.hash = '#/'; } }),
