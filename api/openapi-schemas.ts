@@ -78,6 +78,14 @@ export const filesQuery = z.strictObject({
   cursor: z.string().max(4096).optional(),
 });
 
+/** GET /v1/datasources: one page, optionally only one state or names starting with a prefix. */
+export const dataSourcesQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(4096).optional().meta({ description: 'nextCursor of the previous page' }),
+  state: z.enum(['idle', 'syncing', 'paused', 'error', 'deleting']).optional(),
+  prefix: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'prefix must be the start of a data source name: ^[a-z][a-z0-9_]{0,62}$').optional(),
+});
+
 export const limitQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
 
 export const deleteQuery = z.strictObject({

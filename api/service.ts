@@ -31,6 +31,8 @@ import {
   MAX_NOTIFIED_KEYS,
 } from '../workflows/messages.js';
 import { ApiError, badRequest, conflict, fieldErrors, notFound } from './errors.js';
+import { TableClaims } from './table-claims.js';
+import { decodeCursor, encodeCursor, expectedNextRun, listVisibilityPage, pageStats, visibilityQuery, withoutLastRun, type ListedDataSource, type PageStats } from './datasource-list.js';
 
 export interface ServiceDeps {
   temporal: Client;
@@ -126,11 +128,14 @@ export class DataSourceService {
   readonly ledger: Ledger;
   readonly schema: ReturnType<typeof createSchemaTools>;
   private readonly metaDb: string;
+  private readonly claims: TableClaims;
+  private metaReady: Promise<void> | null = null;
 
   constructor(private readonly deps: ServiceDeps) {
     this.metaDb = deps.metaDatabase ?? deps.destination.database;
     this.ledger = new Ledger(deps.destination.client, this.metaDb);
     this.schema = createSchemaTools({ destination: deps.destination, s3: deps.s3 });
+    this.claims = new TableClaims(deps.destination.client, this.metaDb, () => this.runningTables());
   }
 
   private handle(name: string) {
@@ -179,11 +184,36 @@ export class DataSourceService {
 
   /** One data source per table: two would share the import path and count each other's rows. */
   private async checkTableFree(spec: DataSourceSpec) {
-    for await (const wf of this.deps.temporal.workflow.list({ query: this.listQuery() })) {
-      const other = wf.memo?.spec as DataSourceSpec | undefined;
-      if (other && other.name !== spec.name && other.table === spec.table) {
-        throw conflict(`table '${spec.table}' is already fed by data source '${other.name}'; choose another table (one data source per table)`);
+    // One lookup in the claims table, then one describe per claimant (a table has one live claimant at most).
+    for (const name of await this.claims.claimants(spec.table, spec.name)) {
+      const other = await this.handle(name).describe().catch((err) => {
+        if (err instanceof WorkflowNotFoundError) return null;
+        throw err;
+      });
+      const otherSpec = other?.memo?.spec as DataSourceSpec | undefined;
+      if (other?.status.name === 'RUNNING' && otherSpec?.table === spec.table) {
+        throw conflict(`table '${spec.table}' is already fed by data source '${name}'; choose another table (one data source per table)`);
       }
+    }
+  }
+
+  /** The ledger and claims tables, created once per process (not on every create). */
+  private ensureMetaTables(): Promise<void> {
+    this.metaReady ??= Promise.all([this.ledger.ensureTables(), this.claims.ensure()]).then(
+      () => undefined,
+      (err) => {
+        this.metaReady = null;
+        throw err;
+      },
+    );
+    return this.metaReady;
+  }
+
+  /** Every running data source's table, read from visibility (once, to fill a new claims table). */
+  private async *runningTables(): AsyncIterable<{ name: string; table: string }> {
+    for await (const wf of this.deps.temporal.workflow.list({ query: this.listQuery() })) {
+      const spec = wf.memo?.spec as DataSourceSpec | undefined;
+      if (spec) yield { name: spec.name, table: spec.table };
     }
   }
 
@@ -245,8 +275,8 @@ export class DataSourceService {
 
   async create(input: unknown): Promise<DataSourceResource & { warnings: string[] }> {
     const { spec } = await this.validate(input);
+    await this.ensureMetaTables();
     await this.checkTableFree(spec);
-    await this.ledger.ensureTables();
     const workflowInput: DataSourceInput = { spec, searchAttributes: this.deps.searchAttributes };
     try {
       await this.deps.temporal.workflow.start(WORKFLOW_TYPE, {
@@ -262,6 +292,7 @@ export class DataSourceService {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw conflict(`data source '${spec.name}' already exists`);
       throw err;
     }
+    await this.claims.claim(spec.table, spec.name);
     const warnings = await this.globWarnings(spec);
     return { ...(await this.get(spec.name)), warnings };
   }
@@ -339,24 +370,53 @@ export class DataSourceService {
     return `WorkflowType = '${WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND TaskQueue = '${queue}'`;
   }
 
-  async list(): Promise<DataSourceResource[]> {
-    const found: Array<{ name: string; spec: DataSourceSpec | undefined; state: DataSourceState | undefined }> = [];
-    for await (const wf of this.deps.temporal.workflow.list({ query: this.listQuery() })) {
-      if (!wf.workflowId.startsWith('datasource:')) continue;
-      found.push({
-        name: wf.workflowId.slice('datasource:'.length),
-        spec: wf.memo?.spec as DataSourceSpec | undefined,
-        state: wf.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined,
-      });
+  /**
+   * One page of data sources, in Temporal visibility's order (most recently
+   * started run first). Served from visibility (spec from the memo, state from
+   * the DataSourceState search attribute) and one aggregated ledger query for
+   * the page: no workflow is queried, so the cost does not grow with the
+   * number of data sources. Live details (in-flight files, inferred columns,
+   * the last run's summary) are on `get`.
+   */
+  async list(q: { limit: number; cursor?: string; state?: DataSourceState; prefix?: string }): Promise<{ items: DataSourceResource[]; nextCursor: string | null }> {
+    if (q.state && !this.deps.searchAttributes) {
+      throw badRequest('filtering by state needs the DataSourceState search attribute', [
+        { field: 'state', message: 'the Temporal namespace has no DataSource/DataSourceState search attributes registered; register them (see README) to filter by state' },
+      ]);
     }
-    // Live status in parallel, each bounded: a data source whose worker is down
-    // is listed from its memo instead of holding up the whole list.
-    const out = await mapLimit(found.sort((a, b) => a.name.localeCompare(b.name)), 16, async (f) => {
-      const [view, stats] = await Promise.all([this.status(f.name, LIST_QUERY_TIMEOUT_MS), this.ledger.stats(f.name)]);
-      const spec = view?.spec ?? f.spec;
-      return spec ? this.resource(spec, view, stats, f.state) : null;
-    });
-    return out.filter((r): r is DataSourceResource => r !== null);
+    const query = visibilityQuery(this.deps.taskQueue, q);
+    const token = q.cursor === undefined ? undefined : decodeCursor(q.cursor, query);
+    const page = await listVisibilityPage(this.deps.temporal, query, q.limit, token);
+    const stats = await pageStats(this.deps.destination.client, this.metaDb, page.items.map((f) => f.name));
+    // Without the search attribute the state is known only to the workflow: ask each (bounded, in parallel).
+    const views = this.deps.searchAttributes ? null : await mapLimit(page.items, 16, (f) => this.status(f.name, LIST_QUERY_TIMEOUT_MS));
+    return {
+      items: page.items.map((f, i) => (views ? this.resource(views[i]?.spec ?? f.spec, views[i] ?? null, withoutLastRun(stats.get(f.name)!)) : this.listedResource(f, stats.get(f.name)!))),
+      nextCursor: page.nextToken ? encodeCursor(page.nextToken, query) : null,
+    };
+  }
+
+  /** A list item from visibility and the ledger alone. */
+  private listedResource(f: ListedDataSource, stats: PageStats): DataSourceResource {
+    const state = f.state ?? 'idle';
+    const m = f.memoStatus ?? {};
+    const lastRunAt = m.lastRunAt ?? stats.lastRunAt;
+    return {
+      ...f.spec,
+      columns: f.spec.columns,
+      status: {
+        state,
+        lastRunAt,
+        nextRunAt: m.nextRunAt !== undefined ? m.nextRunAt : state === 'paused' || state === 'deleting' ? null : expectedNextRun(f.spec.schedule, lastRunAt),
+        error: m.error !== undefined ? m.error : state === 'error' ? `the last sync failed; GET /v1/datasources/${f.name} has the reason` : null,
+        backlog: m.backlog ?? false,
+        inFlight: [],
+      },
+      stats: withoutLastRun(stats),
+      inferredFrom: null,
+      schemaChanges: [],
+      lastRun: null,
+    };
   }
 
   async patch(name: string, body: unknown): Promise<DataSourceResource> {
@@ -371,6 +431,7 @@ export class DataSourceService {
     const { spec } = await this.validate(merged);
     if (spec.table !== current.table) await this.checkTableFree(spec);
     await this.update(name, updateSpecUpdate, { spec, force });
+    if (spec.table !== current.table) await this.claims.claim(spec.table, name);
     return this.get(name);
   }
 

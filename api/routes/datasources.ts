@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Context } from 'hono';
 import type { AppEnv } from '../context.js';
 import {
-  createdDataSourceSchema, dataSourceResourceSchema, deleteQuery, fileItemSchema, filesQuery, limitQuery, listOf, nameParam, patchBody, retryBody, specBody, jsonResponse, problemResponse,
+  createdDataSourceSchema, dataSourceResourceSchema, dataSourcesQuery, deleteQuery, fileItemSchema, filesQuery, limitQuery, listOf, nameParam, patchBody, retryBody, specBody, jsonResponse, problemResponse,
 } from '../openapi-schemas.js';
 import { ApiError, badRequest, fieldErrors } from '../errors.js';
 import { handleSnsControl, notificationBody } from '../sns.js';
@@ -20,8 +20,9 @@ const routes = {
     responses: { 201: json(createdDataSourceSchema, 'Created'), 400: problem('Invalid spec'), 409: problem('Name taken') },
   }),
   list: createRoute({
-    method: 'get', path: '/v1/datasources', tags: ['datasources'], summary: 'List data sources with status',
-    responses: { 200: json(listOf(dataSourceResourceSchema), 'Data sources') },
+    method: 'get', path: '/v1/datasources', tags: ['datasources'], summary: 'One page of data sources with status (follow nextCursor for the next)',
+    request: { query: dataSourcesQuery },
+    responses: { 200: json(listOf(dataSourceResourceSchema), 'Data sources'), 400: problem('Invalid limit, cursor, state or prefix') },
   }),
   get: createRoute({
     method: 'get', path: '/v1/datasources/{name}', tags: ['datasources'], summary: 'Spec, live status and counters',
@@ -118,7 +119,7 @@ export function registerDataSourceRoutes(app: OpenAPIHono<AppEnv>) {
     return c.json(await c.var.service.createFromFile(await c.req.text(), c.req.query('name')), 201);
   });
   app.openapi(routes.create, async (c) => c.json(await c.var.service.create(c.req.valid('json')), 201));
-  app.openapi(routes.list, async (c) => c.json({ items: await c.var.service.list(), nextCursor: null }, 200));
+  app.openapi(routes.list, async (c) => c.json(await c.var.service.list(c.req.valid('query')), 200));
   app.openapi(routes.get, async (c) => c.json(await c.var.service.get(c.req.valid('param').name), 200));
   // The raw body, not the validated one: validation fills defaults, and a PATCH must change only what it names.
   app.openapi(routes.patch, async (c) => c.json(await c.var.service.patch(c.req.valid('param').name, await c.req.json()), 200));
