@@ -31,7 +31,8 @@ export const USAGE = `s3ch: control s3-clickhouse-connector data sources through
 Usage: s3ch <command> [arguments] [options]
 
 Commands:
-  list                                      data sources with state and counters
+  list [--state S] [--prefix P]             data sources with state and counters (every page, by name);
+                                            S: idle, syncing, paused, error, deleting; P: start of the name
   status <name>                             state, last/next run, error, files by status, rows, bytes
   create <file.json|file.datasource>        create a data source from a spec file
   sync <name> [--wait] [--timeout SECONDS]  sync now; --wait follows the run and prints its summary
@@ -68,6 +69,8 @@ const OPTIONS = {
   search: { type: 'string' },
   limit: { type: 'string' },
   cursor: { type: 'string' },
+  state: { type: 'string' },
+  prefix: { type: 'string' },
 } as const;
 
 const GLOBAL_OPTIONS = ['api', 'token', 'json', 'help'];
@@ -186,12 +189,27 @@ function ago(iso: string | null | undefined, now = Date.now()): string {
 
 // ---- commands ----
 
+/** Page size of `list`: the API's largest, so a thousand data sources take one or two requests. */
+const LIST_PAGE = 1000;
+
 async function cmdList(ctx: Ctx): Promise<number> {
-  const res = await ctx.api.request<Page<DataSource>>('GET', '/v1/datasources');
-  if (ctx.json) return printJson(ctx, res.text, res.body), 0;
-  const items = res.body.items ?? [];
+  const filter = new URLSearchParams({ limit: String(LIST_PAGE) });
+  if (ctx.values.state) filter.set('state', ctx.values.state);
+  if (ctx.values.prefix) filter.set('prefix', ctx.values.prefix);
+  // The API answers a page at a time: follow nextCursor to the end, then print everything, sorted by name.
+  const items: DataSource[] = [];
+  for (let cursor: string | null = null, pages = 0; ; pages++) {
+    if (cursor) filter.set('cursor', cursor);
+    const res: { body: Page<DataSource> } = await ctx.api.request<Page<DataSource>>('GET', `/v1/datasources?${filter}`);
+    items.push(...(res.body.items ?? []));
+    cursor = res.body.nextCursor;
+    if (!cursor) break;
+    if (pages > 10_000) throw new CliFailure('the API kept answering with a next page; giving up after 10,000 pages');
+  }
+  items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (ctx.json) return printJson(ctx, '', { items, nextCursor: null }), 0;
   if (!items.length) {
-    ctx.out('no data sources (create one with: s3ch create <file.json>)\n');
+    ctx.out(ctx.values.state || ctx.values.prefix ? 'no data sources match\n' : 'no data sources (create one with: s3ch create <file.json>)\n');
     return 0;
   }
   const now = Date.now();
@@ -456,7 +474,7 @@ async function cmdSync(ctx: Ctx, name: string): Promise<number> {
 }
 
 const COMMANDS: Record<string, CommandDef> = {
-  list: { arg: null, options: [], run: (ctx) => cmdList(ctx) },
+  list: { arg: null, options: ['state', 'prefix'], run: (ctx) => cmdList(ctx) },
   status: { arg: 'name', options: [], run: cmdStatus },
   create: { arg: 'file', options: [], run: cmdCreate },
   sync: { arg: 'name', options: ['wait', 'timeout'], run: cmdSync },
