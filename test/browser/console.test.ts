@@ -277,3 +277,30 @@ describe('web console', () => {
     expect(exists.body.data[0]).toMatchObject({ result: 0 });
   });
 });
+
+describe('web console without tokens (the npm start default)', () => {
+  it('opens on the list with no token prompt and every action enabled', async () => {
+    const open = await startTestConnector();
+    const openServer = await serveApp(open.app);
+    const p = await context.newPage();
+    try {
+      const own = uid('open');
+      await put(s3, bucket, `${own}/a.csv`, rowsFor('04', 2));
+      const created = await open.request('POST', '/v1/datasources', { name: own, connection: 'local', bucketUri: `s3://${bucket}/${own}/*.csv`, format: 'csv', schedule: '@on-demand' });
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      await p.goto(`${openServer.url}/`);
+      const row = p.locator(`tr[data-name="${own}"]`);
+      await row.waitFor();
+      expect(await p.getByLabel('Token', { exact: true }).count()).toBe(0);
+      expect(await p.locator('#readonly-banner').isHidden()).toBe(true);
+      expect(await p.locator('#session').textContent()).toBe('');
+      await p.getByRole('button', { name: `Sync now: ${own}` }).click();
+      await row.getByText('1 success').waitFor({ timeout: 60_000 });
+      expect(await row.locator('td.num').textContent()).toBe('2');
+    } finally {
+      await p.close();
+      await openServer.close();
+      await open.stop();
+    }
+  });
+});
