@@ -45,8 +45,12 @@ export const ATTEMPTS = "countIf(status = 'running')";
 const EVENT_STRUCTURE =
   "datasource String, key String, etag String, size UInt64, attempt UInt32, status String, rows UInt64, quarantined_rows UInt64, bytes UInt64, error String, run_id String, at DateTime64(3, 'UTC')";
 const EVENT_COLUMNS = 'datasource, key, etag, size, attempt, status, rows, quarantined_rows, bytes, error, run_id, at';
-/** Events sent per statement: their text travels as a query parameter, so keep it far below a server's URL limit. */
-const MAX_EVENT_CHARS_PER_INSERT = 256 * 1024;
+/**
+ * Events sent per statement: their text travels as a query parameter, which a
+ * ClickHouse server reads from the URL (1 MiB by default, and URL encoding can
+ * triple JSON), so keep it well below that.
+ */
+const MAX_EVENT_CHARS_PER_INSERT = 64 * 1024;
 
 export interface FileEvent {
   datasource: string;

@@ -202,6 +202,10 @@ describe('the per-file ledger (Temporal dev server + MinIO + chDB)', () => {
     expect((await ledger.stats('old')).files).toMatchObject({ success: 1, running: 0, failure: 2, cancelled: 0 });
     expect(await ledger.failedKeys('old', undefined, 10)).toEqual(['gone.csv', 'stuck.csv']);
     expect(await ledger.failedKeys('old', 'gone.csv', 10)).toEqual(['stuck.csv']);
+    // A large batch (here about 150 KB of event text) is written whole, in several statements.
+    const many: FileEvent[] = Array.from({ length: 300 }, (_, i) => ({ datasource: 'bulk', key: `k${i}`, etag: 'e', size: 1, attempt: 0, status: 'queued', error: 'x'.repeat(500) }));
+    await ledger.record(many);
+    expect((await ledger.stats('bulk')).files.queued).toBe(300);
     // Merges keep it so: the old parts get seq written as their at.
     await client.command({ query: `OPTIMIZE TABLE ${db}.${LEDGER_TABLE} FINAL` });
     expect((await ledger.stats('old')).files).toMatchObject({ success: 1, running: 0, failure: 2, cancelled: 0 });
