@@ -75,12 +75,14 @@ export function createApp(deps: ApiDeps) {
   // check), need an admin token; the notify webhooks take an admin or notify
   // token, as bearer or basic auth (what SNS and webhook senders can send).
   app.use('*', async (c, next) => {
+    c.set('scope', 'admin');
     if (!authRequired || c.req.path === '/healthz') return next();
     const notifyPath = isNotifyPath(c.req.path);
     const token = credentialOf(c.req.header('authorization'), notifyPath);
     if (!token) throw new ApiError(401, 'Unauthorized', notifyPath ? 'send Authorization: Bearer <token>, or basic auth with the token as password' : 'send Authorization: Bearer <token>');
     const scope = scopeOf(token, tokens);
     if (!scope) throw new ApiError(401, 'Unauthorized', 'unknown token');
+    c.set('scope', scope);
     if (scope === 'admin') return next();
     if (scope === 'notify') {
       if (notifyPath && c.req.method === 'POST') return next();

@@ -1,3 +1,4 @@
+import type { Scope } from './auth.js';
 import type { Client } from '@temporalio/client';
 import type { Destination } from '../activities/destination.js';
 import type { S3Connections } from '../activities/s3.js';
@@ -18,5 +19,6 @@ export interface ApiDeps {
 }
 
 export interface AppEnv {
-  Variables: { deps: ApiDeps; service: DataSourceService };
+  /** scope: what the request's token may do (admin when the API runs without tokens). */
+  Variables: { deps: ApiDeps; service: DataSourceService; scope: Scope };
 }

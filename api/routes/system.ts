@@ -18,6 +18,13 @@ const routes = {
     method: 'get', path: '/healthz', tags: ['system'], summary: 'Liveness and dependencies',
     responses: { 200: json(z.looseObject({ ok: z.boolean() }), 'Healthy'), 503: json(z.looseObject({ ok: z.boolean() }), 'A dependency is down') },
   }),
+  whoami: createRoute({
+    method: 'get', path: '/v1/whoami', tags: ['system'], summary: 'What the request\'s token may do',
+    responses: {
+      200: json(z.object({ scope: z.enum(['admin', 'readOnly']), canChange: z.boolean(), reason: z.string().nullable() }), 'The token\'s scope'),
+      401: problem('No or unknown token'),
+    },
+  }),
   connections: createRoute({
     method: 'get', path: '/v1/connections', tags: ['connections'], summary: 'Configured connections (never secrets)',
     responses: { 200: json(z.object({ items: z.array(z.looseObject({ name: z.string(), kind: z.string() })), nextCursor: z.null() }), 'Connections') },
@@ -46,6 +53,13 @@ const routes = {
 };
 
 export function registerSystemRoutes(app: OpenAPIHono<AppEnv>) {
+  // For clients that adapt to their token (the console disables actions for a read-only one).
+  app.openapi(routes.whoami, (c) => {
+    const scope = c.var.scope === 'admin' ? 'admin' : 'readOnly';
+    const reason = scope === 'admin' ? null : 'this token is read-only; changes, previews and connection checks need an admin token';
+    return c.json({ scope, canChange: scope === 'admin', reason }, 200);
+  });
+
   app.openapi(routes.health, async (c) => {
     const deps = c.var.deps;
     const checks: Record<string, { ok: boolean; error?: string }> = {};

@@ -448,6 +448,15 @@ describe('preview and connection checks: admin only, and preview is capped', () 
     s3?.destroy();
   });
 
+  it('GET /v1/whoami tells a client what its token may do; no token or an unknown one → 401', async () => {
+    expect((await c.request('GET', '/v1/whoami', undefined, A)).body).toEqual({ scope: 'admin', canChange: true, reason: null });
+    const ro = await c.request('GET', '/v1/whoami', undefined, R);
+    expect(ro.status).toBe(200);
+    expect(ro.body).toMatchObject({ scope: 'readOnly', canChange: false, reason: expect.stringContaining('read-only') });
+    expect((await c.request('GET', '/v1/whoami')).status).toBe(401);
+    expect((await c.request('GET', '/v1/whoami', undefined, { authorization: 'Bearer nope' })).status).toBe(401);
+  });
+
   it('a read-only token gets 403 with the reason on preview and connection checks; the admin token gets them', async () => {
     const preview = { connection: 'local', bucketUri: `s3://${bucket}/small/*.csv`, format: 'csv' };
     for (const [path, body] of [['/v1/preview', preview], ['/v1/connections/local/check', { bucketUri: `s3://${bucket}/small/*.csv` }], ['/v1/connections/local/check', undefined]] as const) {

@@ -57,18 +57,15 @@ const dsPath = (name, rest = '') => `/v1/datasources/${enc(name)}${rest}`;
 // ---------------------------------------------------------------------------
 // Session: token prompt and role
 
-/**
- * Whether this token may change things. The API has no "who am I" route, so
- * the console asks for a change that cannot happen: a sync of a name no data
- * source may have (names starting with s3ch_ are reserved). An admin token
- * gets 404, a read-only token 403 with the reason, a bad one 401.
- */
+/** Whether this token may change things: the API says (GET /v1/whoami); a bad token gets 401. */
 async function probeRole() {
   session.readOnlyReason = null;
   try {
-    await api('POST', '/v1/datasources/s3ch_console_probe/sync');
+    const who = await api('GET', '/v1/whoami');
+    if (!who.canChange) session.readOnlyReason = who.reason;
   } catch (err) {
     if (err.status === 401) return false;
+    // A token scoped to something else (e.g. notifications only) can read nothing here either.
     if (err.status === 403) session.readOnlyReason = err.detail;
   }
   renderSession();
