@@ -62,7 +62,7 @@ export const fileItemSchema = z.object({
   etag: z.string(),
   size: z.number(),
   status: z.enum(FILE_STATUSES),
-  attempts: z.number(),
+  attempts: z.number().describe("Import attempts of this version of the object (same key and ETag), counted across every run and retry"),
   rows: z.number(),
   quarantinedRows: z.number(),
   error: z.string().nullable(),
