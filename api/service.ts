@@ -237,6 +237,8 @@ export class DataSourceService {
     const client = this.deps.destination.client;
     await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdent(scratchDb)}` });
     try {
+      // The whole definition first: a good spec (the usual case) costs one CREATE, not one per clause.
+      if ((await this.tryCreate(scratchDb, spec, columns)) === null) return;
       for (const [field, engine] of steps) {
         const error = await this.tryCreate(scratchDb, { ...spec, engine }, columns);
         if (!error) continue;
@@ -293,8 +295,10 @@ export class DataSourceService {
       throw err;
     }
     await this.claims.claim(spec.table, spec.name);
-    const warnings = await this.globWarnings(spec);
-    return { ...(await this.get(spec.name)), warnings };
+    // Answered from what was just started, not by querying the workflow: a worker busy with a
+    // thousand data sources would make every create wait for its first workflow task.
+    const [warnings, stats] = await Promise.all([this.globWarnings(spec), pageStats(this.deps.destination.client, this.metaDb, [spec.name])]);
+    return { ...this.listedResource({ name: spec.name, spec, state: 'idle', memoStatus: undefined }, stats.get(spec.name)!), warnings };
   }
 
   /**
