@@ -113,8 +113,14 @@ export interface ImportPlan {
   format: ResolvedFormat;
   /** DDL, in order, that makes the import path exist (idempotent). */
   create: string[];
-  /** `INSERT INTO landing SELECT ... FROM {source}` with {file}/{etag} as query parameters. */
-  insertSql: string;
+  /** `INSERT INTO landing (...)`: the statement's head, before its SETTINGS. */
+  insertInto: string;
+  /**
+   * The landing columns computed from a source's columns (`line` for NDJSON,
+   * the structure's names otherwise), before the `_file`, `_etag` and `_line`
+   * values the import statement appends.
+   */
+  select: string;
   inputFormat: string;
   structure: string;
   settings: Record<string, string | number>;
@@ -298,7 +304,8 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
       `CREATE TABLE IF NOT EXISTS ${names.landing} (${landingCols.join(', ')}) ENGINE = Null`,
       `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.convertView} TO ${names.converted} AS SELECT ${convs.map((c, i) => `${c.value} AS c${i}`).join(', ')}, ${ok} AS _s3ch_ok, _file AS _s3ch_file, _etag AS _s3ch_etag, _line AS _s3ch_line, if(_s3ch_ok, '', ${firstFailure('column')}) AS _s3ch_column, if(_s3ch_ok, '', ${firstFailure('reason')}) AS _s3ch_error, if(_s3ch_ok, '', ${rawJson}) AS _s3ch_raw FROM ${names.landing}`,
     ],
-    insertSql: `INSERT INTO ${names.landing} (${[...columns.map((_, i) => raw(i)), '_row_error', '_raw_line', '_file', '_etag', '_line'].join(', ')}) {settings} SELECT ${select}, {file:String}, {etag:String}, rowNumberInAllBlocks() + 1 FROM {source}`,
+    insertInto: `INSERT INTO ${names.landing} (${[...columns.map((_, i) => raw(i)), '_row_error', '_raw_line', '_file', '_etag', '_line'].join(', ')})`,
+    select,
   };
 }
 

@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
+import { OBJECT_CHANGED_MARK } from '../clickhouse/import-statement.js';
 
 /**
  * The one place that decides whether a failure is worth retrying. Retrying
@@ -33,12 +34,27 @@ interface AwsLikeError {
   message?: string;
 }
 
+/** ClickHouse reading S3 itself reports S3's answer in its message. */
+const CH_S3_STATUS = /HTTP response code: (\d{3})/;
+
 export function classify(err: unknown): ImportError {
   if (err instanceof ImportError) return err;
   const e = err as AwsLikeError & { type?: string; code?: string };
   const message = e?.message ?? String(err);
-  const status = e?.$metadata?.httpStatusCode;
-  const name = e?.name ?? e?.Code ?? '';
+  const firstLine = message.split('\n')[0]!;
+  if (message.includes(OBJECT_CHANGED_MARK) || /was replaced during read \(etag changed/.test(message)) {
+    return new ImportError('object_changed', 'object changed after it was listed (ETag differs); the new version is imported on the next sync', { cause: err });
+  }
+  if (e?.type === 'MEMORY_LIMIT_EXCEEDED' && !/total memory limit/i.test(message)) {
+    return new ImportError('too_large', `the file needs more memory than one import may use (a line or value far larger than limits.maxRowBytes, or a decompression bomb): ${firstLine}`, { cause: err });
+  }
+  const fromClickHouse = typeof e?.type === 'string';
+  // ClickHouse words S3's SlowDown as its message only: name it, so throttling is recognisable in the ledger.
+  const slowDown = fromClickHouse && /reduce your request rate/i.test(message);
+  const chStatus = fromClickHouse ? (slowDown ? 503 : Number(CH_S3_STATUS.exec(message)?.[1] ?? 0)) : 0;
+  const status = e?.$metadata?.httpStatusCode ?? (chStatus || undefined);
+  const name = slowDown ? 'SlowDown' : fromClickHouse ? '' : e?.name ?? e?.Code ?? '';
+  if (name === 'NoSuchBucket' || (chStatus === 404 && /NoSuchBucket|bucket does not exist/i.test(message))) return new ImportError('config', `bucket does not exist: ${firstLine}`, { cause: err });
   if (name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket')) {
     return new ImportError('object_missing', `object no longer exists (deleted after it was listed): ${message}`, { cause: err });
   }

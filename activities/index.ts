@@ -1,25 +1,29 @@
+import { withCheckedExpressions } from '../clickhouse/spec-expressions.js';
+import { SqlGuardError } from '../clickhouse/sql-guard.js';
 import { Context, CancelledFailure } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createSchemaTools } from './schema.js';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
 import { parseBucketUri, compileGlob } from '../schemas/glob.js';
-import { quoteIdent } from '../schemas/identifiers.js';
+import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 import { buildImportPlan, dropStatements, tableNames, type ResolvedFormat } from './ddl.js';
 import { queryRows, type Compression, type Destination } from './destination.js';
 import { classify, toApplicationFailure, ImportError } from './errors.js';
 import { isDataFileName, resolveCompression, resolveFormat } from './formats.js';
-import { forEachZipEntry, sniffCompression, type ZipEntry } from './zip.js';
-import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
+import { forEachZipEntry, sniffCompression } from './zip.js';
 import { Ledger, type FileStatus } from './ledger.js';
-import type { S3Connections } from './s3.js';
+import type { S3Connections, S3Credentials } from './s3.js';
+import { objectUrl } from '../s3/object-url.js';
+import { s3Source, scrubSecrets } from '../clickhouse/s3-source.js';
+import { insertStatement, linePassStatement, type ImportParams } from '../clickhouse/import-statement.js';
+import { importSettings, S3_READ_SETTINGS, linePassMemoryLimit, maxLineBytes, IMPORT_MAX_SECONDS } from '../clickhouse/import-settings.js';
 
 import type { FileRef } from './schema.js';
 export type { FileRef } from './schema.js';
@@ -98,6 +102,8 @@ export interface ActivityDeps {
 }
 
 export interface ImportHooks {
+  /** When an import starts, after its heartbeat timer and before its first statement. */
+  onStart?(file: FileRef, attempt: number): void | Promise<void>;
   /** After a file's rows are inserted, before its ledger entry says success. */
   afterInsert?(file: FileRef, attempt: number): void | Promise<void>;
   /** Before a file's insert starts. */
@@ -105,53 +111,14 @@ export interface ImportHooks {
 }
 
 
-/** The identity of one file version; its hash is the insert's deduplication token. */
 const HEARTBEAT_EVERY_MS = 2000;
-
-/**
- * Longest physical line a text file may have. Rows over maxRowBytes are
- * quarantined row by row; a line far beyond that would make ClickHouse hold
- * it whole in memory, so the file is refused instead.
- */
-export function maxLineBytes(maxRowBytes: number): number {
-  return Math.max(64 * 1024 * 1024, 8 * maxRowBytes);
-}
 
 /** A type made nullable where ClickHouse allows it, so rows from older files read NULL. */
 function nullableType(type: string): string {
   return /^(Nullable|Array|Map|Tuple|LowCardinality|JSON|Dynamic)\b/.test(type) ? type : `Nullable(${type})`;
 }
 
-/** Read the first bytes of a stream and put them back, for sniffing. */
-async function peek(stream: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
-  const head = await new Promise<Buffer>((resolve, reject) => {
-    const cleanup = () => {
-      stream.off('readable', onReadable);
-      stream.off('end', onEnd);
-      stream.off('error', onError);
-    };
-    const onReadable = () => {
-      const chunk = stream.read() as Buffer | null;
-      if (chunk === null) return;
-      cleanup();
-      resolve(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.alloc(0));
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    stream.on('readable', onReadable);
-    stream.once('end', onEnd);
-    stream.once('error', onError);
-  });
-  if (head.length) stream.unshift(head);
-  return { head: head.subarray(0, n), stream };
-}
-
+/** The identity of one file version (or zip entry: `key::index::name`); its hash is the insert's deduplication token. */
 export function dedupToken(dataSource: string, key: string, etag: string): string {
   return 's3ch-' + createHash('sha256').update(`${dataSource}\u0000${key}\u0000${etag}`).digest('hex');
 }
@@ -161,6 +128,34 @@ function heartbeatSafely(details: unknown) {
     Context.current().heartbeat(details);
   } catch {
     // Outside an activity context (unit tests): nothing to report to.
+  }
+}
+
+/**
+ * Heartbeat on a timer from an activity's first line, whatever it waits on:
+ * with embedded chDB every statement (a ledger write, a DESCRIBE) can queue
+ * behind another file's long insert, and silence past the heartbeat timeout
+ * would look like a dead worker. Returns a stop function; `details` is read
+ * at each beat, so callers update it as they go.
+ */
+export function startHeartbeat(details: Record<string, unknown> = {}): () => void {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return () => undefined; // Outside an activity (unit tests, the bench's direct calls): nothing to report to.
+  }
+  ctx.heartbeat(details);
+  const timer = setInterval(() => ctx.heartbeat(details), HEARTBEAT_EVERY_MS);
+  return () => clearInterval(timer);
+}
+
+async function withHeartbeat<T>(details: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
+  const stop = startHeartbeat(details);
+  try {
+    return await fn();
+  } finally {
+    stop();
   }
 }
 
@@ -179,22 +174,121 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
   const schema = createSchemaTools({ destination, s3 });
 
   /**
-   * A zip object is spooled to local disk (its directory is at the end) and
-   * each data entry is inserted as its own source with its own deduplication
-   * token (`key::entry`). Entries whose format cannot be told are skipped.
+   * Run one import statement with its secrets scrubbed from any error, and
+   * the object's name instead of a local path in the message.
    */
-  async function importZip(body: Readable, file: FileRef, signal: AbortSignal, onEntry: (entry: ZipEntry) => Promise<boolean>): Promise<void> {
-    const dir = destination.spoolDir ?? tmpdir();
-    const path = join(dir, `${randomUUID()}.zip`);
+  async function run(query: string, params: ImportParams, secrets: string[], signal: AbortSignal | undefined, label?: { path: string; name: string }) {
     try {
-      await pipeline(body, createWriteStream(path), { signal });
+      await destination.client.command({ query, query_params: { ...params }, abort_signal: signal });
+    } catch (err) {
+      if (label && err instanceof Error) err.message = err.message.split(label.path).join(label.name);
+      throw scrubSecrets(err, secrets);
+    }
+  }
+
+  /** The compression of an object whose name does not say: its first bytes (a ranged read of 8 bytes, pinned to the listed version). */
+  async function sniff(spec: DataSourceSpec, file: FileRef, signal: AbortSignal | undefined): Promise<Compression | 'zip'> {
+    const { bucket } = parseBucketUri(spec.bucketUri);
+    const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key, Range: 'bytes=0-7', IfMatch: `"${file.etag}"` }), { abortSignal: signal });
+    return sniffCompression(Buffer.from(await obj.Body!.transformToByteArray()));
+  }
+
+  /**
+   * One object, read by ClickHouse itself: a decompression pass first for
+   * gzip/zstd (a truncated or corrupt file fails before any row is
+   * committed), then one INSERT ... SELECT FROM s3() into the landing table.
+   */
+  async function importObject(o: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; file: FileRef; compression: Compression; credentials: S3Credentials | null; signal?: AbortSignal; progress: Record<string, unknown> }) {
+    const { spec, file } = o;
+    const format = resolveFormat(spec, file.key);
+    const plan = buildImportPlan(db, spec, o.columns, format, o.dataSource);
+    const conn = s3.get(spec.connection);
+    const { bucket } = parseBucketUri(spec.bucketUri);
+    const target = objectUrl(conn, bucket, file.key);
+    const params: ImportParams = { file: file.key, etag: file.etag, path: target.path, quotedEtag: `"${file.etag}"` };
+    const compression = format === 'parquet' ? 'none' : o.compression;
+    const lineCap = maxLineBytes(spec.limits.maxRowBytes);
+    if (format !== 'parquet' && (compression !== 'none' || file.size > lineCap)) {
+      o.progress.phase = 'line pass';
+      const lines = s3Source({ url: target.url, credentials: o.credentials, format: 'LineAsString', structure: 'line String', compression });
+      const tooLong = (at: string) => new ImportError('too_large', `${at} is longer than ${lineCap} bytes: refused before parsing to keep memory bounded (rows over limits.maxRowBytes are quarantined; lines this long fail the file)`);
+      let pass: { longest: string; at: string } | undefined;
+      try {
+        [pass] = await queryRows<{ longest: string; at: string }>(
+          destination.client,
+          linePassStatement({ source: lines.sql, globbed: target.globbed, settings: { ...S3_READ_SETTINGS, max_memory_usage: linePassMemoryLimit(spec.limits.maxRowBytes), max_execution_time: IMPORT_MAX_SECONDS } }),
+          { ...params },
+        );
+      } catch (err) {
+        // Over the pass's memory cap: only a line far over the cap (or a decompression bomb) gets there.
+        if ((err as { type?: string }).type === 'MEMORY_LIMIT_EXCEEDED') throw tooLong('a line');
+        throw scrubSecrets(err, lines.secrets);
+      }
+      if (pass && Number(pass.longest) > lineCap) throw tooLong(`line ${pass.at}`);
+    }
+    o.progress.phase = 'insert';
+    const source = s3Source({ url: target.url, credentials: o.credentials, format: plan.inputFormat, structure: plan.structure, compression });
+    await run(
+      insertStatement({
+        insertInto: plan.insertInto,
+        select: plan.select,
+        source: source.sql,
+        globbed: target.globbed,
+        checkEtag: true,
+        settings: { ...plan.settings, ...importSettings(dedupToken(o.dataSource, file.key, file.etag), spec.limits.maxRowBytes) },
+      }),
+      params, source.secrets, o.signal,
+    );
+  }
+
+  /**
+   * A zip archive. chDB's build has no archive reader (`s3('a.zip :: entry')`
+   * fails with "minizip library is disabled"), so the archive is fetched to
+   * local disk (its directory is at the end) and each data entry, extracted
+   * next to it, is inserted with `file()`. Each entry has its own
+   * deduplication token over its index and name, so two entries with one
+   * name both load. Entries whose format cannot be told are skipped.
+   */
+  async function importZip(o: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; file: FileRef; signal: AbortSignal; progress: Record<string, unknown> }) {
+    const { spec, file } = o;
+    const dir = destination.spoolDir;
+    if (!dir) throw new ImportError('config', `${file.key}: zip archives are read by embedded ClickHouse only; with a ClickHouse server, store the entries as separate objects`);
+    const { bucket } = parseBucketUri(spec.bucketUri);
+    const archive = join(dir, `${randomUUID()}.zip`);
+    const entryPath = join(dir, `${randomUUID()}.entry`);
+    o.progress.phase = 'download';
+    try {
+      // IfMatch pins the version that was listed: a file replaced mid-download fails loudly.
+      const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key, IfMatch: `"${file.etag}"` }), { abortSignal: o.signal });
+      await pipeline(obj.Body as Readable, createWriteStream(archive), { signal: o.signal });
       let imported = 0;
-      await forEachZipEntry(path, async (entry) => {
-        if (await onEntry(entry)) imported++;
+      await forEachZipEntry(archive, async (entry) => {
+        o.progress.entry = entry.name;
+        // Not a data file (README, manifest...): skipped.
+        if (!isDataFileName(entry.name)) return;
+        const inner = resolveCompression({ compression: 'auto' }, entry.name);
+        if (inner === 'zip') throw new ImportError('bad_file', `zip entry ${entry.name} is itself a zip archive; nested archives are not read`);
+        await pipeline(await entry.open(), createWriteStream(entryPath), { signal: o.signal });
+        const format = resolveFormat(spec, entry.name);
+        const plan = buildImportPlan(db, spec, o.columns, format, o.dataSource);
+        const id = `${file.key}::${entry.name}`;
+        const source = `file(${quoteString(entryPath)}, ${quoteString(plan.inputFormat)}, ${quoteString(plan.structure)}, ${quoteString(inner ?? 'none')})`;
+        const query = insertStatement({
+          insertInto: plan.insertInto,
+          select: plan.select,
+          source,
+          globbed: false,
+          // file() has no _etag: the archive was fetched with If-Match, so it is the listed version.
+          checkEtag: false,
+          settings: { ...plan.settings, ...importSettings(dedupToken(o.dataSource, `${file.key}::${entry.index}::${entry.name}`, file.etag), spec.limits.maxRowBytes) },
+        });
+        await run(query, { file: id, etag: file.etag, path: '', quotedEtag: '' }, [], o.signal, { path: entryPath, name: id });
+        imported++;
       });
       if (imported === 0) throw new ImportError('bad_file', `${file.key}: the zip archive has no entry of a known data format (csv, tsv, ndjson, jsonl, json, parquet)`);
     } finally {
-      await rm(path, { force: true });
+      await rm(archive, { force: true });
+      await rm(entryPath, { force: true });
     }
   }
 
@@ -223,182 +317,189 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     return rows.length ? rows : null;
   }
 
+  async function prepare(dataSource: string, userSpec: DataSourceSpec): Promise<PrepareResult> {
+    // DDL splices only ClickHouse's canonical text of allow-listed expressions, whoever wrote the spec.
+    const spec = await withCheckedExpressions(destination.client, userSpec).catch((e: unknown) => {
+      throw e instanceof SqlGuardError ? ApplicationFailure.nonRetryable(e.message, 'bad_spec') : e;
+    });
+    await ledger.ensureTables();
+    s3.get(spec.connection);
+    let columns = spec.columns ?? (await existingColumns(spec.table));
+    let inferredFrom: string | null = null;
+    if (!columns) {
+      const ref = await schema.firstMatchingObject(spec).catch((e) => {
+        throw toApplicationFailure(classify(e));
+      });
+      if (!ref) return { columns: null, inferredFrom: null };
+      columns = await schema.inferColumns(spec, ref);
+      inferredFrom = ref.key;
+    }
+    const plan = buildImportPlan(db, spec, columns, 'csv', dataSource);
+    // The landing table and views are rebuilt only when the plan changes, so an
+    // unchanged data source keeps the same views (and deduplication state).
+    const planHash = createHash('sha256').update(plan.create.join('\n')).digest('hex').slice(0, 16);
+    const landingName = `${spec.table}_s3ch_landing`;
+    const [current] = await queryRows<{ comment: string }>(
+      destination.client,
+      'SELECT comment FROM system.tables WHERE database = {db:String} AND name = {t:String}',
+      { db, t: landingName },
+    );
+    if (current?.comment !== `plan:${planHash}`) {
+      for (const sql of dropStatements(plan.names, false)) await destination.client.command({ query: sql });
+      for (const sql of plan.create) {
+        const withComment = sql.includes('ENGINE = Null') ? `${sql} COMMENT 'plan:${planHash}'` : sql;
+        await destination.client.command({ query: withComment });
+      }
+    }
+    return { columns, inferredFrom };
+  }
+
+  async function discover({ dataSource, spec, runId, limit, startAfter }: DiscoverInput): Promise<DiscoverResult> {
+    const found: FileRef[] = [];
+    let listed = 0;
+    let more = false;
+    try {
+      for await (const page of schema.matchingPages(spec, { startAfter, signal: currentSignal() })) {
+        listed += page.listed;
+        const settled = await ledger.settled(dataSource, page.files.map((f) => f.key));
+        for (const f of page.files) {
+          if (settled.has(`${f.key}\u0000${f.etag}`)) continue;
+          if (found.length >= limit) {
+            more = true;
+            break;
+          }
+          found.push(f);
+        }
+        heartbeatSafely({ listed, found: found.length });
+        if (more) break;
+      }
+    } catch (e) {
+      throw toApplicationFailure(classify(e));
+    }
+    await ledger.record(found.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued', run_id: runId })));
+    // Listing is in key order, so the last file taken is where the next batch continues.
+    return { files: found, more, cursor: more ? found[found.length - 1]?.key ?? null : null, listed };
+  }
+
+  async function importOne({ dataSource, spec, columns, file, runId, evolve }: ImportInput): Promise<ImportResult> {
+    const ctx = Context.current();
+    // Heartbeats start before anything that can wait on ClickHouse (the ledger write included).
+    const progress: Record<string, unknown> = { phase: 'start', size: file.size };
+    const stopBeat = startHeartbeat(progress);
+    const attempt = ctx.info.attempt;
+    const base = { datasource: dataSource, key: file.key, etag: file.etag, size: file.size, attempt, run_id: runId };
+    try {
+      await hooks?.onStart?.(file, attempt);
+      await ledger.record([{ ...base, status: 'running' }]);
+      if (spec.limits.maxFileBytes > 0 && file.size > spec.limits.maxFileBytes) {
+        throw new ImportError('too_large', `file is ${file.size} bytes, over the data source's maxFileBytes of ${spec.limits.maxFileBytes}`);
+      }
+      if (evolve) {
+        progress.phase = 'schema';
+        const added = await newColumns(spec, columns, file);
+        if (added.length) {
+          await ledger.record([{ ...base, status: 'queued', error: `new columns ${added.map((c) => c.name).join(', ')}: the table is extended first` }]);
+          throw ApplicationFailure.create({ type: SCHEMA_CHANGED, nonRetryable: true, message: `new columns: ${added.map((c) => c.name).join(', ')}`, details: [added] });
+        }
+      }
+      const signal = ctx.cancellationSignal;
+      // The name says; only a name without a data extension is sniffed by its first bytes.
+      const compression = resolveCompression(spec, file.key) ?? (isDataFileName(file.key) ? 'none' : await sniff(spec, file, signal));
+      await hooks?.beforeInsert?.(file, attempt);
+      if (compression === 'zip') {
+        await importZip({ dataSource, spec, columns, file, signal, progress });
+      } else {
+        const credentials = await s3.credentials(spec.connection);
+        await importObject({ dataSource, spec, columns, file, compression, credentials, signal, progress });
+      }
+      await hooks?.afterInsert?.(file, attempt);
+      progress.phase = 'counting';
+      const { rows, quarantined } = await ledger.fileRows(dataSource, file.key, file.etag);
+      await ledger.record([{ ...base, status: 'success', rows, quarantined_rows: quarantined, bytes: file.size }]);
+      // Older versions of this key that failed will never be retried now: say so, rather than leave them as failures.
+      await ledger.supersede(dataSource, file.key, file.etag);
+      return { rows, quarantinedRows: quarantined, bytes: file.size };
+    } catch (e) {
+      if (e instanceof ApplicationFailure && e.type === SCHEMA_CHANGED) throw e;
+      if (ctx.cancellationSignal.aborted) {
+        await ledger.record([{ ...base, status: 'cancelled', error: 'cancelled' }]).catch(() => undefined);
+        throw e instanceof CancelledFailure ? e : new CancelledFailure('import cancelled');
+      }
+      const failure = classify(e);
+      const af = toApplicationFailure(failure);
+      await ledger
+        .record([{ ...base, status: af.nonRetryable ? 'failure' : 'pending_retry', error: failure.message }])
+        .catch(() => undefined);
+      throw af;
+    } finally {
+      stopBeat();
+    }
+  }
+
+  async function evolve({ spec, columns, add }: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; add: ColumnSpec[] }): Promise<ColumnSpec[]> {
+    const names = tableNames(db, spec.table);
+    const have = new Set(columns.map((c) => c.name));
+    const fresh = add.filter((c) => !have.has(c.name));
+    for (const c of fresh) {
+      await destination.client.command({ query: `ALTER TABLE ${names.target} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}` });
+    }
+    return [...columns, ...fresh];
+  }
+
+
+  async function retryLookup({ dataSource, spec, keys, onlyUnsettled, after, limit }: { dataSource: string; spec: DataSourceSpec; keys?: string[]; onlyUnsettled?: boolean; after?: string; limit?: number }): Promise<FileRef[]> {
+    const explicit = Boolean(keys?.length);
+    // Without keys: a page of the files whose latest status is failure (key order, after `after`), looked up at
+    // their current version, so a file fixed in place (new ETag) is retried as what is there now. Objects found
+    // gone do not make the page short: the next failures are read in their place, so a short page is the last.
+    const wanted = explicit ? keys! : ledger.failedKeysFilling(dataSource, after, limit ?? 10_000, () => out.length);
+    const match = compileGlob(parseBucketUri(spec.bucketUri).pattern);
+    const out: FileRef[] = [];
+    for await (const key of wanted) {
+      if (onlyUnsettled && !match(key)) continue;
+      try {
+        out.push(await schema.currentVersion(spec, key));
+      } catch (e) {
+        const failure = classify(e);
+        // A notified object may be gone already: the listing safety net decides then.
+        if (onlyUnsettled) continue;
+        if (explicit) throw ApplicationFailure.nonRetryable(`cannot retry ${key}: ${failure.message}`, 'retry_failed');
+        // Gone for good: record why, so it stops being listed as a failure to retry.
+        if (failure.kind === 'object_missing') {
+          await ledger.record([{ datasource: dataSource, key, etag: '', size: 0, attempt: 0, status: 'failure', error: failure.message }]);
+          continue;
+        }
+        throw toApplicationFailure(failure);
+      }
+      heartbeatSafely({ checked: out.length });
+    }
+    if (!onlyUnsettled) return out;
+    const settled = await ledger.settled(dataSource, out.map((f) => f.key));
+    const fresh = out.filter((f) => !settled.has(`${f.key}\u0000${f.etag}`));
+    await ledger.record(fresh.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued' })));
+    return fresh;
+  }
+
+
   return {
     /** Make the tables, the landing table and the views exist for a spec. Idempotent. */
     async prepareDataSource({ dataSource, spec }: PrepareInput): Promise<PrepareResult> {
-      await ledger.ensureTables();
-      s3.get(spec.connection);
-      let columns = spec.columns ?? (await existingColumns(spec.table));
-      let inferredFrom: string | null = null;
-      if (!columns) {
-        const ref = await schema.firstMatchingObject(spec).catch((e) => {
-          throw toApplicationFailure(classify(e));
-        });
-        if (!ref) return { columns: null, inferredFrom: null };
-        columns = await schema.inferColumns(spec, ref);
-        inferredFrom = ref.key;
-      }
-      const plan = buildImportPlan(db, spec, columns, 'csv', dataSource);
-      // The landing table and views are rebuilt only when the plan changes, so an
-      // unchanged data source keeps the same views (and deduplication state).
-      const planHash = createHash('sha256').update(plan.create.join('\n')).digest('hex').slice(0, 16);
-      const landingName = `${spec.table}_s3ch_landing`;
-      const [current] = await queryRows<{ comment: string }>(
-        destination.client,
-        'SELECT comment FROM system.tables WHERE database = {db:String} AND name = {t:String}',
-        { db, t: landingName },
-      );
-      if (current?.comment !== `plan:${planHash}`) {
-        for (const sql of dropStatements(plan.names, false)) await destination.client.command({ query: sql });
-        for (const sql of plan.create) {
-          const withComment = sql.includes('ENGINE = Null') ? `${sql} COMMENT 'plan:${planHash}'` : sql;
-          await destination.client.command({ query: withComment });
-        }
-      }
-      return { columns, inferredFrom };
+      return withHeartbeat({ phase: 'prepare' }, () => prepare(dataSource, spec));
     },
 
     /** List the bucket under the glob's literal prefix and return the next batch of files not yet settled. */
-    async discoverFiles({ dataSource, spec, runId, limit, startAfter }: DiscoverInput): Promise<DiscoverResult> {
-      const found: FileRef[] = [];
-      let listed = 0;
-      let more = false;
-      try {
-        for await (const page of schema.matchingPages(spec, { startAfter, signal: currentSignal() })) {
-          listed += page.listed;
-          const settled = await ledger.settled(dataSource, page.files.map((f) => f.key));
-          for (const f of page.files) {
-            if (settled.has(`${f.key}\u0000${f.etag}`)) continue;
-            if (found.length >= limit) {
-              more = true;
-              break;
-            }
-            found.push(f);
-          }
-          heartbeatSafely({ listed, found: found.length });
-          if (more) break;
-        }
-      } catch (e) {
-        throw toApplicationFailure(classify(e));
-      }
-      await ledger.record(found.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued', run_id: runId })));
-      // Listing is in key order, so the last file taken is where the next batch continues.
-      return { files: found, more, cursor: more ? found[found.length - 1]?.key ?? null : null, listed };
+    async discoverFiles(input: DiscoverInput): Promise<DiscoverResult> {
+      return withHeartbeat({ phase: 'discover' }, () => discover(input));
     },
 
-    /** Stream one object from S3 into ClickHouse; ClickHouse parses it natively. */
-    async importFile({ dataSource, spec, columns, file, runId, evolve }: ImportInput): Promise<ImportResult> {
-      const ctx = Context.current();
-      const attempt = ctx.info.attempt;
-      const base = { datasource: dataSource, key: file.key, etag: file.etag, size: file.size, attempt, run_id: runId };
-      await ledger.record([{ ...base, status: 'running' }]);
-      let beat: ReturnType<typeof setInterval> | undefined;
-      let body: Readable | undefined;
-      try {
-        if (spec.limits.maxFileBytes > 0 && file.size > spec.limits.maxFileBytes) {
-          throw new ImportError('too_large', `file is ${file.size} bytes, over the data source's maxFileBytes of ${spec.limits.maxFileBytes}`);
-        }
-        if (evolve) {
-          const added = await newColumns(spec, columns, file);
-          if (added.length) {
-            await ledger.record([{ ...base, status: 'queued', error: `new columns ${added.map((c) => c.name).join(', ')}: the table is extended first` }]);
-            throw ApplicationFailure.create({ type: SCHEMA_CHANGED, nonRetryable: true, message: `new columns: ${added.map((c) => c.name).join(', ')}`, details: [added] });
-          }
-        }
-        const { bucket } = parseBucketUri(spec.bucketUri);
-        const signal = ctx.cancellationSignal;
-        // IfMatch pins the version that was listed: a file replaced mid-import fails loudly instead of mixing versions.
-        const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key, IfMatch: `"${file.etag}"` }), { abortSignal: signal });
-        body = obj.Body as Readable;
-        let compression = resolveCompression(spec, file.key);
-        if (compression === null) {
-          // The name does not say: the first bytes do.
-          const peeked = await peek(body, 8);
-          body = peeked.stream;
-          compression = sniffCompression(peeked.head);
-        }
-        // Heartbeat on a timer, not only on bytes: ClickHouse may parse a spooled
-        // file for minutes after the download ended, and silence would look like a dead worker.
-        const progress: { phase: string; bytes: number; size: number; entry?: string } = { phase: 'download', bytes: 0, size: file.size };
-        beat = setInterval(() => ctx.heartbeat(progress), HEARTBEAT_EVERY_MS);
-        await hooks?.beforeInsert?.(file, attempt);
-        const insertOne = async (source: Readable, id: string, name: string, comp: Compression) => {
-          const format = resolveFormat(spec, name);
-          const plan = buildImportPlan(db, spec, columns, format, dataSource);
-          await destination.insertStream({
-            maxLineBytes: format === 'parquet' ? undefined : maxLineBytes(spec.limits.maxRowBytes),
-            sql: plan.insertSql,
-            format: plan.inputFormat,
-            structure: plan.structure,
-            compression: comp,
-            body: source,
-            label: id,
-            params: { file: id, etag: file.etag },
-            settings: {
-              ...plan.settings,
-              insert_deduplicate: 1,
-              insert_deduplication_token: dedupToken(dataSource, id, file.etag),
-              deduplicate_blocks_in_dependent_materialized_views: 1,
-              // One insert stream keeps block boundaries identical on a retry, so
-              // every block of a half-finished insert is recognised as a duplicate.
-              max_threads: 1,
-              max_insert_threads: 1,
-            },
-            signal,
-            onBytes: (bytes) => {
-              progress.bytes = bytes;
-              if (bytes >= file.size) progress.phase = 'insert';
-            },
-          });
-        };
-        if (compression === 'zip') {
-          await importZip(body, file, signal, async (entry) => {
-            progress.entry = entry.name;
-            // Not a data file (README, manifest...): skipped.
-            if (!isDataFileName(entry.name)) return false;
-            const inner = resolveCompression({ compression: 'auto' }, entry.name);
-            if (inner === 'zip') throw new ImportError('bad_file', `zip entry ${entry.name} is itself a zip archive; nested archives are not read`);
-            await insertOne(await entry.open(), `${file.key}::${entry.name}`, entry.name, inner ?? 'none');
-            return true;
-          });
-        } else {
-          await insertOne(body, file.key, file.key, compression);
-        }
-        await hooks?.afterInsert?.(file, attempt);
-        ctx.heartbeat({ phase: 'counting' });
-        const { rows, quarantined } = await ledger.fileRows(dataSource, file.key, file.etag);
-        await ledger.record([{ ...base, status: 'success', rows, quarantined_rows: quarantined, bytes: file.size }]);
-        // Older versions of this key that failed will never be retried now: say so, rather than leave them as failures.
-        await ledger.supersede(dataSource, file.key, file.etag);
-        return { rows, quarantinedRows: quarantined, bytes: file.size };
-      } catch (e) {
-        if (e instanceof ApplicationFailure && e.type === SCHEMA_CHANGED) throw e;
-        if (ctx.cancellationSignal.aborted) {
-          await ledger.record([{ ...base, status: 'cancelled', error: 'cancelled' }]).catch(() => undefined);
-          throw e instanceof CancelledFailure ? e : new CancelledFailure('import cancelled');
-        }
-        const failure = classify(e);
-        const af = toApplicationFailure(failure);
-        await ledger
-          .record([{ ...base, status: af.nonRetryable ? 'failure' : 'pending_retry', error: failure.message }])
-          .catch(() => undefined);
-        throw af;
-      } finally {
-        clearInterval(beat);
-        // Release the S3 connection whatever happened (a failure before the body was read leaves it open).
-        body?.destroy();
-      }
+    /** Load one object: ClickHouse reads it from S3 itself and parses it natively; no file byte passes through the worker. */
+    async importFile(input: ImportInput): Promise<ImportResult> {
+      return importOne(input);
     },
 
     /** Add columns a newer file brought (nullable: older rows read NULL); returns the full column list. */
-    async evolveSchema({ spec, columns, add }: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; add: ColumnSpec[] }): Promise<ColumnSpec[]> {
-      const names = tableNames(db, spec.table);
-      const have = new Set(columns.map((c) => c.name));
-      const fresh = add.filter((c) => !have.has(c.name));
-      for (const c of fresh) {
-        await destination.client.command({ query: `ALTER TABLE ${names.target} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.name)} ${c.type}` });
-      }
-      return [...columns, ...fresh];
+    async evolveSchema(input: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; add: ColumnSpec[] }): Promise<ColumnSpec[]> {
+      return withHeartbeat({ phase: 'evolve' }, () => evolve(input));
     },
 
     /** Record a status for files the workflow settles itself (retries exhausted, cancelled before start, paused). */
@@ -415,37 +516,8 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     },
 
     /** Files to import again: the listed keys (current version from S3) or every file whose latest status is failure. */
-    async filesToRetry({ dataSource, spec, keys, onlyUnsettled, after, limit }: { dataSource: string; spec: DataSourceSpec; keys?: string[]; onlyUnsettled?: boolean; after?: string; limit?: number }): Promise<FileRef[]> {
-      const explicit = Boolean(keys?.length);
-      // Without keys: a page of the files whose latest status is failure (key order, after `after`), looked up at
-      // their current version, so a file fixed in place (new ETag) is retried as what is there now. Objects found
-      // gone do not make the page short: the next failures are read in their place, so a short page is the last.
-      const wanted = explicit ? keys! : ledger.failedKeysFilling(dataSource, after, limit ?? 10_000, () => out.length);
-      const match = compileGlob(parseBucketUri(spec.bucketUri).pattern);
-      const out: FileRef[] = [];
-      for await (const key of wanted) {
-        if (onlyUnsettled && !match(key)) continue;
-        try {
-          out.push(await schema.currentVersion(spec, key));
-        } catch (e) {
-          const failure = classify(e);
-          // A notified object may be gone already: the listing safety net decides then.
-          if (onlyUnsettled) continue;
-          if (explicit) throw ApplicationFailure.nonRetryable(`cannot retry ${key}: ${failure.message}`, 'retry_failed');
-          // Gone for good: record why, so it stops being listed as a failure to retry.
-          if (failure.kind === 'object_missing') {
-            await ledger.record([{ datasource: dataSource, key, etag: '', size: 0, attempt: 0, status: 'failure', error: failure.message }]);
-            continue;
-          }
-          throw toApplicationFailure(failure);
-        }
-        heartbeatSafely({ checked: out.length });
-      }
-      if (!onlyUnsettled) return out;
-      const settled = await ledger.settled(dataSource, out.map((f) => f.key));
-      const fresh = out.filter((f) => !settled.has(`${f.key}\u0000${f.etag}`));
-      await ledger.record(fresh.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued' })));
-      return fresh;
+    async filesToRetry(input: { dataSource: string; spec: DataSourceSpec; keys?: string[]; onlyUnsettled?: boolean; after?: string; limit?: number }): Promise<FileRef[]> {
+      return withHeartbeat({ phase: 'retry lookup' }, () => retryLookup(input));
     },
 
     /** Remove a data source's import path; its table and ledger rows only when asked. */

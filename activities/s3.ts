@@ -36,6 +36,12 @@ function clientConfig(conn: Connection): S3ClientConfig {
   }
 }
 
+export interface S3Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
 /** Named S3 connections; clients are created lazily and reused. */
 export class S3Connections {
   private readonly clients = new Map<string, S3Client>();
@@ -62,6 +68,20 @@ export class S3Connections {
       this.clients.set(name, client);
     }
     return client;
+  }
+
+  /**
+   * Credentials for ClickHouse to read with (s3() signs its own requests):
+   * static keys as configured; for the default chain and AssumeRole, the
+   * temporary credentials the SDK's provider resolves (and caches until they
+   * near expiry) in the worker; null for anonymous connections (NOSIGN).
+   */
+  async credentials(name: string): Promise<S3Credentials | null> {
+    const conn = this.get(name);
+    if (conn.kind === 'anonymous') return null;
+    if (conn.kind === 'static') return { accessKeyId: conn.accessKeyId, secretAccessKey: conn.secretAccessKey, sessionToken: conn.sessionToken };
+    const c = await this.client(name).config.credentials();
+    return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken };
   }
 
   close() {

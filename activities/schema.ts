@@ -1,11 +1,5 @@
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { gunzipSync, constants as zlibConstants } from 'node:zlib';
-import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
 import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
 import { parseBucketUri, compileGlob } from '../schemas/glob.js';
 import { isTimeType, parseClickHouseType } from '../schemas/clickhouse-type.js';
@@ -14,6 +8,9 @@ import { ImportError } from './errors.js';
 import { resolveCompression, resolveFormat } from './formats.js';
 import { sniffCompression } from './zip.js';
 import type { S3Connections } from './s3.js';
+import { objectUrl } from '../s3/object-url.js';
+import { s3Source, scrubSecrets } from '../clickhouse/s3-source.js';
+import { S3_READ_SETTINGS } from '../clickhouse/import-settings.js';
 
 export interface FileRef {
   key: string;
@@ -21,9 +18,6 @@ export interface FileRef {
   size: number;
   lastModified: string;
 }
-
-/** Largest Parquet file read whole for schema inference. */
-const PARQUET_INFERENCE_MAX_BYTES = 1024 * 1024 * 1024;
 
 export const stripQuotes = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
 
@@ -111,24 +105,18 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
 
 
   /**
-   * Parquet keeps its schema in the footer, so the reference file is read
-   * whole into the spool and described by ClickHouse. That needs ClickHouse to
-   * see local files (chDB); against a server, columns must be declared.
+   * Parquet keeps its schema in the footer: ClickHouse reads it with ranged
+   * reads (`DESCRIBE s3(...)`), whatever the file's size, on chDB and a server alike.
    */
   async function inferParquetColumns(spec: DataSourceSpec, file: FileRef): Promise<ColumnSpec[]> {
-    if (!destination.spoolDir) throw new ImportError('config', 'schema inference for Parquet needs embedded ClickHouse; declare columns');
-    if (file.size > PARQUET_INFERENCE_MAX_BYTES) {
-      throw new ImportError('config', `reference file ${file.key} is ${file.size} bytes; Parquet inference reads at most ${PARQUET_INFERENCE_MAX_BYTES}: declare columns`);
-    }
     const { bucket } = parseBucketUri(spec.bucketUri);
-    const obj = await s3.client(spec.connection).send(new GetObjectCommand({ Bucket: bucket, Key: file.key }));
-    const path = join(destination.spoolDir, `${randomUUID()}.parquet`);
+    const target = objectUrl(s3.get(spec.connection), bucket, file.key);
+    const source = s3Source({ url: target.url, credentials: await s3.credentials(spec.connection), format: 'Parquet', structure: 'auto', compression: 'none' });
     try {
-      await pipeline(obj.Body as Readable, createWriteStream(path));
-      const rows = await queryRows<{ name: string; type: string }>(destination.client, `DESCRIBE TABLE file({path:String}, 'Parquet')`, { path });
+      const rows = await queryRows<{ name: string; type: string }>(destination.client, `DESCRIBE TABLE ${source.sql}`, {}, { ...S3_READ_SETTINGS });
       return rows.map((r) => ({ name: r.name, type: r.type }));
-    } finally {
-      await rm(path, { force: true });
+    } catch (err) {
+      throw scrubSecrets(err, source.secrets);
     }
   }
 

@@ -7,6 +7,8 @@ const ZIP_BOMB_RATIO = 1000;
 const ZIP_BOMB_MIN_BYTES = 256 * 1024 * 1024;
 
 export interface ZipEntry {
+  /** Position in the archive's directory (0-based, every entry counted): two entries may share a name. */
+  index: number;
   name: string;
   compressedSize: number;
   uncompressedSize: number;
@@ -23,11 +25,13 @@ export async function forEachZipEntry(path: string, onEntry: (entry: ZipEntry) =
     yauzl.open(path, { lazyEntries: true, autoClose: false }, (err, z) => (err || !z ? reject(new ImportError('bad_file', `not a valid zip archive: ${err?.message}`)) : resolve(z))),
   );
   let count = 0;
+  let index = -1;
   try {
     await new Promise<void>((resolve, reject) => {
       zip.on('error', (err: Error) => reject(new ImportError('bad_file', `zip archive is damaged: ${err.message}`)));
       zip.on('end', () => resolve());
       zip.on('entry', (entry: yauzl.Entry) => {
+        index++;
         const name = entry.fileName;
         if (name.endsWith('/') || name.startsWith('__MACOSX/') || /(^|\/)\.[^/]*$/.test(name)) {
           zip.readEntry();
@@ -39,6 +43,7 @@ export async function forEachZipEntry(path: string, onEntry: (entry: ZipEntry) =
         }
         count++;
         onEntry({
+          index,
           name,
           compressedSize: entry.compressedSize,
           uncompressedSize: entry.uncompressedSize,

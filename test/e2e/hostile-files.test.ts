@@ -332,7 +332,7 @@ describe('hostile and malformed files', () => {
     });
   });
 
-  it('a CSV whose single data line is 300 MB: the file is refused while spooling, before ClickHouse parses it; memory stays bounded', async () => {
+  it('a CSV whose single data line is 300 MB: the file is refused by the line pass, before ClickHouse parses it; memory stays bounded', async () => {
     const name = uid('longline');
     const FIELD = 300 * 1024 * 1024;
     await put(s3, bucket, `${name}/long.csv`, Buffer.concat([Buffer.from('id,v\n701,'), Buffer.alloc(FIELD, 'a'), Buffer.from('\n')]));
@@ -343,7 +343,7 @@ describe('hostile and malformed files', () => {
 
     const f = await files(name);
     expect(f['long.csv']).toMatchObject({ status: 'failure', rows: 0, attempts: 1 });
-    expect(f['long.csv']!.error).toMatch(/line 2 is longer than \d+ bytes: refused before parsing to keep memory bounded/);
+    expect(f['long.csv']!.error).toMatch(/line (2 )?is longer than \d+ bytes: refused before parsing to keep memory bounded/);
     expect(f['good.csv']).toMatchObject({ status: 'success', rows: 3 });
     await expectOnlyGoodRows(name, 700);
   }, 180_000);

@@ -5,6 +5,7 @@
  *
  * S3CH_TEST_FAULT=kill-after-insert:<key> SIGKILLs the process right after
  * that file's rows are inserted and before its ledger entry says success.
+ * Every insert prints `INSERT START <key> <attempt>` as it begins.
  */
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { envSchema } from '../../schemas/config.js';
@@ -32,6 +33,10 @@ const connector = await startConnector({
   serveApi: true,
   workflowBundle: { codePath: config.workflowBundlePath },
   hooks: {
+    // Tells a test that kills this process when a file's insert has begun (no query can see it: chDB runs one statement at a time).
+    beforeInsert(file, attempt) {
+      process.stdout.write(`INSERT START ${file.key} ${attempt}\n`);
+    },
     afterInsert(file) {
       if (fault === `kill-after-insert:${file.key}`) {
         process.stdout.write(`FAULT kill-after-insert ${file.key}\n`);

@@ -1,0 +1,87 @@
+/**
+ * Settings of every import statement. They go into the statement's own
+ * SETTINGS clause (see renderSettings): on chDB, client-level settings would
+ * become session-wide and leak into concurrent queries.
+ */
+
+/** Rows and bytes an insert block is squashed to: fixed, so a retry cuts the same blocks. */
+export const INSERT_BLOCK_ROWS = 1_048_449;
+export const INSERT_BLOCK_BYTES = 64 * 1024 * 1024;
+/** Longest an import statement may run (the import activity's start-to-close timeout is 6 h). */
+export const IMPORT_MAX_SECONDS = 6 * 3600;
+
+/**
+ * Longest physical line a text file may have. Rows over maxRowBytes are
+ * quarantined row by row; a line far beyond that would make ClickHouse hold
+ * it whole in memory, so the file is refused instead (by the line pass).
+ */
+export function maxLineBytes(maxRowBytes: number): number {
+  return Math.max(64 * 1024 * 1024, 8 * maxRowBytes);
+}
+
+/**
+ * Memory the line pass may use: enough for one line at the cap (a string
+ * grows by doubling) and the read buffers, so a longer line fails it early,
+ * with the worker's memory bounded, before the insert holds anything.
+ */
+export function linePassMemoryLimit(maxRowBytes: number): number {
+  return 2 * maxLineBytes(maxRowBytes) + 32 * 1024 * 1024;
+}
+
+/**
+ * Memory one insert statement may use: a bound on what any file can cost,
+ * far above what parsing and converting clean blocks needs (about 300 MiB
+ * for the benchmark's 2M-row files), so only a hostile file reaches it.
+ */
+export function importMemoryLimit(maxRowBytes: number): number {
+  return Math.max(1024 ** 3, 4 * linePassMemoryLimit(maxRowBytes));
+}
+
+/**
+ * S3 reads: at most three tries of a request inside ClickHouse (as the
+ * worker's own SDK client), which absorb a momentary blip; Temporal's retry
+ * policy, with backoff and a `pending_retry` in the ledger, owns the rest.
+ * (ClickHouse's default would retry a failing request 500 times.)
+ */
+export const S3_READ_SETTINGS = {
+  s3_retry_attempts: 2,
+  s3_max_single_read_retries: 0,
+  s3_connect_timeout_ms: 2000,
+  // Every ranged read carries If-Match: a file replaced mid-read fails instead of mixing versions.
+  s3_validate_etag_on_read: 1,
+  s3_skip_empty_files: 1,
+} as const;
+
+/**
+ * Settings that make an insert exactly once across retries. A deduplication
+ * token numbers the blocks of one insert (token_0, token_1, ...), so a retry
+ * must cut the same rows into the same blocks. Parallel parsing keeps rows in
+ * file order and cuts parsing chunks at fixed byte sizes; one insert stream
+ * (max_insert_threads = 1, no re-split of the source's output) and fixed
+ * squashing sizes then give identical blocks on every attempt, while
+ * max_threads still parses in parallel. test/e2e/import-determinism.test.ts
+ * interrupts an insert half-way and retries it to prove it.
+ */
+export function dedupSettings(token: string): Record<string, string | number> {
+  return {
+    insert_deduplicate: 1,
+    insert_deduplication_token: token,
+    deduplicate_blocks_in_dependent_materialized_views: 1,
+    input_format_parallel_parsing: 1,
+    min_chunk_bytes_for_parallel_parsing: 10 * 1024 * 1024,
+    max_insert_threads: 1,
+    parallelize_output_from_storages: 0,
+    max_insert_block_size: INSERT_BLOCK_ROWS,
+    min_insert_block_size_rows: INSERT_BLOCK_ROWS,
+    min_insert_block_size_bytes: INSERT_BLOCK_BYTES,
+  };
+}
+
+export function importSettings(token: string, maxRowBytes: number): Record<string, string | number> {
+  return {
+    ...S3_READ_SETTINGS,
+    ...dedupSettings(token),
+    max_memory_usage: importMemoryLimit(maxRowBytes),
+    max_execution_time: IMPORT_MAX_SECONDS,
+  };
+}
