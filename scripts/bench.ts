@@ -1,45 +1,39 @@
 /**
- * `npm run bench`: the connector's ingest rate on this machine, against
- * ceilings measured in the same run with the same chDB.
+ * `npm run bench`: the connector's ingest rate on this machine, end to end
+ * (a data source per dataset, POST /sync until every file is `success`),
+ * against a ceiling measured in the same run with the same chDB: an
+ * `INSERT INTO <identical plain typed table> SELECT * FROM s3(<the same
+ * objects>)` (no Temporal, no ledger, no quarantine split).
  *
- *   ceiling(file)   chDB reads the CSV files from local disk itself:
- *                   INSERT INTO t SELECT * FROM file('<dir>/*.csv', ...)
- *                   (no S3, no Temporal, no quarantine split)
- *   ceiling(1 thr)  the same per file with max_threads = 1, `concurrency`
- *                   files at a time: the shape of the connector's inserts
- *   download-only   GetObject of every file from MinIO, bytes discarded
- *   importFile      the connector's import activity called directly (mock
- *     direct        activity context), `concurrency` at a time: S3, spool,
- *                   landing table + views, ledger, but no Temporal
- *   connector       a data source over the same files in MinIO, POST /sync
- *                   until every file is `success` in the ledger
- *   connector small many tiny files: the per-file overhead (Temporal
- *                   activity, ledger writes, spool file, insert), also
- *                   measured with the bare activity to split the two
+ *   large_csv        large CSV files                 MB/s   ceiling: s3() glob over them
+ *   large_csv_gzip   the same rows, gzip             MB/s   (MB of objects as stored)
+ *   large_parquet    the same rows, Parquet          MB/s
+ *   large_ndjson     the same rows, NDJSON           MB/s
+ *   small_files      many small CSV files            files/s  ceiling: one INSERT SELECT over a glob
+ *   worker_rss_peak  peak RSS of this process (worker + API + chDB) during the connector runs, MB
  *
+ * `--out FILE` writes JSON with a `summary` array of { name, value, unit,
+ * ceiling, ratio } and the details. BENCH_SCALE=small runs a quick version.
  * Everything runs on loopback in a temp dir: a Temporal dev server
  * (in-memory), MinIO, chDB, and the worker + API in this process. Prints
  * ratios; never asserts timing. Exits non-zero only when something is wrong
  * (e.g. a row count differs).
  *
- *   npx tsx scripts/bench.ts [--files 8] [--rows 250000] [--small-files 200]
- *     [--small-rows 200] [--concurrency 4] [--timeout 600] [--out results.json] [--keep]
+ *   npx tsx scripts/bench.ts [--files 8] [--rows 250000] [--small-files 2000]
+ *     [--small-rows 200] [--concurrency 4] [--timeout 900] [--out results.json] [--keep]
  */
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { MockActivityEnvironment } from '@temporalio/testing';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { readFileSync, statfsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
 import { createDestination, queryRows, type Destination } from '../activities/destination.js';
-import { createActivities, type FileRef } from '../activities/index.js';
 import { envSchema } from '../schemas/config.js';
 import type { Connection } from '../schemas/connection.js';
-import { dataSourceSpecSchema, normalizeSpec } from '../schemas/datasource.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 import { startConnector, type Connector } from '../worker/runtime.js';
 import { BENCH_COLUMNS, STRUCTURE, csvString, writeCsvFile } from './bench/data.js';
@@ -53,12 +47,19 @@ import { ensureTools } from './tools.js';
 const USAGE = `usage: npx tsx scripts/bench.ts [options]
   --files N         large CSV files (default 8)
   --rows N          rows per large file (default 250000, ~15 MB)
-  --small-files N   small files for the per-file overhead run (default 200; 0 skips it)
+  --small-files N   small files (default 2000; 0 skips them)
   --small-rows N    rows per small file (default 200)
-  --concurrency N   the data sources' limits.concurrency, and the download-only concurrency (default 4)
-  --timeout S       per-phase timeout in seconds (default 600)
+  --concurrency N   the data sources' limits.concurrency (default 4)
+  --timeout S       per-phase timeout in seconds (default 900)
   --out PATH        also write the results as JSON to PATH
-  --keep            keep the temp dir (data, logs) for inspection`;
+  --keep            keep the temp dir (data, logs) for inspection
+BENCH_SCALE=small  quick defaults: 2 files x 100000 rows, 300 small files`;
+
+/** Defaults by scale: the full run, or a quick one for a shared machine. */
+const SCALES = {
+  full: { files: '8', rows: '250000', smallFiles: '2000' },
+  small: { files: '2', rows: '100000', smallFiles: '300' },
+} as const;
 
 /** Roughly what one generated row weighs, to bound a run before generating it. */
 const BYTES_PER_ROW_ESTIMATE = 62;
@@ -78,15 +79,18 @@ interface Options {
 class UsageError extends Error {}
 
 function parseOptions(argv: string[]): Options {
+  const scaleName = process.env.BENCH_SCALE ?? 'full';
+  if (scaleName !== 'full' && scaleName !== 'small') throw new UsageError(`BENCH_SCALE must be full or small (got ${JSON.stringify(scaleName)})`);
+  const scale = SCALES[scaleName];
   const { values } = parseArgs({
     args: argv,
     options: {
-      files: { type: 'string', default: '8' },
-      rows: { type: 'string', default: '250000' },
-      'small-files': { type: 'string', default: '200' },
+      files: { type: 'string', default: scale.files },
+      rows: { type: 'string', default: scale.rows },
+      'small-files': { type: 'string', default: scale.smallFiles },
       'small-rows': { type: 'string', default: '200' },
       concurrency: { type: 'string', default: '4' },
-      timeout: { type: 'string', default: '600' },
+      timeout: { type: 'string', default: '900' },
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -239,13 +243,27 @@ const MINIO_USER = 'benchadmin';
 const MINIO_PASSWORD = 'bench-secret-key-not-a-secret';
 const POLL_MS = 250;
 
-interface LargeFile {
-  path: string;
-  key: string;
+/** One dataset in MinIO: objects under `prefix`, read by the connector and by the ceiling. */
+interface Dataset {
+  name: string;
+  prefix: string;
+  /** The data source's format and the s3() format of the ceiling. */
+  format: 'csv' | 'ndjson' | 'parquet';
+  chFormat: string;
+  glob: string;
+  files: number;
+  rows: number;
   bytes: number;
+  unit: 'MB/s' | 'files/s';
 }
 
-const stripQuotes = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
+interface SummaryItem {
+  name: string;
+  value: number;
+  unit: string;
+  ceiling: number | null;
+  ratio: number | null;
+}
 
 async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promise<void> {
   const started = new Date();
@@ -254,10 +272,10 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     if (opts.keep) say(`[bench] kept ${root}`);
     else await rm(root, { recursive: true, force: true });
   });
-  const csvDir = join(root, 'csv');
-  await mkdir(csvDir);
+  const localDir = join(root, 'local');
+  await mkdir(localDir);
 
-  const estimate = (opts.files * opts.rows + opts.smallFiles * opts.smallRows) * BYTES_PER_ROW_ESTIMATE;
+  const estimate = (opts.files * opts.rows * 3 + opts.smallFiles * opts.smallRows) * BYTES_PER_ROW_ESTIMATE;
   const free = (() => {
     try {
       const s = statfsSync(root);
@@ -266,11 +284,11 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
       return Infinity;
     }
   })();
-  // Local CSV + MinIO's copy + chDB's tables (x2 for the ceilings) + spool files.
+  // Local files + MinIO's copy + chDB's tables (connector and ceiling).
   if (estimate * 4 > free) throw new BenchFailure(`not enough free space in ${tmpdir()}: need about ${fmtBytes(estimate * 4)}, have ${fmtBytes(free)}`);
 
   say(`s3-clickhouse-connector benchmark: ${cpus().length} CPUs, Node ${process.versions.node}, ${process.platform}/${process.arch}`);
-  say(`  large: ${opts.files} files x ${fmtInt(opts.rows)} rows; small: ${opts.smallFiles} files x ${fmtInt(opts.smallRows)} rows; concurrency ${opts.concurrency}`);
+  say(`  large: ${opts.files} files x ${fmtInt(opts.rows)} rows per format; small: ${opts.smallFiles} files x ${fmtInt(opts.smallRows)} rows; concurrency ${opts.concurrency}`);
   say(`  temp dir ${root}`);
   say();
 
@@ -278,12 +296,7 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const tools = await ensureTools({ log: (l) => step(`[tools] ${l}`) });
   step('starting Temporal dev server (in-memory) and MinIO ...');
-  const { temporal, minio, stop: stopServices } = await startLocalServices({
-    tools,
-    dir: join(root, 'logs'),
-    minioUser: MINIO_USER,
-    minioPassword: MINIO_PASSWORD,
-  });
+  const { temporal, minio, stop: stopServices } = await startLocalServices({ tools, dir: join(root, 'logs'), minioUser: MINIO_USER, minioPassword: MINIO_PASSWORD });
   cleanups.push(stopServices);
   const cpuSample = (): CpuSample => {
     const u = process.cpuUsage();
@@ -295,72 +308,17 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     return { selfSeconds: b.self - a.self, temporalSeconds: d(a.temporal, b.temporal), minioSeconds: d(a.minio, b.minio) };
   };
 
-  const local: Connection = {
-    kind: 'static',
-    endpoint: minio.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    accessKeyId: MINIO_USER,
-    secretAccessKey: MINIO_PASSWORD,
-  };
-  const s3 = new S3Client({
-    endpoint: local.endpoint,
-    region: local.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: MINIO_USER, secretAccessKey: MINIO_PASSWORD },
-  });
+  const local: Connection = { kind: 'static', endpoint: minio.endpoint, region: 'us-east-1', forcePathStyle: true, accessKeyId: MINIO_USER, secretAccessKey: MINIO_PASSWORD };
+  const s3 = new S3Client({ endpoint: local.endpoint, region: local.region, forcePathStyle: true, credentials: { accessKeyId: MINIO_USER, secretAccessKey: MINIO_PASSWORD } });
   cleanups.push(async () => s3.destroy());
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
 
-  // 2. Data: large files on local disk, then into MinIO; small files straight into MinIO.
-  step(`generating ${opts.files} CSV files x ${fmtInt(opts.rows)} rows ...`);
-  let t = performance.now();
-  const large: LargeFile[] = [];
-  for (let i = 0; i < opts.files; i++) {
-    const name = `part-${String(i).padStart(5, '0')}.csv`;
-    const path = join(csvDir, name);
-    large.push({ path, key: `large/${name}`, bytes: await writeCsvFile(path, i, opts.rows) });
-  }
-  const largeBytes = large.reduce((a, f) => a + f.bytes, 0);
-  const largeRows = opts.files * opts.rows;
-  step(`  ${fmtBytes(largeBytes)} in ${((performance.now() - t) / 1000).toFixed(1)} s; uploading to MinIO ...`);
-  t = performance.now();
-  const largeRefs: FileRef[] = await mapLimit(large, 4, async (f) => {
-    const put = await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: f.key, Body: await readFile(f.path), ContentType: 'text/csv' }));
-    return { key: f.key, etag: stripQuotes(put.ETag), size: f.bytes, lastModified: '' };
-  });
-  step(`  uploaded in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-  let smallRefs: FileRef[] = [];
-  if (opts.smallFiles > 0) {
-    step(`generating and uploading ${opts.smallFiles} small files x ${fmtInt(opts.smallRows)} rows ...`);
-    smallRefs = await mapLimit(Array.from({ length: opts.smallFiles }, (_, i) => i), 8, async (i) => {
-      const body = Buffer.from(csvString(100_000 + i, opts.smallRows), 'utf8');
-      const key = `small/part-${String(i).padStart(5, '0')}.csv`;
-      const put = await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body, ContentType: 'text/csv' }));
-      return { key, etag: stripQuotes(put.ETag), size: body.length, lastModified: '' };
-    });
-  }
-  const smallBytes = smallRefs.reduce((a, f) => a + f.size, 0);
-
-  // 3. chDB and the connector (worker + API in-process, API not served).
+  // 2. chDB and the connector (worker + API in-process, API not served).
   step('starting chDB and the connector (bundling workflows) ...');
-  const destination: Destination = createDestination({
-    S3CH_DATA_DIR: join(root, 'connector'),
-    CLICKHOUSE_DATABASE: 'default',
-    CLICKHOUSE_URL: undefined,
-    CLICKHOUSE_USER: 'default',
-    CLICKHOUSE_PASSWORD: '',
-  });
+  const destination: Destination = createDestination({ S3CH_DATA_DIR: join(root, 'connector'), CLICKHOUSE_DATABASE: 'default', CLICKHOUSE_URL: undefined, CLICKHOUSE_USER: 'default', CLICKHOUSE_PASSWORD: '' });
   cleanups.push(async () => destination.close().catch(() => undefined));
   const env = envSchema.parse({ S3CH_DATA_DIR: join(root, 'connector'), TEMPORAL_TASK_QUEUE: 's3ch-bench', LOG_LEVEL: 'warn' });
-  const connector: Connector = await startConnector({
-    env,
-    connections: new Map([['local', local]]),
-    temporalAddress: temporal.address,
-    serveApi: false,
-    destination,
-  });
-  // Stopped before chDB is closed and the services go away (cleanups run in reverse).
+  const connector: Connector = await startConnector({ env, connections: new Map([['local', local]]), temporalAddress: temporal.address, serveApi: false, destination });
   cleanups.push(async () => connector.stop().catch((e) => console.error(`[bench] stopping the connector: ${(e as Error).message}`)));
   const ch = destination.client;
   const count = async (table: string): Promise<number> => {
@@ -368,11 +326,49 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     return Number(r?.n ?? 0);
   };
 
-  const results: Result[] = [];
+  // 3. Data: large CSV files generated locally, then Parquet and NDJSON of the same rows
+  // written by chDB, gzip by Node; every object into MinIO. Small files straight into MinIO.
+  const upload = async (path: string, key: string) => {
+    const body = await readFile(path);
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
+    return body.length;
+  };
+  const datasets: Dataset[] = [];
+  step(`generating ${opts.files} files x ${fmtInt(opts.rows)} rows as CSV, gzip CSV, Parquet and NDJSON ...`);
+  let t = performance.now();
+  const largeKinds = [
+    { name: 'large_csv', prefix: 'csv', ext: 'csv', format: 'csv', chFormat: 'CSVWithNames' },
+    { name: 'large_csv_gzip', prefix: 'csvgz', ext: 'csv.gz', format: 'csv', chFormat: 'CSVWithNames' },
+    { name: 'large_parquet', prefix: 'parquet', ext: 'parquet', format: 'parquet', chFormat: 'Parquet' },
+    { name: 'large_ndjson', prefix: 'ndjson', ext: 'ndjson', format: 'ndjson', chFormat: 'JSONEachRow' },
+  ] as const;
+  const totals = new Map<string, number>(largeKinds.map((k) => [k.name, 0]));
+  for (let i = 0; i < opts.files; i++) {
+    const base = `part-${String(i).padStart(5, '0')}`;
+    const csvPath = join(localDir, `${base}.csv`);
+    await writeCsvFile(csvPath, i, opts.rows);
+    const src = `file(${quoteString(csvPath)}, 'CSVWithNames', ${quoteString(STRUCTURE)})`;
+    await ch.command({ query: `INSERT INTO FUNCTION file(${quoteString(join(localDir, `${base}.parquet`))}, 'Parquet') SELECT * FROM ${src}` });
+    await ch.command({ query: `INSERT INTO FUNCTION file(${quoteString(join(localDir, `${base}.ndjson`))}, 'JSONEachRow') SELECT * FROM ${src} SETTINGS output_format_json_quote_decimals = 0, output_format_json_quote_64bit_integers = 0` });
+    await writeFile(join(localDir, `${base}.csv.gz`), gzipSync(await readFile(csvPath), { level: 6 }));
+    for (const k of largeKinds) totals.set(k.name, totals.get(k.name)! + (await upload(join(localDir, `${base}.${k.ext}`), `${k.prefix}/${base}.${k.ext}`)));
+  }
+  for (const k of largeKinds) {
+    datasets.push({ name: k.name, prefix: k.prefix, format: k.format, chFormat: k.chFormat, glob: `${k.prefix}/*.${k.ext}`, files: opts.files, rows: opts.files * opts.rows, bytes: totals.get(k.name)!, unit: 'MB/s' });
+  }
+  step(`  ${largeKinds.map((k) => `${k.name} ${fmtBytes(totals.get(k.name)!)}`).join(', ')} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  if (opts.smallFiles > 0) {
+    step(`generating and uploading ${opts.smallFiles} small files x ${fmtInt(opts.smallRows)} rows ...`);
+    const sizes = await mapLimit(Array.from({ length: opts.smallFiles }, (_, i) => i), 8, async (i) => {
+      const body = Buffer.from(csvString(100_000 + i, opts.smallRows), 'utf8');
+      await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `small/part-${String(i).padStart(5, '0')}.csv`, Body: body }));
+      return body.length;
+    });
+    datasets.push({ name: 'small_files', prefix: 'small', format: 'csv', chFormat: 'CSVWithNames', glob: 'small/*.csv', files: opts.smallFiles, rows: opts.smallFiles * opts.smallRows, bytes: sizes.reduce((a, b) => a + b, 0), unit: 'files/s' });
+  }
+
   const columnsDdl = BENCH_COLUMNS.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ');
   const engineDdl = 'ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (page, timestamp)';
-  const fileSource = (path: string) => `file(${quoteString(path)}, 'CSVWithNames', ${quoteString(STRUCTURE)})`;
-
   // Before each timed phase: no background merges left over from the previous one.
   const quiesce = async () => {
     const deadline = Date.now() + 30_000;
@@ -384,114 +380,40 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     await sleep(200);
   };
 
-  // 4. Ceilings: chDB parses the local files itself. Best of two runs each (a ceiling is the best case).
-  const ceilingRun = async (name: string, label: string, insert: (table: string) => Promise<unknown>): Promise<Result> => {
+  // 4. Ceilings: chDB reads the same objects from MinIO itself, into an identical plain typed table. Best of two.
+  const ceilingOf = async (d: Dataset): Promise<Result> => {
     let best: Result | null = null;
+    const source = `s3(${quoteString(`${minio.endpoint}/${BUCKET}/${d.glob}`)}, ${quoteString(MINIO_USER)}, ${quoteString(MINIO_PASSWORD)}, ${quoteString(d.chFormat)}, ${quoteString(STRUCTURE)})`;
     for (let rep = 0; rep < 2; rep++) {
-      const table = `${name}_${rep}`;
+      const table = `ceiling_${d.name}_${rep}`;
       await ch.command({ query: `CREATE TABLE ${table} (${columnsDdl}) ${engineDdl}` });
       await quiesce();
       const cpu0 = cpuSample();
       const t0 = performance.now();
-      await insert(table);
-      const r = result(name, label, opts.files, largeRows, largeBytes, (performance.now() - t0) / 1000, cpuSince(cpu0));
+      await ch.command({ query: `INSERT INTO ${table} SELECT * FROM ${source}` });
+      const r = result(`ceiling_${d.name}`, `ceiling: chDB s3() glob (${d.name})`, d.files, d.rows, d.bytes, (performance.now() - t0) / 1000, cpuSince(cpu0));
       const got = await count(table);
-      if (got !== largeRows) throw new BenchFailure(`${label}: table has ${got} rows, expected ${largeRows}`);
+      if (got !== d.rows) throw new BenchFailure(`${r.label}: table has ${got} rows, expected ${d.rows}`);
       await ch.command({ query: `DROP TABLE ${table} SYNC` });
       if (!best || r.seconds < best.seconds) best = r;
     }
     return best!;
   };
 
-  step('ceiling: chDB file() over the local files (best of 2) ...');
-  const ceiling = await ceilingRun('ceiling_file', 'ceiling: chDB file() glob', (table) =>
-    ch.command({ query: `INSERT INTO ${table} SELECT * FROM ${fileSource(join(csvDir, '*.csv'))}` }),
-  );
-  results.push(ceiling);
-
-  // The same per file with one thread each, `concurrency` at a time: how the connector inserts.
-  step(`ceiling: chDB file() per file, max_threads = 1, ${opts.concurrency} at a time (best of 2) ...`);
-  const ceiling1t = await ceilingRun('ceiling_file_1thread', `ceiling: file() per file, max_threads=1, x${opts.concurrency}`, (table) =>
-    mapLimit(large, opts.concurrency, (f) =>
-      ch.command({ query: `INSERT INTO ${table} SELECT * FROM ${fileSource(f.path)} SETTINGS max_threads = 1, max_insert_threads = 1` }),
-    ),
-  );
-  results.push(ceiling1t);
-
-  // How much chDB runs queries in parallel in this process: `concurrency` copies of one
-  // single-threaded CPU-bound query, against one alone. ~1 = serialized.
-  const probe = `SELECT sum(sipHash64(number)) AS n FROM numbers(20000000) SETTINGS max_threads = 1`;
-  await queryRows(ch, probe);
-  t = performance.now();
-  await queryRows(ch, probe);
-  const probeOne = performance.now() - t;
-  t = performance.now();
-  await Promise.all(Array.from({ length: opts.concurrency }, () => queryRows(ch, probe)));
-  const chdbParallelism = (probeOne * opts.concurrency) / (performance.now() - t);
-
-  // 5. Download only: S3 throughput on loopback.
-  step(`download only: GetObject of every file from MinIO, ${opts.concurrency} at a time ...`);
-  await quiesce();
-  const cpu0 = cpuSample();
-  t = performance.now();
-  const downloaded = await mapLimit(large, opts.concurrency, async (f) => {
-    const obj = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: f.key }));
-    let n = 0;
-    for await (const chunk of obj.Body as Readable) n += (chunk as Buffer).length;
-    return n;
-  });
-  const seconds = (performance.now() - t) / 1000;
-  const downloadBytes = downloaded.reduce((a, b) => a + b, 0);
-  if (downloadBytes !== largeBytes) throw new BenchFailure(`downloaded ${downloadBytes} bytes, uploaded ${largeBytes}`);
-  const download = result('download_only', 'download only (MinIO GetObject)', opts.files, largeRows, downloadBytes, seconds, cpuSince(cpu0));
-  results.push(download);
-
-  // 6. The connector over the same files.
+  // 5. The connector, end to end: a data source per dataset, POST /sync until every file is `success`.
   const api = (method: string, path: string, body?: unknown) => callApp(connector.app, method, path, body);
-
-  const specFor = (name: string, prefix: string) => ({
-    name,
-    connection: 'local',
-    bucketUri: `s3://${BUCKET}/${prefix}/*.csv`,
-    format: 'csv' as const,
-    schedule: '@on-demand',
-    columns: BENCH_COLUMNS.map((c) => ({ name: c.name, type: c.type })),
-    engine: { partitionKey: 'toYYYYMM(timestamp)', sortingKey: '(page, timestamp)' },
-    limits: { concurrency: opts.concurrency },
-  });
-
-  const checkRows = async (table: string, files: number, rowsPerFile: number) => {
-    const expected = files * rowsPerFile;
-    const got = await count(table);
-    if (got !== expected) {
-      const [q] = await queryRows<{ n: string }>(ch, `SELECT count() AS n FROM ${quoteIdent(`${table}_quarantine`)}`).catch(() => [{ n: '?' }]);
-      throw new BenchFailure(`table ${table} has ${got} rows, expected ${expected} (${files} x ${rowsPerFile}); quarantined: ${q?.n}`);
-    }
-    return expected;
-  };
-
-  // The connector's own import activity (S3 GetObject, spool, landing table + views, ledger),
-  // called directly, `concurrency` at a time: everything but Temporal.
-  const activities = createActivities({ destination, s3: connector.s3 });
-  const quietLogger = new DefaultLogger('ERROR');
-  const runDirect = async (name: string, label: string, prefix: string, refs: FileRef[], rowsPerFile: number, bytes: number): Promise<Result> => {
-    const spec = normalizeSpec(dataSourceSpecSchema.parse(specFor(name, prefix)));
-    const { columns } = await activities.prepareDataSource({ dataSource: name, spec });
-    if (!columns) throw new BenchFailure(`prepareDataSource(${name}) returned no columns`);
-    await quiesce();
-    const cpuStart = cpuSample();
-    const t0 = performance.now();
-    await mapLimit(refs, opts.concurrency, (file) =>
-      // Failures surface as this call's rejection; the mock's own WARN log would only repeat them.
-      new MockActivityEnvironment(undefined, { logger: quietLogger }).run(activities.importFile, { dataSource: name, spec, columns, file, runId: `${name}/1` }),
-    );
-    const secs = (performance.now() - t0) / 1000;
-    const cpu = cpuSince(cpuStart);
-    return result(name, label, refs.length, await checkRows(spec.table, refs.length, rowsPerFile), bytes, secs, cpu);
-  };
-
-  const runConnector = async (name: string, label: string, prefix: string, files: number, rowsPerFile: number, bytes: number): Promise<Result> => {
-    const res = await api('POST', '/v1/datasources', specFor(name, prefix));
+  let rssPeak = process.memoryUsage().rss;
+  const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 50);
+  cleanups.push(async () => clearInterval(rssTimer));
+  const runConnector = async (d: Dataset): Promise<Result> => {
+    const name = `bench_${d.name}`;
+    const spec = {
+      name, connection: 'local', bucketUri: `s3://${BUCKET}/${d.glob}`, format: d.format, schedule: '@on-demand',
+      columns: BENCH_COLUMNS.map((c) => ({ name: c.name, type: c.type, ...(d.format === 'ndjson' ? { path: `$.${c.name}` } : {}) })),
+      engine: { partitionKey: 'toYYYYMM(timestamp)', sortingKey: '(page, timestamp)' },
+      limits: { concurrency: opts.concurrency },
+    };
+    const res = await api('POST', '/v1/datasources', spec);
     if (res.status !== 201) throw new BenchFailure(`creating data source ${name} failed (HTTP ${res.status}): ${JSON.stringify(res.body)}`);
     // Wait until the workflow has prepared the tables, so the timing covers importing only.
     const prepDeadline = Date.now() + 60_000;
@@ -501,90 +423,63 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
       if (Date.now() > prepDeadline) throw new BenchFailure(`data source ${name}: tables not prepared within 60 s`);
       await sleep(100);
     }
-    await sleep(300); // let the workflow settle into waiting for a sync
+    await sleep(300);
     await quiesce();
-
     const cpuStart = cpuSample();
     const t0 = performance.now();
     const sync = await api('POST', `/v1/datasources/${name}/sync`);
     if (sync.status >= 300) throw new BenchFailure(`sync of ${name} failed (HTTP ${sync.status}): ${JSON.stringify(sync.body)}`);
     const deadline = t0 + opts.timeoutMs;
     let lastReport = t0;
-    let success = 0;
     for (;;) {
       const g = await api('GET', `/v1/datasources/${name}`);
       if (g.status !== 200) throw new BenchFailure(`GET /v1/datasources/${name}: HTTP ${g.status}: ${JSON.stringify(g.body)}`);
       const stats = g.body.stats as { files: Record<string, number> };
-      success = stats.files.success ?? 0;
-      if (success >= files) break;
+      const success = stats.files.success ?? 0;
+      if (success >= d.files) break;
       const failed = (stats.files.failure ?? 0) + (stats.files.pending_retry ?? 0);
       if (failed > 0) {
         const f = await api('GET', `/v1/datasources/${name}/files?status=${stats.files.failure ? 'failure' : 'pending_retry'}&limit=3`);
         throw new BenchFailure(`data source ${name}: ${failed} file(s) failed or are retrying: ${JSON.stringify(f.body?.items?.map((i: { key: string; error?: string }) => ({ key: i.key, error: i.error })) ?? f.body)}`);
       }
-      if (g.body.status?.state === 'error') throw new BenchFailure(`data source ${name} is in state error: ${g.body.status.error}`);
       const now = performance.now();
-      if (now > deadline) throw new BenchFailure(`data source ${name}: only ${success}/${files} files imported after ${opts.timeoutMs / 1000} s (files: ${JSON.stringify(stats.files)})`);
+      if (now > deadline) throw new BenchFailure(`data source ${name}: only ${success}/${d.files} files imported after ${opts.timeoutMs / 1000} s`);
       if (now - lastReport > 10_000) {
         lastReport = now;
-        step(`  ${success}/${files} files after ${((now - t0) / 1000).toFixed(0)} s`);
+        step(`  ${success}/${d.files} files after ${((now - t0) / 1000).toFixed(0)} s`);
       }
       await sleep(POLL_MS);
     }
     const secs = (performance.now() - t0) / 1000;
     const cpu = cpuSince(cpuStart);
-    return result(name, label, files, await checkRows(name, files, rowsPerFile), bytes, secs, cpu);
+    const got = await count(name);
+    if (got !== d.rows) throw new BenchFailure(`table ${name} has ${got} rows, expected ${d.rows}`);
+    return result(d.name, `connector (${d.name})`, d.files, d.rows, d.bytes, secs, cpu);
   };
 
-  step(`importFile activity called directly (no Temporal): ${opts.files} large files, ${opts.concurrency} at a time ...`);
-  const directLarge = await runDirect('bench_direct_large', 'importFile direct, no Temporal (large)', 'large', largeRefs, opts.rows, largeBytes);
-  results.push(directLarge);
-  step(`connector: ${opts.files} large files, concurrency ${opts.concurrency} ...`);
-  const connLarge = await runConnector('bench_large', 'connector (large files)', 'large', opts.files, opts.rows, largeBytes);
-  results.push(connLarge);
-
-  let connSmall: Result | null = null;
-  let directSmall: Result | null = null;
-  if (opts.smallFiles > 0) {
-    step(`importFile activity called directly (no Temporal): ${opts.smallFiles} small files, ${opts.concurrency} at a time ...`);
-    directSmall = await runDirect('bench_direct_small', 'importFile direct, no Temporal (small)', 'small', smallRefs, opts.smallRows, smallBytes);
-    results.push(directSmall);
-    step(`connector: ${opts.smallFiles} small files, concurrency ${opts.concurrency} ...`);
-    connSmall = await runConnector('bench_small', 'connector (small files)', 'small', opts.smallFiles, opts.smallRows, smallBytes);
-    results.push(connSmall);
+  const results: Result[] = [];
+  const summary: SummaryItem[] = [];
+  for (const d of datasets) {
+    step(`ceiling: chDB s3() over ${d.name} (best of 2) ...`);
+    const ceiling = await ceilingOf(d);
+    results.push(ceiling);
+    step(`connector: ${d.name}, ${d.files} files, concurrency ${opts.concurrency} ...`);
+    const r = await runConnector(d);
+    results.push(r);
+    const pick = (x: Result) => (d.unit === 'MB/s' ? x.mbPerSecond : x.filesPerSecond);
+    summary.push({ name: d.name, value: round(pick(r)), unit: d.unit, ceiling: round(pick(ceiling)), ratio: round(pick(r) / pick(ceiling), 3) });
   }
+  clearInterval(rssTimer);
+  summary.push({ name: 'worker_rss_peak', value: Math.round(rssPeak / MB), unit: 'MB', ceiling: null, ratio: null });
 
-  // 7. Report.
-  const ratios = {
-    connectorVsCeiling: connLarge.rowsPerSecond / ceiling.rowsPerSecond,
-    connectorVsCeiling1Thread: connLarge.rowsPerSecond / ceiling1t.rowsPerSecond,
-    connectorVsDownload: connLarge.mbPerSecond / download.mbPerSecond,
-    connectorVsDirectLarge: connLarge.rowsPerSecond / directLarge.rowsPerSecond,
-    connectorVsDirectSmall: connSmall && directSmall ? connSmall.filesPerSecond / directSmall.filesPerSecond : null,
-    directSmallMsPerSlot: directSmall ? (directSmall.seconds * 1000 * opts.concurrency) / directSmall.files : null,
-    largeFilesPerMinute: connLarge.filesPerSecond * 60,
-    smallFilesPerMinute: connSmall ? connSmall.filesPerSecond * 60 : null,
-    smallFileMsPerSlot: connSmall ? (connSmall.seconds * 1000 * opts.concurrency) / connSmall.files : null,
-    chdbParallelism,
-  };
+  // 6. Report.
   say();
   printTable(results);
   say();
-  say('(ceilings: best of 2 runs; everything else: one run)');
-  say(`connector (large files): ${ratios.connectorVsCeiling.toFixed(2)}x of chDB reading the same files directly (ceiling: file() glob)`);
-  say(`                         ${ratios.connectorVsCeiling1Thread.toFixed(2)}x of chDB reading them per file with 1 thread each, ${opts.concurrency} at a time`);
-  say(`                         ${ratios.connectorVsDownload.toFixed(2)}x of only downloading them from MinIO`);
-  say(`                         ${ratios.connectorVsDirectLarge.toFixed(2)}x of its own import activity called without Temporal`);
-  say(`backlog drain: ${fmtNum(ratios.largeFilesPerMinute, 1)} large files/minute` +
-    (ratios.smallFilesPerMinute !== null ? `, ${fmtInt(ratios.smallFilesPerMinute)} small files/minute` : '') +
-    ` (a 5 files/minute cap would take ${fmtNum((opts.files + opts.smallFiles) / 5, 1)} minutes for these ${opts.files + opts.smallFiles} files)`);
-  if (ratios.smallFileMsPerSlot !== null) {
-    say(`per-file overhead: ${fmtNum(ratios.smallFileMsPerSlot, 0)} ms per small file per concurrency slot (${opts.smallRows} rows each); ` +
-      `${fmtNum(ratios.directSmallMsPerSlot!, 0)} ms of it is the import activity itself, the rest Temporal orchestration ` +
-      `(connector: ${ratios.connectorVsDirectSmall!.toFixed(2)}x the files/s of the bare activity)`);
+  say('(ceilings: best of 2 runs; connector: one run, end to end through Temporal)');
+  for (const item of summary) {
+    say(`${item.name.padEnd(16)} ${String(item.value).padStart(9)} ${item.unit.padEnd(7)}` + (item.ratio !== null ? `  ${item.ratio.toFixed(2)}x of the ceiling (${item.ceiling} ${item.unit})` : ''));
   }
-  say(`chDB parallelism: ${opts.concurrency} concurrent single-threaded queries ran ${chdbParallelism.toFixed(2)}x as fast as one at a time` +
-    (chdbParallelism < 1.3 ? ' (queries are serialized within the process)' : ''));
   say('(ratios and rates from one run on this machine; nothing is asserted about timing)');
 
   if (opts.out) {
@@ -595,9 +490,9 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
         {
           startedAt: started.toISOString(),
           machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, node: process.versions.node, platform: `${process.platform}/${process.arch}` },
-          options: { files: opts.files, rows: opts.rows, smallFiles: opts.smallFiles, smallRows: opts.smallRows, concurrency: opts.concurrency },
+          options: { scale: process.env.BENCH_SCALE ?? 'full', files: opts.files, rows: opts.rows, smallFiles: opts.smallFiles, smallRows: opts.smallRows, concurrency: opts.concurrency },
+          summary,
           results: Object.fromEntries(results.map((r) => [r.name, r])),
-          ratios,
         },
         null,
         2,
@@ -606,6 +501,8 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     say(`results written to ${opts.out}`);
   }
 }
+
+const round = (n: number, digits = 2) => Number(n.toFixed(digits));
 
 // ---------------------------------------------------------------------------------------
 // Entry: run, clean up in reverse order whatever happened, exit with a clear status.
