@@ -58,6 +58,8 @@ export const PREVIEW_INFER_MAX_BYTES = 64 * 1024 * 1024;
 /** Keys a create lists at most while looking for one its glob matches. */
 const CREATE_GLOB_SCAN_LIMIT = 10_000;
 const LIST_QUERY_TIMEOUT_MS = 2000;
+/** Accepted table definitions remembered (see `acceptedDdl`). */
+const ACCEPTED_DDL_CACHE = 1000;
 
 /** Run `fn` over `items` with at most `limit` at once, keeping order. */
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
@@ -130,6 +132,12 @@ export class DataSourceService {
   private readonly metaDb: string;
   private readonly claims: TableClaims;
   private metaReady: Promise<void> | null = null;
+  /**
+   * Target-table definitions ClickHouse accepted in a dry run, by their CREATE
+   * text: a script creating hundreds of data sources from one template pays
+   * for the scratch database once, not per create.
+   */
+  private readonly acceptedDdl = new Set<string>();
 
   constructor(private readonly deps: ServiceDeps) {
     this.metaDb = deps.metaDatabase ?? deps.destination.database;
@@ -233,12 +241,19 @@ export class DataSourceService {
       ['engine.ttl', { ...e, settings: undefined }],
       ['engine.settings', e],
     ];
+    // Names fixed, so data sources made from one template (columns, engine) share the key.
+    const key = buildImportPlan('s3ch_scratch', { ...spec, table: 't' }, columns, 'csv', 'dry_run').create[0]!;
+    if (this.acceptedDdl.has(key)) return;
     const scratchDb = `s3ch_scratch_${randomBytes(6).toString('hex')}`;
     const client = this.deps.destination.client;
     await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdent(scratchDb)}` });
     try {
       // The whole definition first: a good spec (the usual case) costs one CREATE, not one per clause.
-      if ((await this.tryCreate(scratchDb, spec, columns)) === null) return;
+      if ((await this.tryCreate(scratchDb, spec, columns)) === null) {
+        if (this.acceptedDdl.size >= ACCEPTED_DDL_CACHE) this.acceptedDdl.clear();
+        this.acceptedDdl.add(key);
+        return;
+      }
       for (const [field, engine] of steps) {
         const error = await this.tryCreate(scratchDb, { ...spec, engine }, columns);
         if (!error) continue;
