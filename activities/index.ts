@@ -28,28 +28,8 @@ import { importSettings, S3_READ_SETTINGS, linePassMemoryLimit, maxLineBytes, IM
 import type { FileRef } from './schema.js';
 export type { FileRef } from './schema.js';
 
-export interface DiscoverInput {
-  dataSource: string;
-  spec: DataSourceSpec;
-  runId: string;
-  /** Most new files to return (a batch); the rest come in the next batch. */
-  limit: number;
-  /**
-   * List only keys after this one: the ordered-mode marker, or in tracked mode
-   * where the previous batch of the same sweep stopped (so a large backlog is
-   * listed once, not once per batch).
-   */
-  startAfter?: string;
-}
-
-export interface DiscoverResult {
-  files: FileRef[];
-  /** True when more new files remain beyond this batch. */
-  more: boolean;
-  /** With `more`: the key to continue after in the next batch of this sweep. */
-  cursor: string | null;
-  listed: number;
-}
+export type { DiscoverInput, DiscoverResult } from './discovery.js';
+import { createDiscovery, type DiscoverInput, type DiscoverResult } from './discovery.js';
 
 export interface PrepareInput {
   dataSource: string;
@@ -354,32 +334,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     return { columns, inferredFrom };
   }
 
-  async function discover({ dataSource, spec, runId, limit, startAfter }: DiscoverInput): Promise<DiscoverResult> {
-    const found: FileRef[] = [];
-    let listed = 0;
-    let more = false;
-    try {
-      for await (const page of schema.matchingPages(spec, { startAfter, signal: currentSignal() })) {
-        listed += page.listed;
-        const settled = await ledger.settled(dataSource, page.files.map((f) => f.key));
-        for (const f of page.files) {
-          if (settled.has(`${f.key}\u0000${f.etag}`)) continue;
-          if (found.length >= limit) {
-            more = true;
-            break;
-          }
-          found.push(f);
-        }
-        heartbeatSafely({ listed, found: found.length });
-        if (more) break;
-      }
-    } catch (e) {
-      throw toApplicationFailure(classify(e));
-    }
-    await ledger.record(found.map((f) => ({ datasource: dataSource, key: f.key, etag: f.etag, size: f.size, attempt: 0, status: 'queued', run_id: runId })));
-    // Listing is in key order, so the last file taken is where the next batch continues.
-    return { files: found, more, cursor: more ? found[found.length - 1]?.key ?? null : null, listed };
-  }
+  const discover = createDiscovery({ ledger, pages: schema.matchingPages });
 
   async function importOne({ dataSource, spec, columns, file, runId, evolve }: ImportInput): Promise<ImportResult> {
     const ctx = Context.current();
@@ -490,6 +445,11 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     /** List the bucket under the glob's literal prefix and return the next batch of files not yet settled. */
     async discoverFiles(input: DiscoverInput): Promise<DiscoverResult> {
       return withHeartbeat({ phase: 'discover' }, () => discover(input));
+    },
+
+    /** The same discovery for a tick between sweeps, run as a local activity (which has no heartbeats). */
+    async listNewFiles(input: DiscoverInput): Promise<DiscoverResult> {
+      return discover(input);
     },
 
     /** Load one object: ClickHouse reads it from S3 itself and parses it natively; no file byte passes through the worker. */

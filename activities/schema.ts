@@ -31,7 +31,7 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
   async function* matchingPages(
     spec: Pick<DataSourceSpec, 'bucketUri' | 'connection'>,
     opts: { startAfter?: string; signal?: AbortSignal } = {},
-  ): AsyncGenerator<{ files: FileRef[]; listed: number }> {
+  ): AsyncGenerator<{ files: FileRef[]; listed: number; lastKey: string | null }> {
     const { bucket, pattern, listPrefix } = parseBucketUri(spec.bucketUri);
     const match = compileGlob(pattern);
     const client = s3.client(spec.connection);
@@ -46,7 +46,8 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
         // A zero-byte key ending in "/" is a folder marker; one with content is a file (S3 allows both).
         .filter((o) => o.Key && !(o.Key.endsWith('/') && !o.Size) && match(o.Key))
         .map((o) => ({ key: o.Key!, etag: stripQuotes(o.ETag), size: o.Size ?? 0, lastModified: o.LastModified?.toISOString() ?? '' }));
-      yield { files, listed: contents.length };
+      // The page's last key, matching or not: incremental listings continue after it.
+      yield { files, listed: contents.length, lastKey: contents.at(-1)?.Key ?? null };
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
   }

@@ -45,7 +45,7 @@ export interface ServiceDeps {
 }
 
 export interface DataSourceResource extends DataSourceSpec {
-  status: { state: DataSourceState; lastRunAt: string | null; nextRunAt: string | null; error: string | null; backlog: boolean; inFlight: StatusView['inFlight'] };
+  status: { state: DataSourceState; lastRunAt: string | null; nextRunAt: string | null; error: string | null; backlog: boolean; inFlight: StatusView['inFlight']; polling?: StatusView['polling'] | null };
   stats: { files: Record<(typeof FILE_STATUSES)[number], number>; rows: number; bytes: number; quarantinedRows: number };
   inferredFrom: string | null;
   schemaChanges: StatusView['schemaChanges'];
@@ -375,6 +375,8 @@ export class DataSourceService {
         error: view ? view.error : 'status unavailable: no worker answered (is the worker running?)',
         backlog: view?.backlog ?? false,
         inFlight: view?.inFlight ?? [],
+        // The tick interval in use (adaptive or not), idle ticks and the tracked-mode sweep cadence.
+        polling: view?.polling ?? null,
       },
       stats,
       inferredFrom: view?.inferredFrom ?? null,

@@ -3,6 +3,7 @@ import { DATA_SOURCE_NAME, TABLE_NAME, isValidColumnName } from './identifiers.j
 import { ClickHouseTypeError, parseClickHouseType } from './clickhouse-type.js';
 import { BucketUriError, parseBucketUri } from './glob.js';
 import { ScheduleError, parseSchedule } from '../workflows/schedule.js';
+import { DurationError, MAX_IDLE_INTERVAL_MS, MAX_SWEEP_MS, MIN_IDLE_INTERVAL_MS, MIN_SWEEP_MS, parseDuration } from '../workflows/polling.js';
 
 /**
  * Most columns a data source may have: every import statement carries a
@@ -132,6 +133,17 @@ export const limitsSchema = z.strictObject({
   maxRowBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(DEFAULT_LIMITS.maxRowBytes),
 });
 
+/** A duration field (`30s`, `15m`, `1h`, `1h30m`) within bounds. */
+const duration = (field: string, minMs: number, maxMs: number) =>
+  z.string().superRefine((text, ctx) => {
+    try {
+      parseDuration(field, text, minMs, maxMs);
+    } catch (e) {
+      if (e instanceof DurationError) ctx.addIssue({ code: 'custom', message: e.reason });
+      else throw e;
+    }
+  });
+
 const dataSourceObject = z.strictObject({
   name: z.string().regex(DATA_SOURCE_NAME, 'name must match ^[a-z][a-z0-9_]{0,62}$'),
   description: z.string().max(2000).optional(),
@@ -159,6 +171,12 @@ const dataSourceObject = z.strictObject({
       }
     }),
   mode: z.enum(['tracked', 'ordered']).default('tracked'),
+  sweepInterval: duration('sweepInterval', MIN_SWEEP_MS, MAX_SWEEP_MS)
+    .optional()
+    .describe('Tracked mode: how often a tick lists the whole prefix to find late files (named before the last key seen); other ticks list only after the last key seen. Default 1h'),
+  maxIdleInterval: duration('maxIdleInterval', MIN_IDLE_INTERVAL_MS, MAX_IDLE_INTERVAL_MS)
+    .optional()
+    .describe('@auto only: while ticks find nothing the interval doubles from 1m up to this; files, a sync or a notification bring it back to 1m. Unset: every minute'),
   table: z.string().regex(TABLE_NAME, 'table must match ^[A-Za-z_][A-Za-z0-9_]{0,190}$').optional(),
   columns: z.array(columnSchema).min(1, 'columns, when given, must list at least one column').max(MAX_COLUMNS, `at most ${MAX_COLUMNS} columns per data source`).optional(),
   engine: engineSchema.optional(),
@@ -188,6 +206,12 @@ function checkCrossFieldRules(spec: z.infer<typeof dataSourceObject>, ctx: z.Ref
   });
   if (spec.csv && spec.format !== 'csv' && spec.format !== 'auto') {
     ctx.addIssue({ code: 'custom', path: ['csv'], message: `csv options need format csv, not ${spec.format}` });
+  }
+  if (spec.sweepInterval !== undefined && spec.mode === 'ordered') {
+    ctx.addIssue({ code: 'custom', path: ['sweepInterval'], message: 'sweepInterval is for tracked mode: ordered mode never lists keys before its marker' });
+  }
+  if (spec.maxIdleInterval !== undefined && spec.schedule.trim().toLowerCase() !== '@auto') {
+    ctx.addIssue({ code: 'custom', path: ['maxIdleInterval'], message: `maxIdleInterval is for the @auto schedule, not ${spec.schedule} (an explicit schedule is kept as written)` });
   }
   // The table defaults to the name, so both are checked: the connector's own tables must stay out of reach.
   const table = spec.table ?? spec.name;

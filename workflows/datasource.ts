@@ -7,7 +7,9 @@ import {
   continueAsNew,
   isCancellation,
   log,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -19,6 +21,7 @@ import type { Activities, FileRef } from '../activities/index.js';
 const SCHEMA_CHANGED = 'schema_changed';
 import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
 import { nextRunAt, parseSchedule } from './schedule.js';
+import { AUTO_INTERVAL_MS, adaptiveIntervalMs, maxIdleIntervalMs, sweepIntervalMs } from './polling.js';
 import {
   deleteUpdate,
   pauseUpdate,
@@ -32,6 +35,7 @@ import {
   type DeleteRequest,
   type RetryRequest,
   type RunSummary,
+  type PollingView,
   type StatusView,
   type SyncRequest,
   type SchemaChange,
@@ -62,6 +66,23 @@ const { recordFileStatus, recordRun, dropDataSource, evolveSchema } = proxyActiv
   startToCloseTimeout: '5 minutes',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
 });
+// The first listing of a scheduled tick between sweeps: expected to be one LIST call that finds
+// nothing, so it runs in the workflow task (one marker event instead of an activity's three).
+const { listNewFiles } = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 3 },
+});
+
+/**
+ * Executions started before this change list with an activity on every tick,
+ * record every run and report `syncing` while they list; the patch keeps their
+ * histories replaying. From it on, a scheduled tick that finds nothing lists
+ * with a local activity, writes nothing and leaves the state alone.
+ */
+export const LEAN_TICKS_PATCH = 'lean-idle-ticks';
+
+/** Set by prepare when no file exists yet to infer columns from. */
+const WAITING_FOR_FIRST_FILE = 'waiting for a first file to infer the schema from (or declare columns)';
 
 /** The small state a run hands to the next one through continue-as-new. */
 export interface CarriedState {
@@ -70,8 +91,18 @@ export interface CarriedState {
   prepared: boolean;
   paused: boolean;
   marker: string | null;
-  /** Tracked mode: where the current sweep of the bucket has got to (null = start a new sweep). */
+  /** Tracked mode: where the current listing pass has got to (null = start a new pass). */
   cursor: string | null;
+  /** Tracked mode: the last key a listing has seen; ticks between sweeps list after it. */
+  tailKey?: string | null;
+  /** Tracked mode: the sweep (a listing of the whole prefix) in progress, if the current pass is one. */
+  sweep?: { startedAtMs: number; tail: string | null; late: number } | null;
+  /** Tracked mode: the next pass must be a sweep (resume, failed run, late files seen). */
+  sweepDue?: boolean;
+  lastSweepAtMs?: number | null;
+  /** Scheduled ticks in a row that found nothing (drives the adaptive @auto interval). */
+  idleTicks?: number;
+  lastTickAt?: string | null;
   counters: Counters;
   lastRun: RunSummary | null;
   lastRunAt: string | null;
@@ -144,6 +175,12 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   s.notified ??= [];
   s.schemaChanges ??= [];
   s.cursor ??= null;
+  s.tailKey ??= null;
+  s.sweep ??= null;
+  s.sweepDue ??= false;
+  s.lastSweepAtMs ??= null;
+  s.idleTicks ??= 0;
+  s.lastTickAt ??= null;
   s.retryKeys ??= s.retry?.keys ?? [];
   s.retryAll ??= s.retry != null && !s.retry.keys?.length;
   s.retryAfter ??= null;
@@ -176,7 +213,29 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     inferredFrom: s.inferredFrom,
     schemaChanges: s.schemaChanges,
     spec: pendingSpec ?? spec,
+    polling: pollingView(),
   });
+  const pollingView = (): PollingView => {
+    const current = pendingSpec ?? spec;
+    const maxIdle = maxIdleIntervalMs(current);
+    const schedule = parseSchedule(current.schedule);
+    const intervalMs = maxIdle !== null ? adaptiveIntervalMs(s.idleTicks!, maxIdle) : schedule.kind === 'auto' ? AUTO_INTERVAL_MS : schedule.kind === 'every' ? schedule.ms : null;
+    const tracked = current.mode === 'tracked';
+    const sweepMs = tracked ? sweepIntervalMs(current) : null;
+    return {
+      intervalMs,
+      adaptive: maxIdle !== null,
+      maxIntervalMs: maxIdle,
+      idleTicks: s.idleTicks!,
+      lastTickAt: s.lastTickAt!,
+      sweepIntervalMs: sweepMs,
+      lastSweepAt: tracked && s.lastSweepAtMs !== null ? new Date(s.lastSweepAtMs!).toISOString() : null,
+      sweepDue: tracked && (s.sweepDue! || s.lastSweepAtMs === null),
+      // The first tick from this time on sweeps (sooner when sweepDue).
+      nextSweepAt: tracked && s.lastSweepAtMs !== null ? new Date(s.lastSweepAtMs! + sweepMs!).toISOString() : null,
+      listsAfter: tracked ? s.tailKey! : null,
+    };
+  };
 
   // Handlers first, so no message that arrives with the first task is lost.
   setHandler(statusQuery, view);
@@ -209,6 +268,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
         s.paused = false;
         // A fresh sweep: files left queued behind the listing position are found again now.
         s.cursor = null;
+        s.sweep = null;
+        s.sweepDue = true;
         // Pick up where it stopped: files cancelled or left queued are imported now.
         s.syncRequested = true;
         setState('idle');
@@ -288,7 +349,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     try {
       const res = await prepareDataSource({ dataSource: spec.name, spec: { ...spec, columns: s.columns ?? spec.columns } });
       if (!res.columns) {
-        s.error = 'waiting for a first file to infer the schema from (or declare columns)';
+        s.error = WAITING_FOR_FIRST_FILE;
         return false;
       }
       s.columns = res.columns;
@@ -421,6 +482,9 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   }
 
   async function syncRun(trigger: RunSummary['trigger']): Promise<void> {
+    const lean = patched(LEAN_TICKS_PATCH);
+    const previousRun = s.lastRun;
+    let failed = false;
     s.seq++;
     const run: RunSummary = {
       runId: `${workflowInfo().workflowId}/${s.seq}`,
@@ -434,10 +498,12 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       bytes: 0,
     };
     s.lastRun = run;
-    setState('syncing');
+    // A scheduled tick says `syncing` only once it has found something: an idle one changes nothing.
+    if (!lean || trigger !== 'schedule') setState('syncing');
     let phase: 'retry' | 'notify' | 'list' = 'list';
     try {
       if (retryPending()) {
+        setState('syncing');
         phase = 'retry';
         await retryFiles(run);
         // Stopped early: the rest of the retry (and the listing) comes in the next run.
@@ -450,15 +516,39 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       }
       phase = 'list';
       const cap = spec.limits.maxFilesPerRun > 0 && trigger !== 'sync' ? spec.limits.maxFilesPerRun : Infinity;
+      if (lean && spec.mode === 'tracked' && s.cursor === null) {
+        // A new pass: a sweep of the whole prefix when one is due, else only the keys after the last one seen.
+        const now = Date.now();
+        const due = trigger === 'sync' || s.sweepDue || s.tailKey === null || s.lastSweepAtMs === null || now - s.lastSweepAtMs! >= sweepIntervalMs(spec);
+        s.sweep = due ? { startedAtMs: now, tail: s.tailKey!, late: 0 } : null;
+      }
       let more = true;
+      let first = true;
       while (more && !s.paused && !deleteRequest && run.filesFound < cap) {
         const limit = Math.min(BATCH_SIZE, cap - run.filesFound);
-        const startAfter = (spec.mode === 'ordered' ? s.marker : s.cursor) ?? undefined;
-        const batch = await discoverFiles({ dataSource: spec.name, spec, runId: run.runId, limit, startAfter });
+        const startAfter = (spec.mode === 'ordered' ? s.marker : lean ? s.cursor ?? (s.sweep ? null : s.tailKey) : s.cursor) ?? undefined;
+        const input = { dataSource: spec.name, spec, runId: run.runId, limit, startAfter };
+        const local = lean && first && trigger === 'schedule' && !s.sweep;
+        const batch = local ? await listNewFiles(input) : await discoverFiles(input);
+        first = false;
         run.filesFound += batch.files.length;
-        // Tracked: continue this sweep after the batch; a finished sweep starts over next time,
-        // which is how files named earlier than everything imported are still found.
-        if (spec.mode === 'tracked') s.cursor = batch.more ? batch.cursor : null;
+        if (batch.files.length) setState('syncing');
+        if (spec.mode === 'tracked') {
+          // Continue this pass after the batch; a finished sweep starts over when the next one is due,
+          // which is how files named earlier than everything imported are still found.
+          s.cursor = batch.more ? batch.cursor : null;
+          const sweep = s.sweep;
+          if (sweep && sweep.tail !== null) sweep.late += batch.files.filter((f) => f.key <= sweep.tail!).length;
+          if (!batch.more) {
+            if (batch.lastKey && (s.tailKey === null || batch.lastKey > s.tailKey!)) s.tailKey = batch.lastKey;
+            if (sweep) {
+              s.lastSweepAtMs = sweep.startedAtMs;
+              // Late files came: names arrive out of order here, so sweep again until a sweep finds none.
+              s.sweepDue = sweep.late > 0;
+              s.sweep = null;
+            }
+          }
+        }
         const settled = await importAll(batch.files, run);
         more = batch.more;
         if (spec.mode === 'ordered' && batch.files.length) {
@@ -481,6 +571,13 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     } catch (err) {
       // A failed run must not chain into another one at once: the next attempt waits for the schedule.
       s.backlog = false;
+      failed = true;
+      if (lean && spec.mode === 'tracked') {
+        // Files of this pass may be left unimported behind the last key seen: the next pass sweeps.
+        s.cursor = null;
+        s.sweep = null;
+        s.sweepDue = true;
+      }
       if (!isCancellation(err)) {
         // What the failed phase was working through is dropped, as a failed request is:
         // a retry is asked for again, and notified files are found by the listing.
@@ -495,9 +592,18 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       }
     } finally {
       run.finishedAt = new Date().toISOString();
-      s.lastRunAt = run.finishedAt;
-      s.counters.runs++;
-      await CancellationScope.nonCancellable(() =>
+      if (trigger === 'schedule') s.lastTickAt = run.finishedAt;
+      const idle = lean && trigger === 'schedule' && phase === 'list' && !failed && run.filesFound === 0;
+      if (idle) {
+        // Nothing found, nothing written: the run is not recorded, the last recorded one stays the last run.
+        s.lastRun = previousRun;
+        s.idleTicks! += 1;
+      } else {
+        s.idleTicks = 0;
+        s.lastRunAt = run.finishedAt;
+        s.counters.runs++;
+      }
+      if (!idle) await CancellationScope.nonCancellable(() =>
         recordRun({
           datasource: spec.name,
           run_id: run.runId,
@@ -525,6 +631,9 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
         // A new place or mode: listing positions of the old one mean nothing there.
         s.marker = null;
         s.cursor = null;
+        s.tailKey = null;
+        s.sweep = null;
+        s.lastSweepAtMs = null;
       }
       if (pendingSpec.table !== spec.table && s.prepared) {
         // The old table stays (with its rows); its landing table and views go, so nothing feeds it any more.
@@ -544,7 +653,9 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     eagerPrepare = true;
 
     const schedule = parseSchedule(spec.schedule);
-    if (s.nextRunAtMs === null) s.nextRunAtMs = nextRunAt(schedule, Date.now());
+    // @auto with maxIdleInterval: the interval doubles with every idle tick in a row, up to the cap.
+    const maxIdle = maxIdleIntervalMs(spec);
+    if (s.nextRunAtMs === null) s.nextRunAtMs = maxIdle !== null ? Date.now() + adaptiveIntervalMs(s.idleTicks!, maxIdle) : nextRunAt(schedule, Date.now());
     let trigger: RunSummary['trigger'] = 'schedule';
     if (s.backlog && !s.paused && s.prepared) {
       trigger = 'backlog';
@@ -557,6 +668,17 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       else s.nextRunAtMs = null; // the tick fired; schedule the next one after this run
     }
     s.syncRequested = false;
+    if (!s.prepared && trigger === 'schedule' && s.error === WAITING_FOR_FIRST_FILE && patched(LEAN_TICKS_PATCH)) {
+      // Still no file to infer the columns from: a look at the prefix (no ledger, no table work) says
+      // whether preparing is worth trying; a tick that finds nothing stays an idle tick.
+      const peek = await listNewFiles({ dataSource: spec.name, spec, runId: '', limit: 1, peek: true });
+      if (!peek.files.length) {
+        s.idleTicks! += 1;
+        s.lastTickAt = new Date().toISOString();
+        eagerPrepare = false;
+        continue;
+      }
+    }
     if (!s.prepared && !(await prepare())) {
       eagerPrepare = false;
       // Nothing can be imported until the table is ready: drop pending triggers
@@ -572,6 +694,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     await syncRun(trigger);
     runsThisExecution++;
     if (s.nextRunAtMs !== null && s.nextRunAtMs <= Date.now()) s.nextRunAtMs = null;
+    // Files, a sync or a notification: a backed-off @auto interval is back to one minute from now.
+    if (maxIdle !== null && s.idleTicks === 0) s.nextRunAtMs = null;
 
     const runsCap = input.runsPerExecution ?? 0;
     if (workflowInfo().continueAsNewSuggested || (runsCap > 0 && runsThisExecution >= runsCap)) {

@@ -43,6 +43,36 @@ export interface StatusView {
   /** Columns added because newer files brought them (most recent last). */
   schemaChanges: SchemaChange[];
   spec: DataSourceSpec;
+  /** How the bucket is polled (absent from workflows of older versions). */
+  polling?: PollingView;
+}
+
+/**
+ * Polling as it stands: the tick interval in use and, in tracked mode, the
+ * sweep cadence. Ticks that find nothing are counted here, not as runs: they
+ * write nothing to ClickHouse.
+ */
+export interface PollingView {
+  /** The interval between scheduled ticks now (ms); null for cron and on-demand schedules. */
+  intervalMs: number | null;
+  /** @auto with maxIdleInterval: the interval doubles while ticks find nothing. */
+  adaptive: boolean;
+  /** With adaptive: the longest interval (ms). */
+  maxIntervalMs: number | null;
+  /** Scheduled ticks in a row that found nothing. */
+  idleTicks: number;
+  /** When the last scheduled tick ended (idle or not). */
+  lastTickAt: string | null;
+  /** Tracked mode: how often a tick lists the whole prefix (ms). */
+  sweepIntervalMs: number | null;
+  /** Tracked mode: when the last complete sweep started. */
+  lastSweepAt: string | null;
+  /** Tracked mode: the next run sweeps whatever the time (first run, resume, failed run, late files seen). */
+  sweepDue: boolean;
+  /** Tracked mode: from this time on, the next tick sweeps. */
+  nextSweepAt: string | null;
+  /** Tracked mode: ticks between sweeps list the keys after this one. */
+  listsAfter: string | null;
 }
 
 export interface SchemaChange {

@@ -102,7 +102,8 @@ function makeFakes() {
   const failed = new Set<string>();
   const calls = {
     prepare: [] as PrepareInput[],
-    discover: [] as DiscoverInput[],
+    /** Every listing, through the activity or (`local`) the local activity of a tick between sweeps. */
+    discover: [] as Array<DiscoverInput & { local?: boolean }>,
     importAttempts: [] as ImportCall[],
     /** Keys whose import succeeded, in order (duplicates would show a double import). */
     imported: [] as string[],
@@ -122,19 +123,28 @@ function makeFakes() {
     for (const key of keys) bucket.push({ key, etag: `etag-${key}`, size: 100, lastModified: '2024-01-01T00:00:00.000Z' });
   };
 
+  /** Like the real listing: key order, after `startAfter`, unsettled only; `lastKey` is the last key listed. */
+  const discover = async (input: DiscoverInput, local: boolean) => {
+    calls.discover.push({ ...input, local });
+    await hooks.discoverFiles?.(input);
+    const listed = [...bucket].sort((a, b) => (a.key < b.key ? -1 : 1)).filter((f) => !input.startAfter || f.key > input.startAfter);
+    if (input.peek) return { files: listed.slice(0, input.limit), more: listed.length > input.limit, cursor: null, listed: listed.length };
+    const pending = listed.filter((f) => !settled.has(f.key));
+    const files = pending.slice(0, input.limit);
+    const more = pending.length > input.limit;
+    return { files, more, cursor: more ? files[files.length - 1]!.key : null, listed: listed.length, lastKey: more ? null : listed.at(-1)?.key ?? null };
+  };
+
   const activities = {
     async prepareDataSource(input: PrepareInput) {
       calls.prepare.push(input);
       return { columns: input.spec.columns ?? null, inferredFrom: null };
     },
     async discoverFiles(input: DiscoverInput) {
-      calls.discover.push(input);
-      await hooks.discoverFiles?.(input);
-      // Like the real listing: key order, after `startAfter`, unsettled only.
-      const pending = [...bucket].sort((a, b) => (a.key < b.key ? -1 : 1)).filter((f) => !settled.has(f.key) && (!input.startAfter || f.key > input.startAfter));
-      const files = pending.slice(0, input.limit);
-      const more = pending.length > input.limit;
-      return { files, more, cursor: more ? files[files.length - 1]!.key : null, listed: bucket.length };
+      return discover(input, false);
+    },
+    async listNewFiles(input: DiscoverInput) {
+      return discover(input, true);
     },
     async importFile(input: ImportInput) {
       const attempt = Context.current().info.attempt;
@@ -280,16 +290,19 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
     await withWorker(f, async (taskQueue) => {
       const { handle } = await startDataSource(taskQueue, { schedule: '@every 1s' });
 
-      await until('two scheduled runs', () => f.calls.runs.length >= 2);
-      expect(f.calls.runs.map((r) => r.trigger)).toEqual(f.calls.runs.map(() => 'schedule'));
+      // The first tick imports both files (a recorded run); the ticks after it find nothing and record nothing.
+      const s1 = await until('two idle ticks after the first run', async () => {
+        const v = await status(handle);
+        return v.state === 'idle' && v.polling!.idleTicks >= 2 ? v : null;
+      });
+      expect(f.calls.runs).toHaveLength(1);
+      expect(f.calls.runs[0]).toMatchObject({ trigger: 'schedule', files_imported: 2 });
       expectEachOnce(f.calls.imported, ['p/1.csv', 'p/2.csv']);
       // Between ticks (a tick's own run clears nextRunAt until it ends), the next one is scheduled.
-      const s1 = await until('the workflow to be idle between ticks', async () => {
-        const v = await status(handle);
-        return v.state === 'idle' && v.counters.runs >= 2 ? v : null;
-      });
       expect(s1.nextRunAt).not.toBeNull();
-      expect(s1.counters.runs).toBeGreaterThanOrEqual(2);
+      expect(s1.counters.runs).toBe(1);
+      expect(s1.lastRun).toMatchObject({ trigger: 'schedule', filesImported: 2 });
+      expect(s1.polling).toMatchObject({ intervalMs: 1000, adaptive: false, listsAfter: 'p/2.csv' });
 
       const runsBefore = f.calls.runs.length;
       f.add('p/3.csv', 'p/4.csv', 'p/5.csv');
@@ -305,7 +318,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
         return s.counters.filesImported === 5 ? s : null;
       });
       expect(s2.counters).toMatchObject({ filesFailed: 0, rows: 50, bytes: 500 });
-      expect(s2.counters.runs).toBeGreaterThanOrEqual(3);
+      expect(s2.counters.runs).toBe(2);
     });
   });
 
@@ -520,7 +533,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
     f.add('p/1.csv');
     await withWorker(f, async (taskQueue) => {
       const { spec, handle } = await startDataSource(taskQueue, { schedule: '@every 1s' });
-      await until('two scheduled runs', () => f.calls.runs.length >= 2);
+      await until('a run and two idle ticks', async () => f.calls.runs.length >= 1 && (await status(handle)).polling!.idleTicks >= 2);
 
       const view = await handle.executeUpdate(deleteUpdate, { args: [{ dropTable: true, dropLedger: false }] });
       expect(view.state).toBe('deleting');
@@ -604,7 +617,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
     await withWorker(f, async (taskQueue) => {
       const { spec, handle } = await startDataSource(taskQueue, { schedule: '@every 1s' });
       workflowId = handle.workflowId;
-      await until('two scheduled runs', () => f.calls.runs.length >= 2);
+      await until('a run and two idle ticks', async () => f.calls.runs.length >= 1 && (await status(handle)).polling!.idleTicks >= 2);
       await handle.executeUpdate(pauseUpdate);
       await handle.executeUpdate(updateSpecUpdate, { args: [{ spec: { ...spec, schedule: '@every 2s' } }] });
       f.add('p/3.csv');

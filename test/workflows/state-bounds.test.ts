@@ -42,6 +42,9 @@ function makeFakes(failedKeys: string[], existing: string[]) {
     async discoverFiles() {
       return { files: [], more: false, cursor: null, listed: 0 };
     },
+    async listNewFiles() {
+      return { files: [], more: false, cursor: null, listed: 0 };
+    },
     async importFile(input: ImportInput) {
       calls.imported.push(input.file.key);
       failed.delete(input.file.key);
