@@ -19,7 +19,7 @@ import { ApplicationFailure, type HistoryAndWorkflowId } from '@temporalio/commo
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { Activities, DiscoverInput, FileRef, ImportInput, PrepareInput, RecordStatusInput } from '../../activities/index.js';
 import { dataSourceSpecSchema, normalizeSpec, type DataSourceSpec, type DataSourceSpecInput } from '../../schemas/datasource.js';
-import { BATCH_SIZE, type DataSourceInput, type dataSource } from '../../workflows/datasource.js';
+import { BATCH_SIZE, type CarriedState, type DataSourceInput, type dataSource } from '../../workflows/datasource.js';
 import {
   WORKFLOW_TYPE,
   deleteUpdate,
@@ -138,7 +138,9 @@ function makeFakes() {
   const activities = {
     async prepareDataSource(input: PrepareInput) {
       calls.prepare.push(input);
-      return { columns: input.spec.columns ?? null, inferredFrom: null };
+      // Undeclared columns are inferred from the first file, once there is one.
+      const inferred = bucket.length ? [{ name: 'a', type: 'String' }] : null;
+      return { columns: input.spec.columns ?? inferred, inferredFrom: input.spec.columns ? null : bucket[0]?.key ?? null };
     },
     async discoverFiles(input: DiscoverInput) {
       return discover(input, false);
@@ -602,6 +604,166 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expect(f.calls.runs[0]).toMatchObject({ files_imported: 1, files_failed: 1 });
       expectEachOnce(f.calls.imported, ['p/ok.csv']);
       expect((await statusAfterRun(handle, 1)).counters).toMatchObject({ runs: 1, filesImported: 1, filesFailed: 1 });
+    });
+  });
+
+  /** History events per workflow task that handled a tick (from a TimerFired to the next TimerStarted). */
+  async function tickWindows(handle: WorkflowHandle<DataSourceWorkflow>) {
+    const { events } = await handle.fetchHistory();
+    const windows: Array<{ events: number; activities: string[]; markers: number; upserts: number }> = [];
+    let cur: (typeof windows)[number] | null = null;
+    for (const e of events ?? []) {
+      if (e.timerFiredEventAttributes) {
+        cur = { events: 0, activities: [], markers: 0, upserts: 0 };
+        windows.push(cur);
+      }
+      if (!cur) continue;
+      cur.events++;
+      if (e.activityTaskScheduledEventAttributes) cur.activities.push(e.activityTaskScheduledEventAttributes.activityType!.name!);
+      if (e.markerRecordedEventAttributes) cur.markers++;
+      if (e.upsertWorkflowSearchAttributesEventAttributes) cur.upserts++;
+      if (e.timerStartedEventAttributes) cur = null;
+    }
+    return windows;
+  }
+
+  it('tracked: an idle tick is one local listing after the last key seen and records nothing; a sweep every sweepInterval finds a late file', async () => {
+    const f = makeFakes();
+    f.add('p/b.csv', 'p/c.csv');
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@every 1s', sweepInterval: '6s' }, { searchAttributes: true });
+      const idle = await until('three idle ticks after the first run', async () => {
+        const v = await status(handle);
+        return v.polling!.idleTicks >= 3 ? v : null;
+      });
+      expectEachOnce(f.calls.imported, ['p/b.csv', 'p/c.csv']);
+      // The first run sweeps (nothing seen yet) through the activity; the idle ticks list after p/c.csv, locally.
+      expect([f.calls.discover[0]!.startAfter, f.calls.discover[0]!.local]).toEqual([undefined, false]);
+      const ticks = f.calls.discover.slice(1, 4);
+      expect(ticks.map((d) => [d.startAfter, d.local])).toEqual(ticks.map(() => ['p/c.csv', true]));
+      expect(f.calls.runs).toHaveLength(1);
+      expect(idle.counters.runs).toBe(1);
+      expect(idle.polling).toMatchObject({ listsAfter: 'p/c.csv', sweepIntervalMs: 6000, sweepDue: false });
+      expect(idle.lastRun).toMatchObject({ filesImported: 2 });
+      expect(idle.polling!.lastTickAt! >= idle.lastRunAt!).toBe(true);
+
+      // An idle tick's workflow task: no activity, no search attribute change, one marker for the local listing.
+      const windows = (await tickWindows(handle)).slice(1, -1).filter((w) => w.activities.length === 0);
+      expect(windows.length).toBeGreaterThanOrEqual(2);
+      for (const w of windows) expect(w).toMatchObject({ activities: [], upserts: 0, markers: 1 });
+      console.log(`[polling] history events per idle tick: ${windows.map((w) => w.events).join(', ')}`);
+
+      // A late file, named before everything seen: ticks between sweeps do not see it; the next sweep does.
+      const mark = f.calls.discover.length;
+      f.add('p/a.csv');
+      await until('the late file to be imported and its run recorded', () => f.calls.imported.includes('p/a.csv') && f.calls.runs.length === 2, 30_000);
+      const after = f.calls.discover.slice(mark);
+      const found = after.findIndex((d) => d.startAfter === undefined);
+      expect(found).toBeGreaterThanOrEqual(0);
+      expect(after[found]!.local).toBe(false);
+      expect(after.slice(0, found).every((d) => d.startAfter === 'p/c.csv' && d.local)).toBe(true);
+      expect(f.calls.runs.at(-1)).toMatchObject({ trigger: 'schedule', files_found: 1, files_imported: 1 });
+      // It found a late file: the next tick sweeps again, finds none, and ticks go back to listing after the last key.
+      await until('two more listings', () => f.calls.discover.length >= mark + found + 3, 15_000);
+      expect(f.calls.discover.slice(mark + found + 1, mark + found + 3).map((d) => [d.startAfter, d.local])).toEqual([[undefined, false], ['p/c.csv', true]]);
+      expectEachOnce(f.calls.imported, ['p/a.csv', 'p/b.csv', 'p/c.csv']);
+      const s = await status(handle);
+      expect(s.polling!.lastSweepAt).not.toBeNull();
+      expect(Date.parse(s.polling!.nextSweepAt!) - Date.parse(s.polling!.lastSweepAt!)).toBe(6000);
+    });
+  });
+
+  it('an explicit sync sweeps; a resume sweeps; ordered mode ticks list after the marker locally', async () => {
+    const f = makeFakes();
+    f.add('p/1.csv');
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@every 1s', mode: 'ordered' });
+      await until('two idle ticks', async () => (await status(handle)).polling!.idleTicks >= 2);
+      expect(f.calls.discover.slice(1, 3).map((d) => [d.startAfter, d.local])).toEqual([['p/1.csv', true], ['p/1.csv', true]]);
+      expect(f.calls.runs).toHaveLength(1);
+    });
+    const g = makeFakes();
+    g.add('p/1.csv', 'p/2.csv');
+    await withWorker(g, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
+      await handle.signal('sync');
+      await statusAfterRun(handle, 1);
+      await handle.signal('sync');
+      await statusAfterRun(handle, 2);
+      await handle.executeUpdate(pauseUpdate);
+      await handle.executeUpdate(resumeUpdate);
+      await statusAfterRun(handle, 3);
+      // Every one of them lists the whole prefix through the activity (no local listing off the schedule).
+      expect(g.calls.discover.map((d) => [d.startAfter, d.local])).toEqual([[undefined, false], [undefined, false], [undefined, false]]);
+      // Syncs are recorded even when they find nothing: the API's run history shows what a user asked for.
+      expect(g.calls.runs.map((r) => [r.trigger, r.files_found])).toEqual([['sync', 2], ['sync', 0], ['sync', 0]]);
+    });
+  });
+
+  it('waiting for a first file to infer columns from: idle ticks only look at the prefix, without preparing', async () => {
+    const f = makeFakes();
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@every 1s', columns: undefined });
+      await until('three idle ticks', async () => (await status(handle)).polling!.idleTicks >= 3);
+      // One prepare at creation; the ticks peek with a local listing (no ledger) instead of preparing again.
+      expect(f.calls.prepare).toHaveLength(1);
+      expect(f.calls.discover.length).toBeGreaterThanOrEqual(3);
+      expect(f.calls.discover.every((d) => d.peek && d.local && d.limit === 1)).toBe(true);
+      expect((await status(handle)).error).toMatch(/waiting for a first file/);
+      f.add('p/first.csv');
+      await until('the first file to be imported', () => f.calls.imported.includes('p/first.csv'));
+      expect(f.calls.prepare).toHaveLength(2);
+      expect((await statusAfterRun(handle, 1)).columns).toEqual([{ name: 'a', type: 'String' }]);
+    });
+  });
+
+  it('adaptive @auto: the interval doubles with idle ticks in a row (capped); a sync or a notification brings it back to one minute', async () => {
+    const f = makeFakes();
+    f.add('p/1.csv');
+    const carried = (idleTicks: number): Omit<DataSourceInput, 'spec'> => ({
+      state: {
+        columns: [{ name: 'a', type: 'String' }], inferredFrom: null, prepared: true, paused: false, marker: null, cursor: null,
+        counters: { runs: 0, filesImported: 0, filesFailed: 0, rows: 0, quarantinedRows: 0, bytes: 0 },
+        lastRun: null, lastRunAt: null, error: null, syncRequested: false, backlog: false, retryKeys: [], retryAll: false, retryAfter: null,
+        notified: [], schemaChanges: [], nextRunAtMs: null, seq: 0, idleTicks, tailKey: null,
+      } satisfies CarriedState,
+    });
+    /** The status once the workflow has scheduled its next tick. */
+    const scheduled = (h: WorkflowHandle<DataSourceWorkflow>) => until('the next tick to be scheduled', async () => {
+      const v = await status(h);
+      return v.nextRunAt ? v : null;
+    });
+    const near = (iso: string | null, ms: number) => {
+      const d = Date.parse(iso!) - Date.now();
+      return d > ms - 20_000 && d <= ms;
+    };
+    await withWorker(f, async (taskQueue) => {
+      const over: Partial<DataSourceSpecInput> = { schedule: '@auto', maxIdleInterval: '15m' };
+      const { handle } = await startDataSource(taskQueue, over, carried(3));
+      const backedOff = await scheduled(handle);
+      expect(backedOff.polling).toMatchObject({ adaptive: true, intervalMs: 8 * 60_000, maxIntervalMs: 15 * 60_000, idleTicks: 3 });
+      expect(near(backedOff.nextRunAt, 8 * 60_000)).toBe(true);
+      await handle.signal('sync');
+      const reset = await statusAfterRun(handle, 1);
+      expect(reset.polling).toMatchObject({ adaptive: true, intervalMs: 60_000, idleTicks: 0 });
+      expect(near(reset.nextRunAt, 60_000)).toBe(true);
+
+      // Far past the cap: 15 minutes; a notification resets it too.
+      const second = await startDataSource(taskQueue, over, carried(40));
+      const capped = await scheduled(second.handle);
+      expect(capped.polling).toMatchObject({ intervalMs: 15 * 60_000 });
+      expect(near(capped.nextRunAt, 15 * 60_000)).toBe(true);
+      await second.handle.signal('sync', { reason: 'notify', keys: ['p/1.csv'] });
+      const notified = await statusAfterRun(second.handle, 1);
+      expect(notified.lastRun).toMatchObject({ trigger: 'notify' });
+      expect(notified.polling).toMatchObject({ intervalMs: 60_000, idleTicks: 0 });
+      expect(near(notified.nextRunAt, 60_000)).toBe(true);
+
+      // Without maxIdleInterval @auto stays at one minute whatever the idle ticks.
+      const fixed = await startDataSource(taskQueue, { schedule: '@auto' }, carried(5));
+      const v = await scheduled(fixed.handle);
+      expect(v.polling).toMatchObject({ adaptive: false, intervalMs: 60_000, maxIntervalMs: null });
+      expect(near(v.nextRunAt, 60_000)).toBe(true);
     });
   });
 
