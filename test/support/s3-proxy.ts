@@ -12,7 +12,18 @@ export interface S3Proxy {
   url: string;
   /** GetObject requests seen per key. */
   gets: Map<string, number>;
+  /** ListObjectsV2 requests seen, in order. */
+  lists: ListRequest[];
   close(): Promise<void>;
+}
+
+export interface ListRequest {
+  bucket: string;
+  prefix: string;
+  startAfter: string | null;
+  /** A continuation page of an earlier request. */
+  continued: boolean;
+  at: number;
 }
 
 export interface ProxyAnswer {
@@ -24,10 +35,15 @@ export interface ProxyAnswer {
 export async function startS3Proxy(upstream: string, intercept?: (key: string, nthGet: number) => ProxyAnswer | null): Promise<S3Proxy> {
   const target = new URL(upstream);
   const gets = new Map<string, number>();
+  const lists: ListRequest[] = [];
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://proxy');
     // Path style: /bucket/key. A GET with a key and no list-type is a GetObject.
     const parts = url.pathname.split('/').filter(Boolean);
+    if (req.method === 'GET' && url.searchParams.get('list-type') === '2') {
+      const q = url.searchParams;
+      lists.push({ bucket: decodeURIComponent(parts[0] ?? ''), prefix: q.get('prefix') ?? '', startAfter: q.get('start-after'), continued: q.has('continuation-token'), at: Date.now() });
+    }
     if (req.method === 'GET' && parts.length >= 2 && !url.searchParams.has('list-type')) {
       const key = decodeURIComponent(parts.slice(1).join('/'));
       const nth = (gets.get(key) ?? 0) + 1;
@@ -54,6 +70,7 @@ export async function startS3Proxy(upstream: string, intercept?: (key: string, n
   return {
     url: `http://127.0.0.1:${port}`,
     gets,
+    lists,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
