@@ -16,6 +16,9 @@ import { randomBytes } from 'node:crypto';
 import { Client, Connection, WorkflowUpdateFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, type HistoryAndWorkflowId } from '@temporalio/common';
+// The SDK's own protobuf classes (a dependency of @temporalio/client): the fixture is a History in its binary encoding.
+import { temporal } from '@temporalio/proto';
+import { readFile } from 'node:fs/promises';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { Activities, DiscoverInput, FileRef, ImportInput, PrepareInput, RecordStatusInput } from '../../activities/index.js';
 import { dataSourceSpecSchema, normalizeSpec, type DataSourceSpec, type DataSourceSpecInput } from '../../schemas/datasource.js';
@@ -765,6 +768,23 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expect(v.polling).toMatchObject({ adaptive: false, intervalMs: 60_000, maxIntervalMs: null });
       expect(near(v.nextRunAt, 60_000)).toBe(true);
     });
+  });
+
+  it('replays an execution started before lean idle ticks and carried on by this version', async () => {
+    // Recorded on the dev server: the data source ran @every 1s under the previous workflow code (every
+    // tick an activity listing, a recorded run and two search attribute changes: 19 events), then this
+    // version's worker took it over mid-flight (idle ticks: 6 events, a local listing's marker) and
+    // imported a file that arrived after the upgrade.
+    const bytes = await readFile(new URL('../fixtures/histories/datasource-upgrade-idle-ticks.binpb', import.meta.url));
+    const history = temporal.api.history.v1.History.decode(bytes);
+    const events = history.events ?? [];
+    const scheduled = events.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes.activityType!.name!] : []));
+    // Both halves are there: activity listings before the upgrade, the patch marker and local listings after it.
+    expect(scheduled.filter((n) => n === 'discoverFiles').length).toBeGreaterThanOrEqual(3);
+    expect(events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch').length).toBe(1);
+    expect(events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length).toBeGreaterThanOrEqual(3);
+    expect(events.some((e) => e.workflowTaskFailedEventAttributes)).toBe(false);
+    await expect(Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, 'datasource:upgraded')).resolves.toBeUndefined();
   });
 
   // Last: replays every history the tests above produced, plus one that mixes
