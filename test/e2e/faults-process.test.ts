@@ -107,35 +107,47 @@ describe('worker killed mid-import: nothing lost, nothing doubled', () => {
   }
 
   it('SIGKILL while a large file is being inserted: a new worker loads it exactly once', async () => {
-    const name = uid('kill');
-    const spec = await setup(name, name);
-    const a = await startProcess();
-    expect((await call(a, 'POST', '/v1/datasources', spec)).status).toBe(201);
-    expect((await call(a, 'POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
     // Kill while ClickHouse is inserting the big file. No query can watch the insert (embedded
-    // ClickHouse runs one statement at a time), so the process says when it starts, and the kill
-    // comes a little later: after some blocks are committed, before the last.
-    await eventually('the big file\'s insert to start', async () => a.output.join('').includes(`INSERT START ${name}/big.csv 1`), 60_000, 20);
-    await new Promise((r) => setTimeout(r, 6000));
-    a.child.kill('SIGKILL');
-    await exited(a.child);
-    const b = await startProcess();
-    // Before the retry (it starts once the killed attempt's heartbeat times out): what the killed insert left.
-    const left = await call(b, 'POST', '/v1/sql', { query: `SELECT count() AS n FROM ${name} WHERE id < ${ROWS}` });
-    const leftRows = Number(left.body.data[0].n);
-    console.log(`[faults-process] rows of the big file committed before the kill: ${leftRows} of ${ROWS}`);
-    expect(leftRows).toBeLessThan(ROWS);
-    const done = await eventually('both files to succeed after the restart', async () => {
-      const r = await call(b, 'GET', `/v1/datasources/${name}`);
-      return r.body?.stats?.files?.success === 2 ? r.body : null;
-    }, 120_000, 500);
-    expect(await count(b, name)).toEqual({ n: ROWS + 1000, u: ROWS + 1000 });
-    expect(done.stats.rows).toBe(ROWS + 1000);
-    const history = await call(b, 'GET', `/v1/datasources/${name}/files/history?key=${encodeURIComponent(`${name}/big.csv`)}`);
-    const statuses = history.body.items.map((i: { status: string }) => i.status);
-    expect(statuses.filter((s: string) => s === 'running').length).toBeGreaterThanOrEqual(2);
-    expect(statuses.at(-1)).toBe('success');
-  });
+    // ClickHouse runs one statement at a time), so the process says when it starts and the kill
+    // comes a little later. How long the insert takes depends on the machine: a kill that came
+    // too early (nothing committed) or too late (all committed) is tried again with another delay.
+    // Every try must end with every row exactly once; one of them must have hit mid-insert.
+    let delay = 4000;
+    const landed: number[] = [];
+    for (let tries = 0; tries < 4; tries++) {
+      const name = uid('kill');
+      if (dataDir) await rm(dataDir, { recursive: true, force: true });
+      const spec = await setup(name, name);
+      const a = await startProcess();
+      expect((await call(a, 'POST', '/v1/datasources', spec)).status).toBe(201);
+      expect((await call(a, 'POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
+      await eventually('the big file\'s insert to start', async () => a.output.join('').includes(`INSERT START ${name}/big.csv 1`), 60_000, 20);
+      await new Promise((r) => setTimeout(r, delay));
+      a.child.kill('SIGKILL');
+      await exited(a.child);
+      const b = await startProcess();
+      // Before the retry (it starts once the killed attempt's heartbeat times out): what the killed insert left.
+      const left = await call(b, 'POST', '/v1/sql', { query: `SELECT count() AS n FROM ${name} WHERE id < ${ROWS}` });
+      const leftRows = Number(left.body.data[0].n);
+      landed.push(leftRows);
+      console.log(`[faults-process] killed ${delay} ms after the insert started: ${leftRows} of ${ROWS} rows of the big file committed`);
+      const done = await eventually('both files to succeed after the restart', async () => {
+        const r = await call(b, 'GET', `/v1/datasources/${name}`);
+        return r.body?.stats?.files?.success === 2 ? r.body : null;
+      }, 120_000, 500);
+      expect(await count(b, name)).toEqual({ n: ROWS + 1000, u: ROWS + 1000 });
+      expect(done.stats.rows).toBe(ROWS + 1000);
+      const history = await call(b, 'GET', `/v1/datasources/${name}/files/history?key=${encodeURIComponent(`${name}/big.csv`)}`);
+      const statuses = history.body.items.map((i: { status: string }) => i.status);
+      expect(statuses.filter((s: string) => s === 'running').length).toBeGreaterThanOrEqual(2);
+      expect(statuses.at(-1)).toBe('success');
+      b.child.kill('SIGKILL');
+      await exited(b.child);
+      if (leftRows > 0 && leftRows < ROWS) break;
+      delay = Math.round(leftRows === 0 ? delay * 1.6 : delay * 0.6);
+    }
+    expect(landed.some((n) => n > 0 && n < ROWS), `no kill landed mid-insert: ${landed.join(', ')}`).toBe(true);
+  }, 600_000);
 
   it('SIGKILL between the insert and the ledger write: the retry adds no row', async () => {
     const name = uid('gap');
