@@ -295,8 +295,8 @@ export class DataSourceService {
     await this.ensureMetaTables();
     await this.checkTableFree(spec);
     const workflowInput: DataSourceInput = { spec, searchAttributes: this.deps.searchAttributes };
-    try {
-      await this.deps.temporal.workflow.start(WORKFLOW_TYPE, {
+    const started = this.deps.temporal.workflow
+      .start(WORKFLOW_TYPE, {
         workflowId: workflowIdFor(spec.name),
         taskQueue: this.deps.taskQueue,
         args: [workflowInput],
@@ -304,15 +304,21 @@ export class DataSourceService {
         workflowIdConflictPolicy: 'FAIL',
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
         ...(this.deps.searchAttributes ? { searchAttributes: { DataSource: [spec.name], DataSourceState: ['idle'] } } : {}),
+      })
+      .catch((err) => {
+        if (err instanceof WorkflowExecutionAlreadyStartedError) throw conflict(`data source '${spec.name}' already exists`);
+        throw err;
       });
-    } catch (err) {
-      if (err instanceof WorkflowExecutionAlreadyStartedError) throw conflict(`data source '${spec.name}' already exists`);
-      throw err;
-    }
-    await this.claims.claim(spec.table, spec.name);
-    // Answered from what was just started, not by querying the workflow: a worker busy with a
-    // thousand data sources would make every create wait for its first workflow task.
-    const [warnings, stats] = await Promise.all([this.globWarnings(spec), pageStats(this.deps.destination.client, this.metaDb, [spec.name])]);
+    // The claim, the glob check and the counters do not depend on the start, so they overlap with it
+    // (a claim left by a start that failed is harmless: claimants are confirmed with their workflow).
+    // The answer is built from what was just started, not by querying the workflow: a worker busy
+    // with a thousand data sources would make every create wait for its first workflow task.
+    const [, , warnings, stats] = await Promise.all([
+      started,
+      this.claims.claim(spec.table, spec.name),
+      this.globWarnings(spec),
+      pageStats(this.deps.destination.client, this.metaDb, [spec.name]),
+    ]);
     return { ...this.listedResource({ name: spec.name, spec, state: 'idle', memoStatus: undefined }, stats.get(spec.name)!), warnings };
   }
 
