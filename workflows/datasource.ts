@@ -519,7 +519,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       if (lean && spec.mode === 'tracked' && s.cursor === null) {
         // A new pass: a sweep of the whole prefix when one is due, else only the keys after the last one seen.
         const now = Date.now();
-        const due = trigger === 'sync' || s.sweepDue || s.tailKey === null || s.lastSweepAtMs === null || now - s.lastSweepAtMs! >= sweepIntervalMs(spec);
+        // (An empty prefix has no last key: its ticks list it whole, which is the same one LIST call.)
+        const due = trigger === 'sync' || s.sweepDue || s.lastSweepAtMs === null || now - s.lastSweepAtMs! >= sweepIntervalMs(spec);
         s.sweep = due ? { startedAtMs: now, tail: s.tailKey!, late: 0 } : null;
       }
       let more = true;
