@@ -804,8 +804,8 @@ function settingValue(raw: string): SettingValue {
  * Write a spec as `.datasource` text. `parseDatasourceFile` of the result gives
  * back the same spec (the name comes from the file name, so it is not
  * written). Throws an Error listing the fields the format has no key for
- * (table, mode, csv, limits, CSV column sources, compression none, values it
- * cannot quote).
+ * (table, mode, csv, limits, sweepInterval, maxIdleInterval, CSV column
+ * sources, compression none, values it cannot quote).
  */
 export function toDatasourceFile(spec: DataSourceSpecInput): string {
   const inexpressible: string[] = [];
@@ -813,6 +813,8 @@ export function toDatasourceFile(spec: DataSourceSpecInput): string {
   if (spec.mode !== undefined && spec.mode !== 'tracked') inexpressible.push('mode');
   if (spec.csv !== undefined) inexpressible.push('csv');
   if (spec.limits !== undefined) inexpressible.push('limits');
+  // Polling options of this connector; Tinybird has no keys for them.
+  for (const field of ['sweepInterval', 'maxIdleInterval'] as const) if (spec[field] !== undefined) inexpressible.push(field);
   if (spec.compression === 'none') inexpressible.push('compression none');
   for (const field of ['connection', 'bucketUri', 'schedule'] as const) {
     const v = spec[field];

@@ -190,6 +190,9 @@ describe('toDatasourceFile with the new fields', () => {
   it('refuses what it cannot write', () => {
     const base = { name: 'x', connection: 'c', bucketUri: 's3://b/x' };
     expect(() => toDatasourceFile({ ...base, format: 'csv', columns: [{ name: 'a', type: 'String', source: 'A' }] })).toThrow(/no key for columns\[0\]\.source$/);
+    // Polling options are the connector's own: an export that dropped them would read back as a different spec.
+    expect(() => toDatasourceFile({ ...base, sweepInterval: '10m' })).toThrow(/no key for sweepInterval$/);
+    expect(() => toDatasourceFile({ ...base, schedule: '@auto', maxIdleInterval: '15m' })).toThrow(/no key for maxIdleInterval$/);
     expect(() => toDatasourceFile({ ...base, connection: `a#b'c"` })).toThrow(/no key for connection \(contains #, ' and "\)$/);
     expect(() => toDatasourceFile({ ...base, columns: [{ name: 'a', type: 'String', default: "'x'\n\n" }] })).toThrow(/columns\[0\]\.default \(blank or comment lines\)/);
   });
