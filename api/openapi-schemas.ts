@@ -26,6 +26,19 @@ export const dataSourceResourceSchema = z
       nextRunAt: z.string().nullable(),
       error: z.string().nullable(),
       backlog: z.boolean(),
+      polling: z
+        .object({
+          intervalMs: z.number().nullable().describe('Interval between scheduled ticks now; null for cron and on-demand'),
+          adaptive: z.boolean().describe('@auto with maxIdleInterval: the interval doubles while ticks find nothing'),
+          maxIntervalMs: z.number().nullable(),
+          idleTicks: z.number().describe('Scheduled ticks in a row that found nothing (they record no run)'),
+          lastTickAt: z.string().nullable(),
+          sweepIntervalMs: z.number().nullable().describe('Tracked mode: how often a tick lists the whole prefix'),
+          lastSweepAt: z.string().nullable(),
+        })
+        .loose()
+        .optional()
+        .describe('How the data source polls: live from its workflow (absent in list items)'),
     }),
     stats: z.object({ files: fileCounts, rows: z.number(), bytes: z.number(), quarantinedRows: z.number() }),
   })
