@@ -11,9 +11,10 @@
  *   list_p95 / get_p95     GET /v1/datasources?limit=100 (following cursors) and
  *                          GET /v1/datasources/:name, in-process, while idle
  *   worker_rss             the worker process's peak resident set
+ *   runs_rows_per_idle_tick, ledger_rows_idle   what idle ticks write to ClickHouse
  *   new_file_latency       a file put in one data source's prefix until the ledger says success (next tick)
  *   notify_latency         the same, announced with an event notification
- *   history_events_per_idle_tick   Temporal history events an idle tick appends (median over a sample)
+ *   history_events_per_source_minute   Temporal history events a data source appends per idle minute (median over a sample)
  *
  * Every entry is `{ name, value, unit, ceiling, ratio }` with ratio = value / ceiling:
  * for a ceiling (CPU, latency, memory) a ratio <= 1 meets the target; for
@@ -32,7 +33,8 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createDestination } from '../../activities/destination.js';
+import { createDestination, queryRows } from '../../activities/destination.js';
+import { LEDGER_TABLE, RUNS_TABLE } from '../../activities/ledger.js';
 import { callApp } from '../../api/app.js';
 import type { Connection } from '../../schemas/connection.js';
 import { envSchema } from '../../schemas/config.js';
@@ -167,6 +169,7 @@ export async function runManySources(opts: ManySourcesOptions = {}): Promise<Sum
     await sleep(70_000);
     const sample = names.filter((_, i) => i % Math.max(1, Math.floor(n / 20)) === 0);
     const historyBefore = await Promise.all(sample.map((name) => connector.client.workflow.getHandle(workflowIdFor(name)).describe()));
+    const rows0 = await metaRows(destination.client);
     const cpu0 = { self: process.cpuUsage(), temporal: procCpuSeconds(temporal.pid) };
     const w0 = performance.now();
     log(`measuring idle CPU for ${idleSeconds} s ...`);
@@ -180,13 +183,17 @@ export async function runManySources(opts: ManySourcesOptions = {}): Promise<Sum
     out.push(entry('many_sources_idle_cpu_worker', workerPct, '% of one core', null));
     out.push(entry('many_sources_idle_cpu_temporal', temporalPct, '% of one core', null));
     out.push(entry('many_sources_idle_cpu_per_source', ((workerPct + temporalPct) / n) * 10, 'ms CPU per data source per s', null));
+    const rows1 = await metaRows(destination.client);
+    // What idle ticks write to ClickHouse: one s3ch_runs row (one INSERT, so one part) per tick, no ledger rows.
+    out.push(entry('many_sources_runs_rows_per_idle_tick', (rows1.runs - rows0.runs) / n / (wall / 60), 'rows per data source', null));
+    out.push(entry('many_sources_ledger_rows_idle', rows1.ledger - rows0.ledger, 'rows', null));
     const historyAfter = await Promise.all(sample.map((name) => connector.client.workflow.getHandle(workflowIdFor(name)).describe()));
-    // Events per tick: history growth over the window / ticks in the window (@auto: one a minute); a run that continued as new is left out.
+    // History growth per data source per minute of the idle window (@auto: at most one tick a minute); a run that continued as new is left out.
     const perTick = historyBefore.flatMap((b, i) => {
       const a = historyAfter[i]!;
       return a.runId === b.runId ? [(a.historyLength - b.historyLength) / (wall / 60)] : [];
     });
-    if (perTick.length) out.push(entry('many_sources_history_events_per_idle_tick', percentile(perTick, 50), 'events', null));
+    if (perTick.length) out.push(entry('many_sources_history_events_per_source_minute', percentile(perTick, 50), 'events', null));
 
     // 3. API latency while idle.
     log('measuring GET /v1/datasources?limit=100 and GET /v1/datasources/:name ...');
@@ -247,6 +254,15 @@ export async function runManySources(opts: ManySourcesOptions = {}): Promise<Sum
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   }
+}
+
+/** Rows in the connector's own tables (runs, ledger). */
+async function metaRows(client: Parameters<typeof queryRows>[0]): Promise<{ runs: number; ledger: number }> {
+  const count = async (table: string) => {
+    const [r] = await queryRows<{ n: string }>(client, `SELECT count() AS n FROM ${table}`).catch(() => []);
+    return Number(r?.n ?? 0);
+  };
+  return { runs: await count(RUNS_TABLE), ledger: await count(LEDGER_TABLE) };
 }
 
 /** A table of the entries, for people. */
