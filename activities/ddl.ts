@@ -1,4 +1,4 @@
-import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
+import { partitionName, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
 import { parseClickHouseType, isTimeType } from '../schemas/clickhouse-type.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 
@@ -46,16 +46,25 @@ export function tableNames(db: string, table: string): TableNames {
 
 const raw = (i: number) => `r${i}`;
 
-/** Expression converting the raw string column `r<i>` into the column's type, NULL when it does not convert. */
-function conversion(i: number, type: string): { value: string; ok: string } {
+/**
+ * The raw text of column `i` in the conversion view: the landing column
+ * `r<i>`, except for `from: line`, which is the `_line` every landing row
+ * carries already (so the insert computes it once).
+ */
+function rawText(c: ColumnSpec, i: number): string {
+  return c.from === 'line' ? 'toString(_line)' : raw(i);
+}
+
+/** Expression converting the raw text `rawIn` (a Nullable(String)) into the column's type, NULL when it does not convert. */
+function conversion(rawIn: string, type: string): { value: string; ok: string } {
   const t = parseClickHouseType(type);
   const base = t.text.replace(/^Nullable\((.*)\)$/, '$1');
   const isString = /^(LowCardinality\()?(Nullable\()?String\)?\)?$/.test(t.text) || /^FixedString/.test(base);
   if (isString && !/^FixedString/.test(base)) {
-    return { value: t.nullable ? raw(i) : `ifNull(${raw(i)}, '')`, ok: '1' };
+    return { value: t.nullable ? rawIn : `ifNull(${rawIn}, '')`, ok: '1' };
   }
   // Empty text in a non-string column means "no value", not a parse error.
-  const input = `nullIf(${raw(i)}, '')`;
+  const input = `nullIf(${rawIn}, '')`;
   if (/^(Array|Map|Tuple)\b/.test(base)) {
     // Composite types cannot be Nullable, so the non-throwing cast goes
     // through a Variant (which can be NULL) and the value is taken back out.
@@ -117,8 +126,10 @@ export interface ImportPlan {
   insertInto: string;
   /**
    * The landing columns computed from a source's columns (`line` for NDJSON,
-   * the structure's names otherwise), before the `_file`, `_etag` and `_line`
-   * values the import statement appends.
+   * the structure's names otherwise) and, for columns with `from`, from the
+   * object (query parameters `key`, `fileName`, `etag`, `size`,
+   * `lastModified`: see ImportParams), before the `_file`, `_etag` and
+   * `_line` values the import statement appends.
    */
   select: string;
   inputFormat: string;
@@ -126,16 +137,21 @@ export interface ImportPlan {
   settings: Record<string, string | number>;
 }
 
-function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: ResolvedFormat): { select: string; structure: string; inputFormat: string; settings: Record<string, string | number> } {
+/**
+ * How a format's rows are read: `values` has one expression per column given
+ * (the file's content columns, in order), `tail` the `_row_error` and
+ * `_raw_line` values.
+ */
+function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: ResolvedFormat): { values: string[]; tail: string; structure: string; inputFormat: string; settings: Record<string, string | number> } {
   if (format === 'ndjson') {
     // One line at a time as text, values picked by JSONPath natively: this is
     // what makes `json:$.a.b` columns, nested objects and invalid lines work
     // without a JavaScript parser.
-    const pick = columns.map((c) => jsonPathExtract(c.path ?? `$.${c.name}`));
     return {
       structure: 'line String',
       inputFormat: 'LineAsString',
-      select: `${pick.join(', ')}, if(isValidJSON(line), '', 'invalid JSON') AS _row_error, line AS _raw_line`,
+      values: columns.map((c) => jsonPathExtract(c.path ?? `$.${c.name}`)),
+      tail: "if(isValidJSON(line), '', 'invalid JSON') AS _row_error, line AS _raw_line",
       settings: {},
     };
   }
@@ -146,10 +162,12 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
     // (missing columns read as NULL), then renders it as text so the same
     // conversion and quarantine views serve every format.
     const typed = columns.map((c) => `${quoteIdent(c.source ?? c.name)} ${parquetReadType(c.type)}`).join(', ');
+    const values = columns.map((c) => `toString(${quoteIdent(c.source ?? c.name)})`);
     return {
       structure: typed,
       inputFormat: 'Parquet',
-      select: `${columns.map((c) => `toString(${quoteIdent(c.source ?? c.name)})`).join(', ')}, ${noValueCheck(columns.map((c) => `toString(${quoteIdent(c.source ?? c.name)})`))} AS _row_error, '' AS _raw_line`,
+      values,
+      tail: `${noValueCheck(values)} AS _row_error, '' AS _raw_line`,
       settings: { input_format_parquet_allow_missing_columns: 1 },
     };
   }
@@ -158,7 +176,8 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
   return {
     structure,
     inputFormat: csv.header ? 'CSVWithNames' : 'CSV',
-    select: `${names.map((s) => quoteIdent(s)).join(', ')}, ${noValueCheck(names.map((s) => quoteIdent(s)))} AS _row_error, '' AS _raw_line`,
+    values: names.map((s) => quoteIdent(s)),
+    tail: `${noValueCheck(names.map((s) => quoteIdent(s)))} AS _row_error, '' AS _raw_line`,
     settings: {
       format_csv_delimiter: csv.delimiter,
       input_format_csv_skip_first_lines: csv.skipLines,
@@ -240,22 +259,76 @@ export function jsonPathExtract(path: string): string {
   return `multiIf(${rawJson} IN ('', 'null'), NULL, JSONType(${args}) = 'String', JSONExtractString(${args}), ${rawJson})`;
 }
 
+/**
+ * The raw text of a column that takes its value from the object, in the
+ * insert's SELECT: query parameters the activity fills from the file it was
+ * given (the ledger's own identity of the file), and for a hive partition
+ * the `name=value` folder of the key, percent-decoded as Hive and Spark
+ * escape values; NULL when the key has no such folder, its value is empty or
+ * Hive's NULL (`__HIVE_DEFAULT_PARTITION__`). `line` is not here: the
+ * conversion view reads `_line`.
+ */
+function objectValue(c: ColumnSpec): string {
+  switch (c.from) {
+    case 'key':
+      return '{key:String}';
+    case 'file':
+      return '{fileName:String}';
+    case 'etag':
+      return '{etag:String}';
+    case 'size':
+      return '{size:String}';
+    case 'lastModified':
+      return '{lastModified:String}';
+    case 'hive': {
+      // Only folders count (a '/' must follow), and the name is literal text in the regex.
+      const re = quoteString(`(?:^|/)${partitionName(c).replace(/[\\.+*?()|[\]{}^$]/g, '\\$&')}=([^/]*)/`);
+      return `if(match({key:String}, ${re}), nullIf(nullIf(decodeURLComponent(extract({key:String}, ${re})), ''), '__HIVE_DEFAULT_PARTITION__'), NULL)`;
+    }
+    default:
+      throw new Error(`column ${c.name}: no object value for from ${String(c.from)}`);
+  }
+}
+
+/** One condition a converted row must meet, the column it is about and the reason (an SQL expression) when it does not. */
+interface RowCheck {
+  ok: string;
+  column: string;
+  reason: string;
+}
+
 export function buildImportPlan(db: string, spec: DataSourceSpec, columns: ColumnSpec[], format: ResolvedFormat, dataSource: string): ImportPlan {
   const names = tableNames(db, spec.table);
-  const convs = columns.map((c, i) => conversion(i, c.type));
+  const convs = columns.map((c, i) => conversion(rawText(c, i), c.type));
+  // Columns with `from` are not in the file: its reader, the size limit and the raw text of quarantined rows leave them out.
+  const content = columns.flatMap((c, i) => (c.from === undefined ? [{ c, i }] : []));
   // Rows over the size limit are quarantined (with the start of their text), never loaded.
   const maxRow = spec.limits.maxRowBytes;
-  const rowBytes = `(length(_raw_line) + ${columns.map((_, i) => `length(ifNull(${raw(i)}, ''))`).join(' + ') || '0'})`;
+  const rowBytes = `(length(_raw_line) + ${content.map(({ i }) => `length(ifNull(${raw(i)}, ''))`).join(' + ') || '0'})`;
   const sizeOk = `${rowBytes} <= ${maxRow}`;
-  const okParts = ['_row_error = \'\'', sizeOk, ...convs.map((c) => c.ok).filter((o) => o !== '1')];
+  const checks: RowCheck[] = [];
+  columns.forEach((c, i) => {
+    const conv = convs[i]!;
+    if (c.from === 'hive') {
+      const part = partitionName(c);
+      // A partition the key does not have is no value: only a Nullable column can hold that.
+      if (!parseClickHouseType(c.type).nullable) {
+        checks.push({ ok: `(${raw(i)} IS NOT NULL)`, column: c.name, reason: quoteString(`the key has no value for partition ${part} (a folder ${part}=<value>)`) });
+      }
+      if (conv.ok !== '1') checks.push({ ok: conv.ok, column: c.name, reason: `concat(${quoteString(`cannot convert to ${c.type}: ${part}=`)}, ifNull(${raw(i)}, ''), ' in the key')` });
+    } else if (conv.ok !== '1') {
+      checks.push({ ok: conv.ok, column: c.name, reason: quoteString(`cannot convert to ${c.type}`) });
+    }
+  });
+  const okParts = ['_row_error = \'\'', sizeOk, ...checks.map((ch) => ch.ok)];
   const ok = okParts.map((p) => `(${p})`).join(' AND ');
   const firstFailure = (what: 'column' | 'reason') =>
-    `multiIf(_row_error != '', ${what === 'column' ? "''" : '_row_error'}, NOT (${sizeOk}), ${what === 'column' ? "''" : `concat('row is ', toString(${rowBytes}), ' bytes, over the data source''s maxRowBytes of ${maxRow}')`}, ${convs
-      .map((c, i) => (c.ok === '1' ? null : `NOT ${c.ok}, ${what === 'column' ? quoteString(columns[i]!.name) : quoteString(`cannot convert to ${columns[i]!.type}`)}`))
-      .filter(Boolean)
+    `multiIf(_row_error != '', ${what === 'column' ? "''" : '_row_error'}, NOT (${sizeOk}), ${what === 'column' ? "''" : `concat('row is ', toString(${rowBytes}), ' bytes, over the data source''s maxRowBytes of ${maxRow}')`}, ${checks
+      .map((ch) => `NOT ${ch.ok}, ${what === 'column' ? quoteString(ch.column) : ch.reason}`)
       .concat(["''"])
       .join(', ')})`;
-  const rawJson = `substring(if(_raw_line != '', _raw_line, toJSONString(map(${columns.map((c, i) => `${quoteString(c.name)}, ${raw(i)}`).join(', ')}))), 1, ${QUARANTINE_RAW_MAX})`;
+  const rawMap = content.length ? `toJSONString(map(${content.map(({ c, i }) => `${quoteString(c.name)}, ${raw(i)}`).join(', ')}))` : "'{}'";
+  const rawJson = `substring(if(_raw_line != '', _raw_line, ${rawMap}), 1, ${QUARANTINE_RAW_MAX})`;
 
   const landingCols = [
     ...columns.map((_, i) => `${raw(i)} Nullable(String)`),
@@ -287,7 +360,15 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
     `SETTINGS ${mergeTreeSettings(engine.settings)}`,
   ].filter(Boolean).join('\n');
 
-  const { select, structure, inputFormat, settings } = landingSelect(spec, columns, format);
+  const read = landingSelect(spec, content.map(({ c }) => c), format);
+  const { structure, inputFormat, settings } = read;
+  // The insert fills every landing column but those of `from: line` columns (the conversion view reads `_line`).
+  const inserted = columns.flatMap((c, i) => {
+    if (c.from === 'line') return [];
+    const k = content.findIndex((x) => x.i === i);
+    return [{ column: raw(i), value: c.from === undefined ? read.values[k]! : objectValue(c) }];
+  });
+  const select = [...inserted.map((x) => x.value), read.tail].join(', ');
   return {
     names,
     format,
@@ -304,7 +385,7 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
       `CREATE TABLE IF NOT EXISTS ${names.landing} (${landingCols.join(', ')}) ENGINE = Null`,
       `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.convertView} TO ${names.converted} AS SELECT ${convs.map((c, i) => `${c.value} AS c${i}`).join(', ')}, ${ok} AS _s3ch_ok, _file AS _s3ch_file, _etag AS _s3ch_etag, _line AS _s3ch_line, if(_s3ch_ok, '', ${firstFailure('column')}) AS _s3ch_column, if(_s3ch_ok, '', ${firstFailure('reason')}) AS _s3ch_error, if(_s3ch_ok, '', ${rawJson}) AS _s3ch_raw FROM ${names.landing}`,
     ],
-    insertInto: `INSERT INTO ${names.landing} (${[...columns.map((_, i) => raw(i)), '_row_error', '_raw_line', '_file', '_etag', '_line'].join(', ')})`,
+    insertInto: `INSERT INTO ${names.landing} (${[...inserted.map((x) => x.column), '_row_error', '_raw_line', '_file', '_etag', '_line'].join(', ')})`,
     select,
   };
 }

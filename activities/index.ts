@@ -22,7 +22,7 @@ import { Ledger, type FileStatus } from './ledger.js';
 import type { S3Connections, S3Credentials } from './s3.js';
 import { objectUrl } from '../s3/object-url.js';
 import { s3Source, scrubSecrets } from '../clickhouse/s3-source.js';
-import { insertStatement, linePassStatement, type ImportParams } from '../clickhouse/import-statement.js';
+import { insertStatement, linePassStatement, objectParams, type ImportParams } from '../clickhouse/import-statement.js';
 import { importSettings, S3_READ_SETTINGS, linePassMemoryLimit, maxLineBytes, IMPORT_MAX_SECONDS } from '../clickhouse/import-settings.js';
 
 import type { FileRef } from './schema.js';
@@ -185,7 +185,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     const conn = s3.get(spec.connection);
     const { bucket } = parseBucketUri(spec.bucketUri);
     const target = objectUrl(conn, bucket, file.key);
-    const params: ImportParams = { file: file.key, etag: file.etag, path: target.path, quotedEtag: `"${file.etag}"` };
+    const params: ImportParams = { file: file.key, etag: file.etag, path: target.path, quotedEtag: `"${file.etag}"`, ...objectParams(file) };
     const compression = format === 'parquet' ? 'none' : o.compression;
     const lineCap = maxLineBytes(spec.limits.maxRowBytes);
     if (format !== 'parquet' && (compression !== 'none' || file.size > lineCap)) {
@@ -262,7 +262,8 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
           checkEtag: false,
           settings: { ...plan.settings, ...importSettings(dedupToken(o.dataSource, `${file.key}::${entry.index}::${entry.name}`, file.etag), spec.limits.maxRowBytes) },
         });
-        await run(query, { file: id, etag: file.etag, path: '', quotedEtag: '' }, [], o.signal, { path: entryPath, name: id });
+        // A zip entry's rows keep the archive's key, ETag, size and time; their file name is the entry's.
+        await run(query, { file: id, etag: file.etag, path: '', quotedEtag: '', ...objectParams(file, entry.name) }, [], o.signal, { path: entryPath, name: id });
         imported++;
       });
       if (imported === 0) throw new ImportError('bad_file', `${file.key}: the zip archive has no entry of a known data format (csv, tsv, ndjson, jsonl, json, parquet)`);
@@ -285,7 +286,8 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     if (compression === 'zip' || compression === 'zstd') return [];
     const known = new Set(columns.flatMap((c) => [c.name, c.source ?? c.name, c.path?.replace(/^\$\./, '') ?? c.name]));
     const inferred = await schema.inferColumns(spec, file).catch(() => [] as ColumnSpec[]);
-    return inferred.filter((c) => !known.has(c.name)).map((c) => ({ ...c, type: nullableType(c.type) }));
+    // Partition columns inference suggests are not new content: only the reference file's partitions become columns.
+    return inferred.filter((c) => c.from === undefined && !known.has(c.name)).map((c) => ({ ...c, type: nullableType(c.type) }));
   }
 
   async function existingColumns(table: string): Promise<ColumnSpec[] | null> {

@@ -1,6 +1,7 @@
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { gunzipSync, constants as zlibConstants } from 'node:zlib';
-import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
+import { hivePartitions, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
+import { isValidColumnName } from '../schemas/identifiers.js';
 import { parseBucketUri, compileGlob } from '../schemas/glob.js';
 import { isTimeType, parseClickHouseType } from '../schemas/clickhouse-type.js';
 import { queryRows, type Destination } from './destination.js';
@@ -68,8 +69,17 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
     return null;
   }
 
-  /** Infer columns from the head of one file, with ClickHouse's own schema inference. */
+  /**
+   * Infer columns from the head of one file, with ClickHouse's own schema
+   * inference, followed by a `from: hive` column for each `name=value`
+   * folder of its key that the content has no column for.
+   */
   async function inferColumns(spec: DataSourceSpec, file: FileRef): Promise<ColumnSpec[]> {
+    const content = await inferContentColumns(spec, file);
+    return [...content, ...partitionColumns(file.key, content)];
+  }
+
+  async function inferContentColumns(spec: DataSourceSpec, file: FileRef): Promise<ColumnSpec[]> {
     const format = resolveFormat(spec, file.key);
     if (format === 'parquet') return inferParquetColumns(spec, file);
     const declared = resolveCompression(spec, file.key);
@@ -136,6 +146,25 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
   }
 
   return { matchingPages, currentVersion, firstMatchingObject, inferColumns, matchingObjects };
+}
+
+/**
+ * Columns for the hive-style partitions of a key (`dt=2024-05-01/region=eu/`),
+ * typed by their value: Date, DateTime, Int64 (no leading zeros, so `07`
+ * stays text), otherwise String. Names the content already has are left out.
+ */
+export function partitionColumns(key: string, content: ReadonlyArray<Pick<ColumnSpec, 'name'>>): ColumnSpec[] {
+  const taken = new Set(content.map((c) => c.name));
+  return hivePartitions(key)
+    .filter((p) => isValidColumnName(p.name) && !taken.has(p.name))
+    .map((p) => ({ name: p.name, type: partitionType(p.value), from: 'hive' as const }));
+}
+
+function partitionType(value: string): string {
+  if (/^\d{4}-\d{2}-\d{2}$/.test(value)) return 'Date';
+  if (/^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?$/.test(value)) return 'DateTime';
+  if (/^-?(0|[1-9]\d{0,17})$/.test(value)) return 'Int64';
+  return 'String';
 }
 
 /** A time column to suggest for ORDER BY / PARTITION BY: the first DateTime/Date column. */

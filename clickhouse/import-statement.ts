@@ -12,14 +12,46 @@ export const OBJECT_CHANGED_MARK = 's3ch: object changed after it was listed';
 
 /**
  * Query parameters every import statement uses: `file` (the key, or
- * `key::index::entry` for a zip entry) and `etag` as the ledger knows them,
- * `path` (`bucket/key`, what `_path` says) and `quotedEtag` (what `_etag` says).
+ * `key::entry` for a zip entry) and `etag` as the ledger knows them,
+ * `path` (`bucket/key`, what `_path` says) and `quotedEtag` (what `_etag`
+ * says); and the values of columns that take them from the object
+ * (ObjectParams).
  */
-export interface ImportParams {
+export interface ImportParams extends ObjectParams {
   file: string;
   etag: string;
   path: string;
   quotedEtag: string;
+}
+
+/**
+ * What the columns with `from` read (see buildImportPlan), as text: the
+ * object's `key`, `fileName` (the key's last segment, or a zip entry's
+ * name), `size` and `lastModified` (ISO 8601 in UTC, whole seconds, as S3's
+ * Last-Modified header has it).
+ */
+export interface ObjectParams {
+  key: string;
+  fileName: string;
+  size: string;
+  lastModified: string;
+}
+
+/**
+ * The object values of a file as listed. They come from the activity's input
+ * (the file identity the ledger and the deduplication token use), not from
+ * ClickHouse's virtual columns: the same on every attempt, exact for keys
+ * ClickHouse would see percent-decoded, and available for a zip entry read
+ * with file(), whose `_path`, `_size` and `_time` describe the local copy.
+ */
+export function objectParams(file: { key: string; size: number; lastModified: string }, entryName?: string): ObjectParams {
+  const time = Date.parse(file.lastModified);
+  return {
+    key: file.key,
+    fileName: entryName ?? file.key.slice(file.key.lastIndexOf('/') + 1),
+    size: String(file.size),
+    lastModified: Number.isNaN(time) ? '' : new Date(Math.floor(time / 1000) * 1000).toISOString().replace('.000Z', 'Z'),
+  };
 }
 
 /**

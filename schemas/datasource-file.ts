@@ -26,7 +26,7 @@
  */
 import { quoteIdent } from './identifiers.js';
 import { ClickHouseTypeError, parseClickHouseType } from './clickhouse-type.js';
-import type { DataSourceSpecInput } from './datasource.js';
+import { OBJECT_VALUES, sinceSchema, type DataSourceSpecInput } from './datasource.js';
 
 type EngineInput = NonNullable<DataSourceSpecInput['engine']>;
 type EngineName = NonNullable<EngineInput['engine']>;
@@ -106,6 +106,7 @@ const USED_KEYS = new Set([
   'IMPORT_SCHEDULE',
   'IMPORT_STRATEGY',
   'IMPORT_FORMAT',
+  'IMPORT_FROM_TIMESTAMP',
 ]);
 
 /** Tinybird metadata with no meaning here: read, ignored, and reported as a warning. */
@@ -126,9 +127,6 @@ function isTinybirdKey(key: string): boolean {
 
 /** Why a key is refused. */
 function refusedKeyReason(key: string): string {
-  if (key === 'IMPORT_FROM_TIMESTAMP') {
-    return 'IMPORT_FROM_TIMESTAMP is not supported yet: the connector imports every file matching IMPORT_BUCKET_URI and remembers which it has loaded; to skip older files, narrow IMPORT_BUCKET_URI to the prefixes to load';
-  }
   if (key === 'ENGINE_SUMMING_COLUMNS') {
     return 'ENGINE_SUMMING_COLUMNS is not supported yet: remove it to sum every numeric column outside the sorting key';
   }
@@ -137,7 +135,7 @@ function refusedKeyReason(key: string): string {
     return `unsupported key ${key}: the ENGINE_ keys read are PARTITION_KEY, SORTING_KEY, PRIMARY_KEY, SAMPLING_KEY, TTL, SETTINGS, VER and IS_DELETED`;
   }
   if (key.startsWith('IMPORT_')) {
-    return `unsupported key ${key}: the IMPORT_ keys read are SERVICE, CONNECTION_NAME, BUCKET_URI, SCHEDULE, STRATEGY and FORMAT`;
+    return `unsupported key ${key}: the IMPORT_ keys read are SERVICE, CONNECTION_NAME, BUCKET_URI, SCHEDULE, STRATEGY, FORMAT and FROM_TIMESTAMP`;
   }
   if (key.startsWith('EXPORT_') || ['NODE', 'SQL', 'TYPE', 'DATASOURCE', 'TARGET_DATASOURCE', 'COPY_SCHEDULE', 'COPY_MODE'].includes(key)) {
     return `unsupported key ${key}: it belongs in a Tinybird .pipe file, not a .datasource file`;
@@ -189,6 +187,7 @@ export function readDatasourceFile(text: string, opts: { name: string }): Dataso
   let connection: string | undefined;
   let bucketUri: string | undefined;
   let schedule: string | undefined;
+  let since: string | undefined;
   let format: Format | undefined;
   let compression: Compression | undefined;
 
@@ -210,7 +209,7 @@ export function readDatasourceFile(text: string, opts: { name: string }): Dataso
       }
       case 'SCHEMA': {
         const lines = entry.block ?? (entry.value.trim() === '' ? [] : [{ n: line, text: entry.value }]);
-        columns = splitColumnDefinitions(lines).map((def) => parseColumn(def.line, def.text));
+        columns = splitColumnDefinitions(lines).map((def) => ({ ...parseColumn(def.line, def.text), ...(def.directive && objectDirective(def.directive.line, def.directive.text)) }));
         if (columns.length === 0) throw new DatasourceFileError(line, 'SCHEMA has no columns');
         break;
       }
@@ -273,6 +272,15 @@ export function readDatasourceFile(text: string, opts: { name: string }): Dataso
       case 'IMPORT_SCHEDULE':
         schedule = nonEmpty(scalar(entry));
         break;
+      case 'IMPORT_FROM_TIMESTAMP': {
+        const v = scalar(entry);
+        if (v === '') break;
+        since = fromTimestamp(v);
+        if (since === undefined) {
+          throw new DatasourceFileError(line, `IMPORT_FROM_TIMESTAMP ${v} is not a date-time; write it as Tinybird does, YYYY-MM-DDTHH:MM:SSZ (an offset such as +02:00 instead of Z is read too)`);
+        }
+        break;
+      }
       case 'IMPORT_STRATEGY': {
         const v = scalar(entry);
         if (v === '' || v.toUpperCase() === 'APPEND') break;
@@ -326,10 +334,24 @@ export function readDatasourceFile(text: string, opts: { name: string }): Dataso
     format: resolvedFormat,
     ...(compression !== undefined && { compression }),
     ...(schedule !== undefined && { schedule }),
+    ...(since !== undefined && { since }),
     ...(columns !== undefined && { columns }),
     ...(Object.keys(engine).length > 0 && { engine }),
   };
   return { spec, warnings };
+}
+
+/**
+ * IMPORT_FROM_TIMESTAMP as the spec's `since`: ISO 8601 with Z or an offset,
+ * kept as written; without a zone (or as a date alone) it is UTC, which is how
+ * Tinybird reads it. Undefined when it is no date-time.
+ */
+function fromTimestamp(v: string): string | undefined {
+  if (sinceSchema.safeParse(v).success) return v;
+  const m = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}:\d{2}(?:\.\d+)?))?$/.exec(v);
+  if (!m) return undefined;
+  const utc = `${m[1]}T${m[2] ?? '00:00:00'}Z`;
+  return sinceSchema.safeParse(utc).success ? utc : undefined;
 }
 
 /**
@@ -500,34 +522,58 @@ function stripQuotes(s: string): string {
   return t;
 }
 
+/** The connector's own column comment: `-- s3ch:from=key`, `-- s3ch:from=hive partition=dt`. */
+const DIRECTIVE = /^s3ch:/i;
+
 /**
  * Split a SCHEMA block into column definitions. A definition ends at a comma
  * or at the end of a line, unless a parenthesis or quote is still open (then
  * it continues on the next line). `--` starts a comment to the end of the
- * line. Returns each definition with its first line.
+ * line; a comment starting `s3ch:` belongs to the column on its line (the
+ * last one, when a line holds several). Returns each definition with its
+ * first line.
  */
-function splitColumnDefinitions(lines: Line[]): { line: number; text: string }[] {
-  const out: { line: number; text: string }[] = [];
+function splitColumnDefinitions(lines: Line[]): { line: number; text: string; directive?: { line: number; text: string } }[] {
+  const out: { line: number; text: string; end: number; directive?: { line: number; text: string } }[] = [];
   let buf = '';
   let start = 0;
   let depth = 0;
   let quote: string | null = null;
   let quoteLine = 0;
   let lastSeparator = 'start' as 'start' | 'comma' | 'eol';
+  let directive: { line: number; text: string } | undefined;
   const add = (s: string, n: number) => {
     if (buf === '') start = n;
     buf += s;
   };
-  const flush = (sep: 'comma' | 'eol') => {
+  const flush = (sep: 'comma' | 'eol', n: number) => {
     if (buf.trim() !== '') {
-      out.push({ line: start, text: buf.trim() });
+      out.push({ line: start, text: buf.trim(), end: n, ...(directive && { directive }) });
+      directive = undefined;
       lastSeparator = sep;
     }
     buf = '';
   };
+  const attach = (n: number, comment: string) => {
+    const d = { line: n, text: comment };
+    const last = out[out.length - 1];
+    if (buf.trim() !== '') {
+      if (directive) throw new DatasourceFileError(n, 'a column has two s3ch: comments');
+      directive = d;
+    } else if (last && last.end === n) {
+      if (last.directive) throw new DatasourceFileError(n, 'a column has two s3ch: comments');
+      last.directive = d;
+    } else {
+      throw new DatasourceFileError(n, 'an s3ch: comment must end the line of the column it is about, e.g. `src` String -- s3ch:from=key');
+    }
+  };
 
   for (const { n, text } of lines) {
-    if (quote === null && depth === 0 && (text.trim() === '' || /^\s*(#|--)/.test(text))) continue;
+    if (quote === null && depth === 0 && (text.trim() === '' || /^\s*(#|--)/.test(text))) {
+      const comment = /^\s*--\s*(.*)$/.exec(text)?.[1]?.trim();
+      if (comment !== undefined && DIRECTIVE.test(comment)) attach(n, comment);
+      continue;
+    }
     for (let i = 0; i < text.length; i++) {
       const ch = text[i]!;
       if (quote !== null) {
@@ -536,7 +582,20 @@ function splitColumnDefinitions(lines: Line[]): { line: number; text: string }[]
         else if (ch === quote) quote = null;
         continue;
       }
-      if (ch === '-' && text[i + 1] === '-') break;
+      if (ch === '-' && text[i + 1] === '-') {
+        const comment = text.slice(i + 2).trim();
+        if (DIRECTIVE.test(comment)) {
+          // The column this line ends: flush it first, so the comment attaches to it.
+          if (depth === 0 && buf.trim() !== '') {
+            const pending = directive;
+            directive = undefined;
+            flush('eol', n);
+            if (pending) out[out.length - 1]!.directive = pending;
+          }
+          attach(n, comment);
+        }
+        break;
+      }
       if (buf === '' && (ch === ' ' || ch === '\t')) continue;
       if (ch === "'" || ch === '"' || ch === '`') {
         quote = ch;
@@ -553,16 +612,40 @@ function splitColumnDefinitions(lines: Line[]): { line: number; text: string }[]
           lastSeparator = 'comma';
           continue;
         }
-        flush('comma');
+        flush('comma', n);
         continue;
       }
       add(ch, n);
     }
     if (quote !== null || depth > 0) add('\n', n);
-    else flush('eol');
+    else flush('eol', n);
   }
   if (quote !== null) throw new DatasourceFileError(quoteLine, `unclosed ${quote} in SCHEMA`);
   if (depth > 0) throw new DatasourceFileError(start, "unclosed '(' in SCHEMA");
+  return out.map(({ end: _end, ...def }) => def);
+}
+
+/**
+ * Read `s3ch:from=<value>` (and, for hive, an optional `partition=<name>`):
+ * the column takes its value from the object, not the file's content.
+ */
+function objectDirective(line: number, text: string): Pick<ColumnInput, 'from' | 'partition'> {
+  const out: Pick<ColumnInput, 'from' | 'partition'> = {};
+  for (const token of text.replace(DIRECTIVE, '').trim().split(/\s+/)) {
+    const m = /^(from|partition)=(\S+)$/i.exec(token);
+    if (!m) throw new DatasourceFileError(line, `unexpected ${JSON.stringify(token)} in an s3ch: comment; write s3ch:from=<${OBJECT_VALUES.join('|')}> [partition=<name>]`);
+    const field = m[1]!.toLowerCase() as 'from' | 'partition';
+    if (out[field] !== undefined) throw new DatasourceFileError(line, `${field} is given twice in an s3ch: comment`);
+    if (field === 'partition') {
+      out.partition = m[2]!;
+      continue;
+    }
+    const value = OBJECT_VALUES.find((v) => v.toLowerCase() === m[2]!.toLowerCase());
+    if (!value) throw new DatasourceFileError(line, `s3ch:from=${m[2]} is not one of ${OBJECT_VALUES.join(', ')}`);
+    out.from = value;
+  }
+  if (out.from === undefined) throw new DatasourceFileError(line, `an s3ch: comment needs from=<${OBJECT_VALUES.join('|')}>`);
+  if (out.partition !== undefined && out.from !== 'hive') throw new DatasourceFileError(line, 'partition= is for s3ch:from=hive');
   return out;
 }
 
@@ -804,7 +887,7 @@ function settingValue(raw: string): SettingValue {
  * Write a spec as `.datasource` text. `parseDatasourceFile` of the result gives
  * back the same spec (the name comes from the file name, so it is not
  * written). Throws an Error listing the fields the format has no key for
- * (table, mode, csv, limits, sweepInterval, maxIdleInterval, CSV column
+ * (table, mode, csv, limits, sweepInterval, maxIdleInterval, startAfter, CSV column
  * sources, compression none, values it cannot quote).
  */
 export function toDatasourceFile(spec: DataSourceSpecInput): string {
@@ -814,7 +897,7 @@ export function toDatasourceFile(spec: DataSourceSpecInput): string {
   if (spec.csv !== undefined) inexpressible.push('csv');
   if (spec.limits !== undefined) inexpressible.push('limits');
   // Polling options of this connector; Tinybird has no keys for them.
-  for (const field of ['sweepInterval', 'maxIdleInterval'] as const) if (spec[field] !== undefined) inexpressible.push(field);
+  for (const field of ['sweepInterval', 'maxIdleInterval', 'startAfter'] as const) if (spec[field] !== undefined) inexpressible.push(field);
   if (spec.compression === 'none') inexpressible.push('compression none');
   for (const field of ['connection', 'bucketUri', 'schedule'] as const) {
     const v = spec[field];
@@ -824,7 +907,7 @@ export function toDatasourceFile(spec: DataSourceSpecInput): string {
   }
   const format = spec.format ?? 'auto';
   const inferred = impliedFormat(spec.bucketUri, spec.columns);
-  const columnLines: string[] = [];
+  const columnLines: { body: string; comment: string }[] = [];
   spec.columns?.forEach((c, i) => {
     let path = c.path;
     if (c.source !== undefined) {
@@ -845,7 +928,9 @@ export function toDatasourceFile(spec: DataSourceSpecInput): string {
       ...(dflt === undefined ? [] : [`DEFAULT ${dflt}`]),
       ...(c.codec === undefined ? [] : [`CODEC(${c.codec})`]),
     ];
-    columnLines.push(`    ${clauses.join(' ')}`);
+    // The connector's own comment ends the line: Tinybird reads it as a comment.
+    const comment = c.from === undefined ? '' : ` -- s3ch:from=${c.from}${c.partition === undefined ? '' : ` partition=${c.partition}`}`;
+    columnLines.push({ body: `    ${clauses.join(' ')}`, comment });
   });
 
   const sections: string[][] = [];
@@ -855,7 +940,8 @@ export function toDatasourceFile(spec: DataSourceSpecInput): string {
   }
 
   if (columnLines.length > 0) {
-    sections.push(['SCHEMA >', ...columnLines.map((l, i) => (i < columnLines.length - 1 ? `${l},` : l))]);
+    // The comma goes before a trailing comment, which runs to the end of the line.
+    sections.push(['SCHEMA >', ...columnLines.map((l, i) => `${l.body}${i < columnLines.length - 1 ? ',' : ''}${l.comment}`)]);
   }
 
   const e = spec.engine;
@@ -902,6 +988,7 @@ export function toDatasourceFile(spec: DataSourceSpecInput): string {
   const suffix = spec.compression === undefined ? undefined : COMPRESSION_SUFFIX_OUT[spec.compression];
   if (format !== inferred || suffix !== undefined) imports.push(`IMPORT_FORMAT ${format}${suffix === undefined ? '' : `.${suffix}`}`);
   if (spec.schedule !== undefined) imports.push(`IMPORT_SCHEDULE ${plainValue(spec.schedule)}`);
+  if (spec.since !== undefined) imports.push(`IMPORT_FROM_TIMESTAMP ${spec.since}`);
   imports.push('IMPORT_STRATEGY APPEND');
   sections.push(imports);
 

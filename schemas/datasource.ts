@@ -41,6 +41,10 @@ const CODEC_LIST = /^[A-Za-z][A-Za-z0-9]*(\(\s*\d+(\s*,\s*\d+)*\s*\))?(\s*,\s*[A
 /** `bloom_filter(0.01)`, `set(100)`, `tokenbf_v1(256, 2, 0)`: a type name with literal arguments only. */
 const INDEX_TYPE = /^[A-Za-z_][A-Za-z0-9_]*(\(\s*(([A-Za-z_][A-Za-z0-9_]*\s*=\s*)?(-?\d+(\.\d+)?|'[^'\\]*')(\s*,\s*([A-Za-z_][A-Za-z0-9_]*\s*=\s*)?(-?\d+(\.\d+)?|'[^'\\]*'))*)?\s*\))?$/;
 
+/** Where a `from` column takes its value; see columnSchema. */
+export const OBJECT_VALUES = ['key', 'file', 'etag', 'size', 'lastModified', 'line', 'hive'] as const;
+export type ObjectValue = (typeof OBJECT_VALUES)[number];
+
 export const columnSchema = z
   .strictObject({
     name: z.string().refine(isValidColumnName, 'column name must be 1-256 printable characters'),
@@ -68,8 +72,56 @@ export const columnSchema = z
       .describe("Compression codecs of the column: the text inside CODEC(...), e.g. 'Delta, ZSTD(1)'"),
     /** CSV/Parquet: the source column this one reads from (defaults to `name`), for renames. */
     source: z.string().refine(isValidColumnName, 'source must be 1-256 printable characters').optional(),
+    from: z
+      .enum(OBJECT_VALUES)
+      .optional()
+      .describe(
+        "Take the value from the object instead of its content: key (the object key), file (the key's last segment; a zip entry's name), etag, size (bytes), lastModified, line (the row's number in the file, from 1), hive (a name=value folder of the key)",
+      ),
+    partition: z
+      .string()
+      .regex(/^[^/=\s]{1,256}$/, 'partition must be 1-256 characters without /, = or spaces (the name in a name=value folder of the key)')
+      .optional()
+      .describe('from hive: the partition name in the key (default: the column name)'),
   })
   .describe('A column of the destination table');
+
+/**
+ * A column that takes its value from the object (its key, name, ETag, size,
+ * last-modified time, the row's line number, or a hive partition of the key)
+ * rather than from the file's content: it is not looked up in the file.
+ */
+export function isObjectColumn(c: Pick<ColumnSpec, 'from'>): boolean {
+  return c.from !== undefined;
+}
+
+/** The partition name a `from: hive` column reads. */
+export function partitionName(c: Pick<ColumnSpec, 'name' | 'partition'>): string {
+  return c.partition ?? c.name;
+}
+
+/**
+ * The hive-style partitions of a key: each `name=value` folder (not the file
+ * name), in key order, values percent-decoded as Hive and Spark escape them
+ * (`ts=2024-05-01 10%3A00` is 10:00). The first folder of a name wins.
+ */
+export function hivePartitions(key: string): { name: string; value: string }[] {
+  const out: { name: string; value: string }[] = [];
+  const seen = new Set<string>();
+  for (const segment of key.split('/').slice(0, -1)) {
+    const m = /^([^=\s]{1,256})=(.*)$/.exec(segment);
+    if (!m || seen.has(m[1]!)) continue;
+    seen.add(m[1]!);
+    let value = m[2]!;
+    try {
+      value = decodeURIComponent(value);
+    } catch {
+      // Not valid percent-encoding: the text as written (as ClickHouse's decodeURLComponent leaves it).
+    }
+    out.push({ name: m[1]!, value });
+  }
+  return out;
+}
 
 export const engineSchema = z.strictObject({
   engine: z
@@ -216,7 +268,18 @@ function checkCrossFieldRules(spec: z.infer<typeof dataSourceObject>, ctx: z.Ref
   // The table defaults to the name, so both are checked: the connector's own tables must stay out of reach.
   const table = spec.table ?? spec.name;
   if (table.startsWith('s3ch_')) {
+    if (col.from !== undefined) {
+      for (const field of ['path', 'source'] as const) {
+        if (col[field] !== undefined) ctx.addIssue({ code: 'custom', path: ['columns', i, field], message: `${field} reads the file's content; a column with from: ${col.from} takes its value from the object` });
+      }
+    }
+    if (col.partition !== undefined && col.from !== 'hive') {
+      ctx.addIssue({ code: 'custom', path: ['columns', i, 'partition'], message: 'partition is for columns with from: hive' });
+    }
     ctx.addIssue({ code: 'custom', path: [spec.table ? 'table' : 'name'], message: "names starting with 's3ch_' are reserved for the connector's own tables" });
+  if (spec.columns && spec.columns.length > 0 && spec.columns.every((c) => c.from !== undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['columns'], message: 'at least one column must be read from the files (a column without from)' });
+  }
   }
   if (/(_quarantine|_s3ch_\w+)$/.test(table)) {
     ctx.addIssue({ code: 'custom', path: [spec.table ? 'table' : 'name'], message: "names ending in _quarantine or _s3ch_* are used by the import path of another table" });
