@@ -1,4 +1,7 @@
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
+// The value formatting clickhouse-js uses for `param_*` over HTTP, so chDB binds exactly what a server would.
+import { formatQueryParams } from '@clickhouse/client-common';
+import { Session } from 'chdb';
 import { createChdbConnection } from 'chdb/connection';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -22,8 +25,149 @@ export interface Destination {
    * null when ClickHouse is a server, which cannot see this machine's files.
    */
   readonly spoolDir: string | null;
+  /**
+   * The same destination as the API should use it. On chDB its client runs
+   * on connections of its own, so status, file lists and metrics never wait
+   * behind an insert; a server's HTTP client is already a connection pool,
+   * so there it is this destination itself. Closing it is a no-op: it lives
+   * as long as its parent.
+   */
+  readonly api: Destination;
   close(): Promise<void>;
 }
+
+type ClientConnection = NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']>;
+type ConnParams = { query: string; query_params?: Record<string, unknown>; abort_signal?: AbortSignal };
+
+/**
+ * Engine limits of embedded chDB. They are server settings, fixed when the
+ * engine starts (the first connection to the data directory passes them).
+ */
+export interface ChdbEngineOptions {
+  /**
+   * Memory the whole engine may use (every query, merge and cache), bytes:
+   * past it, the query that allocates fails instead of the process growing.
+   * @default 1 GiB
+   */
+  maxMemory: number;
+  /** Size of each of the mark, primary-index and index-mark caches, bytes. @default 64 MiB */
+  cacheSize: number;
+}
+
+export const CHDB_ENGINE_DEFAULTS: ChdbEngineOptions = { maxMemory: 1024 ** 3, cacheSize: 64 * 1024 ** 2 };
+
+/** The engine's command line for these limits (clickhouse-local form: server settings as `--name=value`). */
+export function chdbEngineArgs(o: ChdbEngineOptions): string[] {
+  // ClickHouse's defaults are sized for a dedicated server (5 GiB mark cache,
+  // 90% of RAM for queries); a connector sharing a small machine needs them
+  // small. The uncompressed cache stays off; the other caches fill only on use
+  // but are capped so that nothing grows without bound.
+  const small = Math.min(o.cacheSize, 16 * 1024 ** 2);
+  return [
+    `--max_server_memory_usage=${o.maxMemory}`,
+    `--mark_cache_size=${o.cacheSize}`,
+    `--primary_index_cache_size=${o.cacheSize}`,
+    `--index_mark_cache_size=${o.cacheSize}`,
+    '--uncompressed_cache_size=0',
+    `--compiled_expression_cache_size=${small}`,
+    `--query_condition_cache_size=${small}`,
+    `--parquet_metadata_cache_size=${small}`,
+  ];
+}
+
+/**
+ * Bind query parameters with `SET param_<name> = ...` in front of the
+ * statement rather than through chdb-node's native binding. chdb-node runs
+ * every bound query of the process through ONE queue (its native binder is
+ * not safe across connections), so a minutes-long parameterized insert would
+ * hold up every parameterized read, on any connection. A `SET` is local to
+ * its connection, and each connection here runs one statement at a time, so
+ * the values cannot leak into another statement (every statement sets all of
+ * its own). Values are formatted as clickhouse-js formats `param_*` for a
+ * server, then quoted as a string literal: ClickHouse parses them by the
+ * placeholder's type exactly as it would an HTTP parameter.
+ */
+export function inlineQueryParams<P extends ConnParams>(params: P): P {
+  const entries = Object.entries(params.query_params ?? {});
+  if (entries.length === 0) return params;
+  const sets = entries.map(([name, value]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`invalid query parameter name ${JSON.stringify(name)}: use letters, digits and _`);
+    return `SET param_${name} = ${quoteString(formatQueryParams({ value }))}`;
+  });
+  return { ...params, query: `${sets.join('; ')}; ${params.query}`, query_params: undefined };
+}
+
+/**
+ * One chDB connection that runs one statement at a time, queued here in
+ * JavaScript. chDB runs a connection's statements one after another anyway,
+ * but each call waiting for its turn would hold one of libuv's four worker
+ * threads: four queued imports then leave no thread for any other
+ * connection's query (or file read), and the API would wait for the inserts
+ * after all.
+ */
+class SerialChdbConnection {
+  readonly #inner: ClientConnection;
+  #tail: Promise<unknown> = Promise.resolve();
+  #pending = 0;
+
+  constructor(path: string) {
+    // chdb's connection implements clickhouse-js's Connection contract against its
+    // own copy of the common types; the shapes are the same.
+    this.#inner = createChdbConnection({ path }) as unknown as ClientConnection;
+  }
+
+  /** Statements queued or running on this connection. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  #run<P extends ConnParams, T>(params: P, fn: (p: P) => Promise<T>): Promise<T> {
+    this.#pending++;
+    const start = () => {
+      // A statement cancelled while it waited never starts.
+      if (params.abort_signal?.aborted) throw new Error('The user aborted a request.');
+      return fn(inlineQueryParams(params));
+    };
+    const p = this.#tail.then(start);
+    this.#tail = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p.finally(() => this.#pending--);
+  }
+
+  readonly connection: ClientConnection = {
+    ping: (p) => this.#run({ query: 'SELECT 1' }, () => this.#inner.ping(p)),
+    query: (p) => this.#run(p, (q) => this.#inner.query(q)),
+    exec: (p) => this.#run(p, (q) => this.#inner.exec(q)),
+    command: (p) => this.#run(p, (q) => this.#inner.command(q)),
+    insert: (p) => this.#run(p, (q) => this.#inner.insert(q)),
+    close: () => this.#inner.close(),
+  } as ClientConnection;
+}
+
+/**
+ * Several connections behind one client: each statement goes to an idle
+ * one, else to the one with the shortest queue. The API's statements are
+ * short; a long `/v1/sql` query then occupies one connection while status
+ * reads go on through another.
+ */
+function pooledConnection(members: SerialChdbConnection[]): ClientConnection {
+  const pick = () => members.reduce((best, c) => (c.pending < best.pending ? c : best));
+  return {
+    ping: (p) => pick().connection.ping(p),
+    query: (p) => pick().connection.query(p),
+    exec: (p) => pick().connection.exec(p),
+    command: (p) => pick().connection.command(p),
+    insert: (p) => pick().connection.insert(p),
+    close: async () => {
+      await Promise.all(members.map((m) => m.connection.close()));
+    },
+  } as ClientConnection;
+}
+
+/** Connections the API's client spreads its statements over. */
+const API_CONNECTIONS = 2;
 
 /** Embedded: chDB in this process, through clickhouse-js's connection contract. */
 class ChdbDestination implements Destination {
@@ -31,22 +175,34 @@ class ChdbDestination implements Destination {
   readonly client: ClickHouseClient;
   readonly database: string;
   readonly spoolDir: string;
+  readonly api: Destination;
+  readonly #engine: Session;
+  readonly #apiClient: ClickHouseClient;
 
-  constructor(dataDir: string, database: string) {
+  constructor(dataDir: string, database: string, engine: ChdbEngineOptions) {
     const chdbDir = resolve(dataDir, 'chdb');
     this.spoolDir = resolve(dataDir, 'spool');
     mkdirSync(chdbDir, { recursive: true });
     mkdirSync(this.spoolDir, { recursive: true });
-    // chdb's connection implements clickhouse-js's Connection contract against its
-    // own copy of the common types; the shapes are the same.
-    const connection = createChdbConnection({ path: chdbDir }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
-    this.client = createClient({ connection, database });
+    // The first connection to a data directory starts the engine with its
+    // arguments; later ones join it. This one exists to pass the limits, and
+    // is closed last.
+    this.#engine = new Session(chdbDir, { connectionArgs: chdbEngineArgs(engine) });
+    // The worker's statements (imports, ledger writes) share one connection, as
+    // before: the engine runs one insert at a time, which bounds its memory.
+    this.client = createClient({ connection: new SerialChdbConnection(chdbDir).connection, database });
+    // The API's reads go through connections of their own: chDB runs statements
+    // of different connections in parallel, and they see the parts an insert on
+    // the worker's connection has committed.
+    this.#apiClient = createClient({ connection: pooledConnection(Array.from({ length: API_CONNECTIONS }, () => new SerialChdbConnection(chdbDir))), database });
     this.database = database;
+    this.api = { kind: 'chdb', client: this.#apiClient, database, spoolDir: this.spoolDir, get api() { return this; }, close: async () => undefined };
   }
 
-
   async close() {
+    await this.#apiClient.close();
     await this.client.close();
+    this.#engine.close();
   }
 }
 
@@ -59,17 +215,26 @@ class ServerDestination implements Destination {
     this.client = createClient({ url, username, password, database, request_timeout: 3_600_000 });
   }
 
+  get api(): Destination {
+    return this;
+  }
 
   async close() {
     await this.client.close();
   }
 }
 
-export function createDestination(env: Pick<Env, 'CLICKHOUSE_URL' | 'CLICKHOUSE_USER' | 'CLICKHOUSE_PASSWORD' | 'CLICKHOUSE_DATABASE' | 'S3CH_DATA_DIR'>): Destination {
+type DestinationEnv = Pick<Env, 'CLICKHOUSE_URL' | 'CLICKHOUSE_USER' | 'CLICKHOUSE_PASSWORD' | 'CLICKHOUSE_DATABASE' | 'S3CH_DATA_DIR'> &
+  Partial<Pick<Env, 'S3CH_CHDB_MAX_MEMORY' | 'S3CH_CHDB_CACHE_SIZE'>>;
+
+export function createDestination(env: DestinationEnv): Destination {
   if (env.CLICKHOUSE_URL) {
     return new ServerDestination(env.CLICKHOUSE_DATABASE, env.CLICKHOUSE_URL, env.CLICKHOUSE_USER, env.CLICKHOUSE_PASSWORD);
   }
-  return new ChdbDestination(env.S3CH_DATA_DIR, env.CLICKHOUSE_DATABASE);
+  return new ChdbDestination(env.S3CH_DATA_DIR, env.CLICKHOUSE_DATABASE, {
+    maxMemory: env.S3CH_CHDB_MAX_MEMORY ?? CHDB_ENGINE_DEFAULTS.maxMemory,
+    cacheSize: env.S3CH_CHDB_CACHE_SIZE ?? CHDB_ENGINE_DEFAULTS.cacheSize,
+  });
 }
 
 /**

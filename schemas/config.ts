@@ -5,6 +5,24 @@ import { connectionsFileSchema, type Connection } from './connection.js';
 /** A DNS name, an IPv4 address or a bracketed IPv6 address, optionally with a port. */
 const ALLOWED_HOST_ENTRY = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
+const BYTE_UNITS = { '': 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 } as const;
+
+/** A size in bytes: plain digits, or a number with KiB, MiB or GiB (`768MiB`, `1.5GiB`), at least `min`. */
+const byteSize = (name: string, min: number) =>
+  z.string().transform((v, ctx) => {
+    const m = /^(\d+(?:\.\d+)?)\s*(KiB|MiB|GiB)?$/.exec(v.trim());
+    const bytes = m ? Math.floor(Number(m[1]) * BYTE_UNITS[(m[2] ?? '') as keyof typeof BYTE_UNITS]) : NaN;
+    if (!Number.isSafeInteger(bytes)) {
+      ctx.addIssue({ code: 'custom', message: `${name} must be a size in bytes, optionally with KiB, MiB or GiB (e.g. 1GiB, 768MiB); got '${v}'` });
+      return z.NEVER;
+    }
+    if (bytes < min) {
+      ctx.addIssue({ code: 'custom', message: `${name} must be at least ${min / 1024 ** 2} MiB; got '${v}'` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -29,6 +47,17 @@ export const envSchema = z.object({
   CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'CLICKHOUSE_DATABASE must be a plain identifier').default('default'),
   /** Where embedded state lives (chDB, Temporal db, MinIO data). @default ".data" */
   S3CH_DATA_DIR: z.string().default('.data'),
+  /**
+   * Memory embedded chDB may use in all (queries, merges, caches); past it the
+   * statement that allocates fails rather than the process growing. Bytes, or
+   * with KiB/MiB/GiB. Ignored with CLICKHOUSE_URL. @default "1GiB"
+   */
+  S3CH_CHDB_MAX_MEMORY: byteSize('S3CH_CHDB_MAX_MEMORY', 256 * 1024 ** 2).default(1024 ** 3),
+  /**
+   * Size of each of embedded chDB's mark, primary-index and index-mark caches
+   * (ClickHouse's server default is 5 GiB each). Ignored with CLICKHOUSE_URL. @default "64MiB"
+   */
+  S3CH_CHDB_CACHE_SIZE: byteSize('S3CH_CHDB_CACHE_SIZE', 0).default(64 * 1024 ** 2),
   /** JSON file with `{ "connections": { name: {...} } }`. */
   S3CH_CONNECTIONS_FILE: z.string().optional(),
   /** The same JSON inline (handy for containers). */

@@ -10,7 +10,13 @@
  *   large_parquet    the same rows, Parquet          MB/s
  *   large_ndjson     the same rows, NDJSON           MB/s
  *   small_files      many small CSV files            files/s  ceiling: one INSERT SELECT over a glob
- *   worker_rss_peak  peak RSS of this process (worker + API + chDB) during the connector runs, MB
+ *   worker_rss_peak  peak RSS of this process (worker + API + chDB) over the whole run, MB
+ *   api_status_p95_during_import, api_status_max_during_import
+ *                    latency of GET /v1/datasources/:name, polled every 100 ms
+ *                    while the large files import, ms
+ *
+ * For the last three the summary's `ceiling` is the target they must stay
+ * under (800 MB, 100 ms, 500 ms), so `ratio` <= 1 means on target.
  *
  * `--out FILE` writes JSON with a `summary` array of { name, value, unit,
  * ceiling, ratio } and the details. BENCH_SCALE=small runs a quick version.
@@ -242,6 +248,47 @@ const BUCKET = 'bench';
 const MINIO_USER = 'benchadmin';
 const MINIO_PASSWORD = 'bench-secret-key-not-a-secret';
 const POLL_MS = 250;
+/** How often the API probe asks for the data source's status while large files import. */
+const PROBE_MS = 100;
+/** Targets (upper bounds) reported as the `ceiling` of the latency and memory items. */
+const TARGETS = { rssMb: 800, statusP95Ms: 100, statusMaxMs: 500 } as const;
+
+/**
+ * Ask for `GET /v1/datasources/:name` every PROBE_MS until stopped, timing
+ * each answer from the moment it was asked (a blocked event loop delays the
+ * answer, so it shows here too). Any answer but 200 fails the run.
+ */
+function startStatusProbe(api: (method: string, path: string) => Promise<{ status: number; body: any }>, name: string) {
+  const samples: number[] = [];
+  let stopped = false;
+  let failure: Error | null = null;
+  const loop = (async () => {
+    while (!stopped) {
+      const t0 = performance.now();
+      const res = await api('GET', `/v1/datasources/${name}`);
+      const ms = performance.now() - t0;
+      if (res.status !== 200) {
+        failure = new BenchFailure(`status probe: GET /v1/datasources/${name} answered HTTP ${res.status}: ${JSON.stringify(res.body)}`);
+        return;
+      }
+      samples.push(ms);
+      await sleep(Math.max(0, PROBE_MS - ms));
+    }
+  })();
+  return {
+    async stop(): Promise<number[]> {
+      stopped = true;
+      await loop;
+      if (failure) throw failure;
+      return samples;
+    },
+  };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
 
 /** One dataset in MinIO: objects under `prefix`, read by the connector and by the ceiling. */
 interface Dataset {
@@ -426,6 +473,7 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     await sleep(300);
     await quiesce();
     const cpuStart = cpuSample();
+    const probe = d.unit === 'MB/s' ? startStatusProbe(api, name) : null;
     const t0 = performance.now();
     const sync = await api('POST', `/v1/datasources/${name}/sync`);
     if (sync.status >= 300) throw new BenchFailure(`sync of ${name} failed (HTTP ${sync.status}): ${JSON.stringify(sync.body)}`);
@@ -452,6 +500,7 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     }
     const secs = (performance.now() - t0) / 1000;
     const cpu = cpuSince(cpuStart);
+    if (probe) statusLatency.set(d.name, await probe.stop());
     const got = await count(name);
     if (got !== d.rows) throw new BenchFailure(`table ${name} has ${got} rows, expected ${d.rows}`);
     return result(d.name, `connector (${d.name})`, d.files, d.rows, d.bytes, secs, cpu);
@@ -459,6 +508,8 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
 
   const results: Result[] = [];
   const summary: SummaryItem[] = [];
+  /** Status-probe latencies (ms) per large dataset. */
+  const statusLatency = new Map<string, number[]>();
   for (const d of datasets) {
     step(`ceiling: chDB s3() over ${d.name} (best of 2) ...`);
     const ceiling = await ceilingOf(d);
@@ -470,7 +521,19 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     summary.push({ name: d.name, value: round(pick(r)), unit: d.unit, ceiling: round(pick(ceiling)), ratio: round(pick(r) / pick(ceiling), 3) });
   }
   clearInterval(rssTimer);
-  summary.push({ name: 'worker_rss_peak', value: Math.round(rssPeak / MB), unit: 'MB', ceiling: null, ratio: null });
+  const rssMb = Math.round(rssPeak / MB);
+  summary.push({ name: 'worker_rss_peak', value: rssMb, unit: 'MB', ceiling: TARGETS.rssMb, ratio: round(rssMb / TARGETS.rssMb, 3) });
+  const latencies = [...statusLatency.values()].flat().sort((a, b) => a - b);
+  const p95 = round(percentile(latencies, 95), 1);
+  const max = round(latencies[latencies.length - 1] ?? 0, 1);
+  summary.push({ name: 'api_status_p95_during_import', value: p95, unit: 'ms', ceiling: TARGETS.statusP95Ms, ratio: round(p95 / TARGETS.statusP95Ms, 3) });
+  summary.push({ name: 'api_status_max_during_import', value: max, unit: 'ms', ceiling: TARGETS.statusMaxMs, ratio: round(max / TARGETS.statusMaxMs, 3) });
+  const statusDetail = Object.fromEntries(
+    [...statusLatency].map(([k, v]) => {
+      const sorted = [...v].sort((a, b) => a - b);
+      return [k, { samples: sorted.length, p50: round(percentile(sorted, 50), 1), p95: round(percentile(sorted, 95), 1), max: round(sorted[sorted.length - 1] ?? 0, 1) }];
+    }),
+  );
 
   // 6. Report.
   say();
@@ -478,8 +541,10 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   say();
   say('(ceilings: best of 2 runs; connector: one run, end to end through Temporal)');
   for (const item of summary) {
-    say(`${item.name.padEnd(16)} ${String(item.value).padStart(9)} ${item.unit.padEnd(7)}` + (item.ratio !== null ? `  ${item.ratio.toFixed(2)}x of the ceiling (${item.ceiling} ${item.unit})` : ''));
+    const target = item.unit === 'MB' || item.unit === 'ms';
+    say(`${item.name.padEnd(28)} ${String(item.value).padStart(9)} ${item.unit.padEnd(7)}` + (item.ratio !== null ? `  ${item.ratio.toFixed(2)}x of the ${target ? 'target' : 'ceiling'} (${item.ceiling} ${item.unit})` : ''));
   }
+  say(`status probe (GET /v1/datasources/:name every ${PROBE_MS} ms while large files import): ${Object.entries(statusDetail).map(([k, v]) => `${k} p50 ${v.p50} / p95 ${v.p95} / max ${v.max} ms (${v.samples})`).join('; ')}`);
   say('(ratios and rates from one run on this machine; nothing is asserted about timing)');
 
   if (opts.out) {
@@ -493,6 +558,7 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
           options: { scale: process.env.BENCH_SCALE ?? 'full', files: opts.files, rows: opts.rows, smallFiles: opts.smallFiles, smallRows: opts.smallRows, concurrency: opts.concurrency },
           summary,
           results: Object.fromEntries(results.map((r) => [r.name, r])),
+          statusProbe: { everyMs: PROBE_MS, byDataset: statusDetail },
         },
         null,
         2,

@@ -82,7 +82,8 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
     workerRun = worker.run();
   }
 
-  const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination, s3, tokens, allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS) });
+  // The API reads through its own connections (destination.api), so it answers while imports run.
+  const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination: destination.api, s3, tokens, allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS) });
   let server: ServerType | null = null;
   let apiUrl: string | null = null;
   if (opts.serveApi) {
