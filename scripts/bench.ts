@@ -450,8 +450,25 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   // 5. The connector, end to end: a data source per dataset, POST /sync until every file is `success`.
   const api = (method: string, path: string, body?: unknown) => callApp(connector.app, method, path, body);
   let rssPeak = process.memoryUsage().rss;
-  const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 50);
-  cleanups.push(async () => clearInterval(rssTimer));
+  /** What made up the peak: V8's heap and Node's buffers at that moment, and chDB's own account (MemoryTracking, sampled each second). */
+  let atPeak = { heapMb: 0, externalMb: 0 };
+  let chdbTrackedPeak = 0;
+  const rssTimer = setInterval(() => {
+    const m = process.memoryUsage();
+    if (m.rss > rssPeak) {
+      rssPeak = m.rss;
+      atPeak = { heapMb: Math.round(m.heapTotal / MB), externalMb: Math.round(m.external / MB) };
+    }
+  }, 50);
+  const trackedTimer = setInterval(() => {
+    void queryRows<{ v: string }>(destination.api.client, "SELECT value AS v FROM system.metrics WHERE metric = 'MemoryTracking'")
+      .then(([r]) => (chdbTrackedPeak = Math.max(chdbTrackedPeak, Number(r?.v ?? 0))))
+      .catch(() => undefined);
+  }, 1000);
+  cleanups.push(async () => {
+    clearInterval(rssTimer);
+    clearInterval(trackedTimer);
+  });
   const runConnector = async (d: Dataset): Promise<Result> => {
     const name = `bench_${d.name}`;
     const spec = {
@@ -521,7 +538,9 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     summary.push({ name: d.name, value: round(pick(r)), unit: d.unit, ceiling: round(pick(ceiling)), ratio: round(pick(r) / pick(ceiling), 3) });
   }
   clearInterval(rssTimer);
+  clearInterval(trackedTimer);
   const rssMb = Math.round(rssPeak / MB);
+  const memoryDetail = { rssPeakMb: rssMb, v8HeapAtPeakMb: atPeak.heapMb, nodeExternalAtPeakMb: atPeak.externalMb, chdbTrackedPeakMb: Math.round(chdbTrackedPeak / MB) };
   summary.push({ name: 'worker_rss_peak', value: rssMb, unit: 'MB', ceiling: TARGETS.rssMb, ratio: round(rssMb / TARGETS.rssMb, 3) });
   const latencies = [...statusLatency.values()].flat().sort((a, b) => a - b);
   const p95 = round(percentile(latencies, 95), 1);
@@ -544,6 +563,7 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     const target = item.unit === 'MB' || item.unit === 'ms';
     say(`${item.name.padEnd(28)} ${String(item.value).padStart(9)} ${item.unit.padEnd(7)}` + (item.ratio !== null ? `  ${item.ratio.toFixed(2)}x of the ${target ? 'target' : 'ceiling'} (${item.ceiling} ${item.unit})` : ''));
   }
+  say(`memory: RSS peak ${memoryDetail.rssPeakMb} MB (V8 heap ${memoryDetail.v8HeapAtPeakMb} MB, Node external ${memoryDetail.nodeExternalAtPeakMb} MB at that moment); chDB's own peak account ${memoryDetail.chdbTrackedPeakMb} MB`);
   say(`status probe (GET /v1/datasources/:name every ${PROBE_MS} ms while large files import): ${Object.entries(statusDetail).map(([k, v]) => `${k} p50 ${v.p50} / p95 ${v.p95} / max ${v.max} ms (${v.samples})`).join('; ')}`);
   say('(ratios and rates from one run on this machine; nothing is asserted about timing)');
 
@@ -559,6 +579,7 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
           summary,
           results: Object.fromEntries(results.map((r) => [r.name, r])),
           statusProbe: { everyMs: PROBE_MS, byDataset: statusDetail },
+          memory: memoryDetail,
         },
         null,
         2,
