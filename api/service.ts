@@ -364,10 +364,28 @@ export class DataSourceService {
   }
 
   async get(name: string): Promise<DataSourceResource> {
+    // Temporal's description, the workflow's status and the ledger's counters are asked at once:
+    // one round trip instead of two while imports compete for the CPU. An unknown name fails in
+    // describe and the other two answers are dropped.
+    const viewing = this.status(name);
+    const counting = this.ledgerStats(name);
+    counting.catch(() => undefined);
     const d = await this.describe(name);
-    const [view, stats] = await Promise.all([this.status(name), this.ledger.stats(name)]);
+    const [view, stats] = await Promise.all([viewing, counting]);
     const spec = (view?.spec ?? (d.memo?.spec as DataSourceSpec));
     return this.resource(spec, view, stats, d.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined);
+  }
+
+  /** Ledger counters being read, by data source: callers asking at the same moment share one read. */
+  private readonly statsReads = new Map<string, ReturnType<Ledger['stats']>>();
+
+  private ledgerStats(name: string): ReturnType<Ledger['stats']> {
+    let read = this.statsReads.get(name);
+    if (!read) {
+      read = this.ledger.stats(name).finally(() => this.statsReads.delete(name));
+      this.statsReads.set(name, read);
+    }
+    return read;
   }
 
   private resource(spec: DataSourceSpec, view: StatusView | null, stats: DataSourceResource['stats'], fallbackState?: DataSourceState): DataSourceResource {
