@@ -137,6 +137,22 @@ const ACCEPTED: Record<string, DatasourceFileResult> = {
     },
     warnings: [],
   },
+  // IMPORT_FROM_TIMESTAMP: only objects last modified from then on are imported.
+  'backfill_from.datasource': {
+    spec: {
+      name: 'backfill_from',
+      connection: 'logs_bucket',
+      bucketUri: 's3://acme-logs/app/*.ndjson',
+      format: 'ndjson',
+      schedule: '@auto',
+      since: '2024-06-01T00:00:00Z',
+      columns: [
+        { name: 'ts', type: 'DateTime', path: '$.ts' },
+        { name: 'level', type: 'LowCardinality(String)', path: '$.level' },
+      ],
+    },
+    warnings: [],
+  },
 };
 
 const REFUSED: Record<string, [line: number, reason: string]> = {
@@ -149,7 +165,6 @@ const REFUSED: Record<string, [line: number, reason: string]> = {
   'country_lookup.datasource': [5, 'this is a Join engine data source (an in-memory lookup table filled by pipes); this connector loads S3 files into MergeTree tables'],
   'with_include.datasource': [1, 'INCLUDE shared/columns.incl pulls in a file this connector does not have'],
   'events_api.datasource': [0, 'this data source has no IMPORT_ keys: Tinybird fills it from the Events API, a pipe or a materialized view'],
-  'backfill_from.datasource': [7, 'IMPORT_FROM_TIMESTAMP is not supported yet: '],
   'agg_state.datasource': [3, 'column `visitors`: AggregateFunction columns hold partial aggregation states, which files cannot provide'],
 };
 

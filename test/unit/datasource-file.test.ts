@@ -265,6 +265,27 @@ describe('parseDatasourceFile: IMPORT keys', () => {
     expect(e.reason).toContain('IMPORT_FORMAT tsv is not supported');
   });
 
+  it.each([
+    ['2024-06-01T00:00:00Z', '2024-06-01T00:00:00Z'],
+    ["'2024-06-01T08:30:00+02:00'", '2024-06-01T08:30:00+02:00'],
+    ['2024-06-01 08:30:00', '2024-06-01T08:30:00Z'],
+    ['2024-06-01', '2024-06-01T00:00:00Z'],
+  ])('IMPORT_FROM_TIMESTAMP %s is since %s (no zone: UTC), and is written back', (value, since) => {
+    const spec = parse(`${IMPORT}IMPORT_FROM_TIMESTAMP ${value}\n`);
+    expect(spec.since).toBe(since);
+    expect(toDatasourceFile(spec)).toContain(`IMPORT_FROM_TIMESTAMP ${since}\n`);
+    expect(parse(toDatasourceFile(spec))).toStrictEqual(spec);
+  });
+
+  it.each(['yesterday', '2024-13-01T00:00:00Z', '2024-06-01T25:00:00Z', '1717200000'])('IMPORT_FROM_TIMESTAMP %s is an error naming the line', (value) => {
+    const e = errorOf(`${IMPORT}IMPORT_FROM_TIMESTAMP ${value}\n`);
+    expect([e.line, e.reason.startsWith(`IMPORT_FROM_TIMESTAMP ${value} is not a date-time`)]).toStrictEqual([4, true]);
+  });
+
+  it('startAfter has no .datasource key: the writer says so', () => {
+    expect(() => toDatasourceFile({ ...parse(IMPORT), startAfter: 'data/2024' })).toThrow(/no key for startAfter/);
+  });
+
   it('passes a cron or @every schedule through', () => {
     expect(parse(`${IMPORT}IMPORT_SCHEDULE */5 * * * *\n`).schedule).toBe('*/5 * * * *');
     expect(parse(`${IMPORT}IMPORT_SCHEDULE @every 10m\n`).schedule).toBe('@every 10m');
@@ -303,7 +324,6 @@ describe('parseDatasourceFile: IMPORT keys', () => {
 
 describe('parseDatasourceFile: unsupported keys and layout errors', () => {
   it.each([
-    ['IMPORT_FROM_TIMESTAMP 2024-01-01T00:00:00Z', 'IMPORT_FROM_TIMESTAMP is not supported yet: '],
     ['ENGINE_SUMMING_COLUMNS "a, b"', 'ENGINE_SUMMING_COLUMNS is not supported yet'],
     ['ENGINE_SIGN sign', 'ENGINE_SIGN is for (Versioned)CollapsingMergeTree, which is not supported'],
     ['ENGINE_FOO x', 'unsupported key ENGINE_FOO: the ENGINE_ keys read are'],
