@@ -196,6 +196,22 @@ const duration = (field: string, minMs: number, maxMs: number) =>
     }
   });
 
+/** A point in time: ISO 8601 with a zone (Z or an offset), so it means the same instant wherever it is read. */
+export const sinceSchema = z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time with Z or an offset, e.g. 2024-05-01T00:00:00Z' });
+
+/** Whether an object's last-modified time (ISO 8601) is at or after `since` (always, without one). */
+export function modifiedSince(lastModified: string, since: string | undefined): boolean {
+  if (since === undefined) return true;
+  const t = Date.parse(lastModified);
+  // An object without a readable time (a store that sends none) is not filtered out.
+  return Number.isNaN(t) || t >= Date.parse(since);
+}
+
+/** Whether a key is one `startAfter` lets through (always, without one). */
+export function keyAfter(key: string, startAfter: string | undefined): boolean {
+  return startAfter === undefined || key > startAfter;
+}
+
 const dataSourceObject = z.strictObject({
   name: z.string().regex(DATA_SOURCE_NAME, 'name must match ^[a-z][a-z0-9_]{0,62}$'),
   description: z.string().max(2000).optional(),
@@ -229,6 +245,15 @@ const dataSourceObject = z.strictObject({
   maxIdleInterval: duration('maxIdleInterval', MIN_IDLE_INTERVAL_MS, MAX_IDLE_INTERVAL_MS)
     .optional()
     .describe('@auto only: while ticks find nothing the interval doubles from 1m up to this; files, a sync or a notification bring it back to 1m. Unset: every minute'),
+  since: sinceSchema
+    .optional()
+    .describe('Import only objects last modified at or after this time (ISO 8601 with Z or an offset, e.g. 2024-05-01T00:00:00Z): a backfill window, or history skipped. Files already imported stay'),
+  startAfter: z
+    .string()
+    .min(1, 'startAfter must not be empty')
+    .max(1024, 'startAfter is longer than 1024 characters (S3 keys are at most 1024 bytes)')
+    .optional()
+    .describe('Import only keys that sort after this one. Ordered mode: the initial marker, when later than the current one'),
   table: z.string().regex(TABLE_NAME, 'table must match ^[A-Za-z_][A-Za-z0-9_]{0,190}$').optional(),
   columns: z.array(columnSchema).min(1, 'columns, when given, must list at least one column').max(MAX_COLUMNS, `at most ${MAX_COLUMNS} columns per data source`).optional(),
   engine: engineSchema.optional(),
@@ -312,6 +337,10 @@ export function normalizeSpec(spec: z.infer<typeof dataSourceSpecSchema>): DataS
 
 /** PATCH body: any spec field but the name. */
 export const dataSourcePatchSchema = dataSourceObject.omit({ name: true }).partial().extend({
+  /** null removes it: every object is eligible again (files before it are found by the next sweep). */
+  since: dataSourceObject.shape.since.unwrap().nullable().optional(),
+  /** null removes it (in ordered mode the marker stays where it is). */
+  startAfter: dataSourceObject.shape.startAfter.unwrap().nullable().optional(),
   /** Changing bucketUri or format of a data source that already imported files needs this. */
   force: z.boolean().optional(),
 });
