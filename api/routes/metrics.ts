@@ -5,6 +5,20 @@ import type { AppEnv } from '../context.js';
 /** Escape a Prometheus label value. */
 const label = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 
+/** Ledgers whose tables exist: a scrape every few seconds need not repeat the DDL (one attempt at a time; a failure is tried again). */
+const ensured = new WeakMap<object, Promise<void>>();
+function ensureLedgerTables(ledger: { ensureTables(): Promise<void> }): Promise<void> {
+  let ready = ensured.get(ledger);
+  if (!ready) {
+    ready = ledger.ensureTables().catch((err) => {
+      ensured.delete(ledger);
+      throw err;
+    });
+    ensured.set(ledger, ready);
+  }
+  return ready;
+}
+
 /**
  * Prometheus text exposition: file counts by status and row/byte totals per
  * data source, from the ledger (so they survive restarts), plus process gauges.
@@ -16,7 +30,7 @@ export function registerMetricsRoute(app: OpenAPIHono<AppEnv>) {
   });
   app.openapi(route, async (c) => {
     const ledger = c.var.service.ledger;
-    await ledger.ensureTables();
+    await ensureLedgerTables(ledger);
     const [stats, runs] = await Promise.all([ledger.allStats(), ledger.runCounts()]);
     const out: string[] = [];
     const family = (name: string, type: 'gauge' | 'counter', help: string, samples: Array<[Record<string, string>, number]>) => {
