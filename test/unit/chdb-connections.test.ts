@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDestination, inlineQueryParams, queryRows, type Destination } from '../../activities/destination.js';
-import { loadEnv } from '../../schemas/config.js';
+import { ConfigError, loadEnv } from '../../schemas/config.js';
 
 /**
  * Embedded chDB's connections: the API's client answers while the worker's
@@ -89,4 +89,28 @@ describe('embedded chDB connections', () => {
     const [r] = await queryRows<{ n: string }>(d.client, 'SELECT count() AS n FROM cancelled_t');
     expect(Number(r!.n)).toBe(0);
   }, 30_000);
+});
+
+describe('embedded chDB limits in the environment', () => {
+  it('reads sizes in bytes or with KiB, MiB, GiB, and defaults to a 1 GiB cap and 64 MiB caches', () => {
+    expect(loadEnv({ S3CH_CHDB_MAX_MEMORY: '1.5GiB', S3CH_CHDB_CACHE_SIZE: '1048576' })).toMatchObject({ S3CH_CHDB_MAX_MEMORY: 1.5 * 1024 ** 3, S3CH_CHDB_CACHE_SIZE: 1024 ** 2 });
+    expect(loadEnv({})).toMatchObject({ S3CH_CHDB_MAX_MEMORY: 1024 ** 3, S3CH_CHDB_CACHE_SIZE: 64 * 1024 ** 2 });
+  });
+
+  it.each([
+    ['S3CH_CHDB_MAX_MEMORY', '1GB', /size in bytes, optionally with KiB, MiB or GiB/],
+    ['S3CH_CHDB_MAX_MEMORY', '-5', /size in bytes/],
+    ['S3CH_CHDB_MAX_MEMORY', '100MiB', /at least 256 MiB/],
+    ['S3CH_CHDB_CACHE_SIZE', 'lots', /size in bytes/],
+  ])('refuses %s=%s, naming the variable and the reason', (name, value, reason) => {
+    let err: unknown;
+    try {
+      loadEnv({ [name]: value });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(Object.keys((err as ConfigError).fields)).toEqual([name]);
+    expect((err as ConfigError).fields[name]!.join(' ')).toMatch(reason);
+  });
 });
