@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import type { DataSourceSpec } from '../schemas/datasource.js';
+import { keyAfter, modifiedSince, type DataSourceSpec } from '../schemas/datasource.js';
 import { classify, toApplicationFailure } from './errors.js';
 import type { Ledger } from './ledger.js';
 import type { FileRef } from './schema.js';
@@ -67,14 +67,18 @@ export function createDiscovery({ ledger, pages }: { ledger: Pick<Ledger, 'settl
     let lists = 0;
     let more = false;
     let lastKey: string | null = null;
+    // The spec's startAfter is where listing starts when it is later than the position asked for
+    // (in ordered mode: the initial marker); `since` filters by last-modified time.
+    const from = spec.startAfter !== undefined && (startAfter === undefined || spec.startAfter > startAfter) ? spec.startAfter : startAfter;
     try {
-      for await (const page of pages(spec, { startAfter, signal: ctx?.cancellationSignal })) {
+      for await (const page of pages(spec, { startAfter: from, signal: ctx?.cancellationSignal })) {
         lists++;
         listed += page.listed;
         if (page.lastKey) lastKey = page.lastKey;
+        const eligible = page.files.filter((f) => keyAfter(f.key, spec.startAfter) && modifiedSince(f.lastModified, spec.since));
         // Nothing matched on this page: nothing to look up in the ledger.
-        const settled = page.files.length && !peek ? await ledger.settled(dataSource, page.files.map((f) => f.key)) : new Set<string>();
-        for (const f of page.files) {
+        const settled = eligible.length && !peek ? await ledger.settled(dataSource, eligible.map((f) => f.key)) : new Set<string>();
+        for (const f of eligible) {
           if (settled.has(`${f.key}\u0000${f.etag}`)) continue;
           if (found.length >= limit) {
             more = true;

@@ -43,8 +43,8 @@ export const ATTEMPTS = "countIf(status = 'running')";
 
 /** Columns of one event as the writers send them (`seq` is ClickHouse's to fill). */
 const EVENT_STRUCTURE =
-  "datasource String, key String, etag String, size UInt64, attempt UInt32, status String, rows UInt64, quarantined_rows UInt64, bytes UInt64, error String, run_id String, at DateTime64(3, 'UTC')";
-const EVENT_COLUMNS = 'datasource, key, etag, size, attempt, status, rows, quarantined_rows, bytes, error, run_id, at';
+  "datasource String, key String, etag String, size UInt64, attempt UInt32, status String, rows UInt64, quarantined_rows UInt64, bytes UInt64, error String, run_id String, at DateTime64(3, 'UTC'), generation UInt32";
+const EVENT_COLUMNS = 'datasource, key, etag, size, attempt, status, rows, quarantined_rows, bytes, error, run_id, at, generation';
 /**
  * Events sent per statement: their text travels as a query parameter, which a
  * ClickHouse server reads from the URL (1 MiB by default, and URL encoding can
@@ -64,6 +64,8 @@ export interface FileEvent {
   bytes?: number;
   error?: string;
   run_id?: string;
+  /** 0 for the import of a version; 1, 2, ... for each deliberate re-import of it. */
+  generation?: number;
 }
 
 export interface RunRecord {
@@ -94,7 +96,7 @@ export class Ledger {
       query: `CREATE TABLE IF NOT EXISTS ${this.t(LEDGER_TABLE)} (
         datasource LowCardinality(String), key String, etag String, size UInt64, attempt UInt32,
         status LowCardinality(String), rows UInt64, quarantined_rows UInt64, bytes UInt64,
-        error String, run_id String, at DateTime64(3, 'UTC'), seq DateTime64(9, 'UTC') DEFAULT at)
+        error String, run_id String, at DateTime64(3, 'UTC'), seq DateTime64(9, 'UTC') DEFAULT at, generation UInt32 DEFAULT 0)
         ENGINE = MergeTree ORDER BY (datasource, key, etag, at)`,
     });
     // Ledgers written before `seq` existed: their rows read it as `at` (the old order), new rows get ClickHouse's time.
@@ -105,6 +107,15 @@ export class Ledger {
     );
     if (Number(hasSeq?.n ?? 0) === 0) {
       await this.client.command({ query: `ALTER TABLE ${this.t(LEDGER_TABLE)} ADD COLUMN IF NOT EXISTS seq DateTime64(9, 'UTC') DEFAULT at` });
+    }
+    // Ledgers written before re-imports existed: their events are generation 0, the first import.
+    const [hasGeneration] = await queryRows<{ n: string }>(
+      this.client,
+      'SELECT count() AS n FROM system.columns WHERE database = {db:String} AND table = {t:String} AND name = \'generation\'',
+      { db: this.database, t: LEDGER_TABLE },
+    );
+    if (Number(hasGeneration?.n ?? 0) === 0) {
+      await this.client.command({ query: `ALTER TABLE ${this.t(LEDGER_TABLE)} ADD COLUMN IF NOT EXISTS generation UInt32 DEFAULT 0` });
     }
     await this.client.command({
       query: `CREATE TABLE IF NOT EXISTS ${this.t(RUNS_TABLE)} (
@@ -129,7 +140,7 @@ export class Ledger {
   async record(events: FileEvent[]): Promise<void> {
     if (events.length === 0) return;
     const at = ts();
-    const lines = events.map((e) => JSON.stringify({ rows: 0, quarantined_rows: 0, bytes: 0, error: '', run_id: '', ...e, at }));
+    const lines = events.map((e) => JSON.stringify({ rows: 0, quarantined_rows: 0, bytes: 0, error: '', run_id: '', generation: 0, ...e, at }));
     for (let i = 0; i < lines.length; ) {
       let chars = 0;
       let j = i;
@@ -218,6 +229,29 @@ export class Ledger {
     const total = Number(row?.rows ?? 0);
     const quarantined = Number(row?.quarantined ?? 0);
     return { rows: total - quarantined, quarantined };
+  }
+
+  /**
+   * Rows one generation of a file version loaded. The row counts sum every
+   * load of the version (each re-import inserts its rows again), so a
+   * re-import's own are the total less what the other generations' successes
+   * recorded. It reads the same on every attempt of the generation: a retried
+   * insert deduplicates, adding nothing to the total.
+   */
+  async generationRows(datasource: string, key: string, etag: string, generation: number): Promise<{ rows: number; quarantined: number }> {
+    const total = await this.fileRows(datasource, key, etag);
+    const [other] = await queryRows<{ rows: string; quarantined: string }>(
+      this.client,
+      `SELECT sum(r) AS rows, sum(q) AS quarantined FROM (
+         SELECT generation, argMax(rows, seq) AS r, argMax(quarantined_rows, seq) AS q FROM ${this.t(LEDGER_TABLE)}
+         WHERE datasource = {ds:String} AND key = {key:String} AND etag = {etag:String} AND status = 'success' AND generation != {g:UInt32}
+         GROUP BY generation)`,
+      { ds: datasource, key, etag, g: generation },
+    );
+    return {
+      rows: Math.max(0, total.rows - Number(other?.rows ?? 0)),
+      quarantined: Math.max(0, total.quarantined - Number(other?.quarantined ?? 0)),
+    };
   }
 
   /** Files by their latest status, with row/byte totals, per data source (all of them, or one). */

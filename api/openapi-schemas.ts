@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { dataSourceSpecSchema, dataSourcePatchSchema } from '../schemas/datasource.js';
+import { dataSourceSpecSchema, dataSourcePatchSchema, sinceSchema } from '../schemas/datasource.js';
 import { FILE_STATUSES } from '../activities/ledger.js';
 
 /** Shapes for the OpenAPI document and request validation; responses are documented, not re-validated. */
@@ -20,6 +20,8 @@ const fileCounts = z.object(Object.fromEntries(FILE_STATUSES.map((s) => [s, z.nu
 export const dataSourceResourceSchema = z
   .looseObject({
     name: z.string(),
+    since: z.string().optional().describe('Only objects last modified at or after this time are imported (absent: all)'),
+    startAfter: z.string().optional().describe('Only keys after this one are imported (absent: all)'),
     status: z.object({
       state: z.enum(['idle', 'syncing', 'paused', 'error', 'deleting']),
       lastRunAt: z.string().nullable(),
@@ -80,6 +82,7 @@ export const fileItemSchema = z.object({
   quarantinedRows: z.number(),
   error: z.string().nullable(),
   updatedAt: z.string(),
+  generation: z.number().describe('0 when the version was only imported; n after its n-th deliberate re-import (POST .../reimport)'),
 });
 
 export const listOf = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item), nextCursor: z.string().nullable() });
@@ -107,6 +110,23 @@ export const deleteQuery = z.strictObject({
 });
 
 export const retryBody = z.strictObject({ keys: z.array(z.string().min(1).max(1024)).max(1000).optional() });
+
+export const reimportBody = z
+  .strictObject({
+    keys: z.array(z.string().min(1).max(1024)).min(1, 'keys, when given, must name at least one key').max(1000, 're-import at most 1000 keys at once (or a since/until window)').optional()
+      .describe('Keys to load once more (each must match the glob)'),
+    since: sinceSchema.optional().describe('With until or alone: objects last modified at or after this time'),
+    until: sinceSchema.optional().describe('With since or alone: objects last modified before this time'),
+  })
+  .superRefine((b, ctx) => {
+    const window = b.since !== undefined || b.until !== undefined;
+    if (b.keys && window) ctx.addIssue({ code: 'custom', path: ['keys'], message: 're-import either keys or a since/until window, not both' });
+    if (!b.keys && !window) ctx.addIssue({ code: 'custom', path: ['keys'], message: 're-import needs keys or a since/until window' });
+    if (b.since !== undefined && b.until !== undefined && Date.parse(b.until) <= Date.parse(b.since)) {
+      ctx.addIssue({ code: 'custom', path: ['until'], message: 'until must be later than since' });
+    }
+  })
+  .meta({ id: 'ReimportRequest' });
 
 export const sqlBody = z.strictObject({ query: z.string().min(1, 'query must not be empty').max(100_000) });
 

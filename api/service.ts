@@ -22,6 +22,9 @@ import {
   pauseUpdate,
   resumeUpdate,
   retryUpdate,
+  reimportUpdate,
+  type ReimportAccepted,
+  type ReimportRequest,
   statusQuery,
   syncSignal,
   updateSpecUpdate,
@@ -472,7 +475,9 @@ export class DataSourceService {
     const named = new Set(Object.keys(body as object));
     const { force, ...all } = parsed.data;
     const changes = Object.fromEntries(Object.entries(all).filter(([k]) => named.has(k)));
-    const merged = { ...current, ...changes, name };
+    const merged: Record<string, unknown> = { ...current, ...changes, name };
+    // null removes where the data source starts (the spec has no nulls).
+    for (const field of ['since', 'startAfter'] as const) if (merged[field] === null) delete merged[field];
     const { spec } = await this.validate(merged);
     if (spec.table !== current.table) await this.checkTableFree(spec);
     await this.update(name, updateSpecUpdate, { spec, force });
@@ -528,6 +533,24 @@ export class DataSourceService {
       if (errors.length) throw badRequest('only keys the data source imports can be retried', errors);
     }
     await this.update(name, retryUpdate, { keys });
+  }
+
+  /**
+   * A deliberate re-import: the named keys (each inside the glob) or the
+   * objects last modified in [since, until) load once more, as a new
+   * generation recorded in the ledger.
+   */
+  async reimport(name: string, req: ReimportRequest): Promise<ReimportAccepted> {
+    if (req.keys?.length) {
+      const { pattern } = parseBucketUri((await this.currentSpec(name)).bucketUri);
+      const match = compileGlob(pattern);
+      const errors = req.keys.flatMap((key, i) => {
+        const reason = keyOutsideGlob(key, match, pattern);
+        return reason ? [{ field: `keys.${i}`, message: reason }] : [];
+      });
+      if (errors.length) throw badRequest('only keys the data source imports can be re-imported', errors);
+    }
+    return this.update(name, reimportUpdate, req);
   }
 
   /** Route S3 event notifications to this data source: matching keys are imported at once. */
@@ -588,9 +611,9 @@ export class DataSourceService {
         throw badRequest('invalid cursor', [{ field: 'cursor', message: 'not a cursor returned by this API' }]);
       }
     }
-    const rows = await queryRows<{ key: string; etag: string; size: string; latest: string; attempts: number; rows: string; quarantinedRows: string; error: string; updatedAt: string }>(
+    const rows = await queryRows<{ key: string; etag: string; size: string; latest: string; attempts: number; rows: string; quarantinedRows: string; error: string; updatedAt: string; generation: string }>(
       this.deps.destination.client,
-      `SELECT key, etag, ${latestOf('size')} AS size, ${LATEST_STATUS} AS latest, ${ATTEMPTS} AS attempts,
+      `SELECT key, etag, ${latestOf('size')} AS size, ${LATEST_STATUS} AS latest, ${ATTEMPTS} AS attempts, max(generation) AS generation,
               ${latestOf('rows')} AS rows, ${latestOf('quarantined_rows')} AS quarantinedRows, ${latestOf('error')} AS error,
               toString(max(seq)) AS updatedAt
        FROM ${quoteIdent(this.metaDb)}.${LEDGER_TABLE}
@@ -609,6 +632,7 @@ export class DataSourceService {
         key: r.key, etag: r.etag, size: Number(r.size), status: r.latest, attempts: Number(r.attempts),
         rows: Number(r.rows), quarantinedRows: Number(r.quarantinedRows), error: r.error || null,
         updatedAt: new Date(r.updatedAt.slice(0, 23).replace(' ', 'T') + 'Z').toISOString(),
+        generation: Number(r.generation),
       })),
       nextCursor: rows.length > q.limit && last ? Buffer.from(JSON.stringify({ updatedAt: last.updatedAt, key: last.key, etag: last.etag })).toString('base64url') : null,
     };
@@ -616,9 +640,9 @@ export class DataSourceService {
 
   async fileHistory(name: string, key: string) {
     await this.describe(name);
-    const rows = await queryRows<{ etag: string; status: string; attempt: number; rows: string; quarantined_rows: string; error: string; run_id: string; at: string; next_at: string | null }>(
+    const rows = await queryRows<{ etag: string; status: string; attempt: number; rows: string; quarantined_rows: string; error: string; run_id: string; at: string; next_at: string | null; generation: string }>(
       this.deps.destination.client,
-      `SELECT etag, status, attempt, rows, quarantined_rows, error, run_id, toString(toDateTime64(seq, 3, 'UTC')) AS at,
+      `SELECT etag, generation, status, attempt, rows, quarantined_rows, error, run_id, toString(toDateTime64(seq, 3, 'UTC')) AS at,
               toString(toDateTime64(leadInFrame(seq) OVER (PARTITION BY etag ORDER BY seq ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING), 3, 'UTC')) AS next_at,
               row_number() OVER (PARTITION BY etag ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n,
               count() OVER (PARTITION BY etag) AS total
@@ -633,7 +657,7 @@ export class DataSourceService {
         const n = (r as unknown as { n: string; total: string });
         const isLast = Number(n.n) === Number(n.total);
         return {
-          etag: r.etag, status: r.status, attempt: Number(r.attempt), rows: Number(r.rows), quarantinedRows: Number(r.quarantined_rows),
+          etag: r.etag, generation: Number(r.generation), status: r.status, attempt: Number(r.attempt), rows: Number(r.rows), quarantinedRows: Number(r.quarantined_rows),
           error: r.error || null, runId: r.run_id || null, at: iso(r.at),
           /** Time spent in this status; null for the current one. */
           durationMs: isLast || !r.next_at ? null : Date.parse(iso(r.next_at)) - Date.parse(iso(r.at)),

@@ -9,7 +9,7 @@ export type DataSourceState = 'idle' | 'syncing' | 'paused' | 'error' | 'deletin
 
 export interface RunSummary {
   runId: string;
-  trigger: 'schedule' | 'sync' | 'retry' | 'backlog' | 'notify';
+  trigger: 'schedule' | 'sync' | 'retry' | 'backlog' | 'notify' | 'reimport';
   startedAt: string;
   finishedAt: string | null;
   filesFound: number;
@@ -129,6 +129,39 @@ export interface RetryRequest {
   keys?: string[];
 }
 
+/**
+ * Load files once more on purpose (after fixing the table, say): the named
+ * keys, or every object whose last-modified time is in [since, until). Each
+ * request is a new generation: its imports carry a deduplication token of
+ * their own (so the rows are added again), fixed for the request (so a retry
+ * of one of its imports adds nothing twice).
+ */
+export interface ReimportRequest {
+  keys?: string[];
+  /** ISO 8601: objects last modified at or after this time. */
+  since?: string;
+  /** ISO 8601: objects last modified before this time. */
+  until?: string;
+}
+
+export interface ReimportAccepted {
+  accepted: true;
+  /** The generation the files are imported as (shown in the file list and history). */
+  generation: number;
+}
+
+/** A re-import in progress: the keys still to load, then the rest of the window (listed a page at a time). */
+export interface PendingReimport {
+  generation: number;
+  /** Unique to this request, whatever the generation number (part of the deduplication token). */
+  id: string;
+  keys: string[];
+  window: { since?: string; until?: string; after: string | null } | null;
+}
+
+/** Most keys one re-import request may name (the API refuses more with a 400, the workflow's validator too). */
+export const MAX_REIMPORT_KEYS_PER_REQUEST = 1000;
+
 export interface DeleteRequest {
   dropTable: boolean;
   dropLedger: boolean;
@@ -139,5 +172,6 @@ export const pauseUpdate = defineUpdate<StatusView>('pause');
 export const resumeUpdate = defineUpdate<StatusView>('resume');
 export const updateSpecUpdate = defineUpdate<StatusView, [SpecUpdate]>('updateSpec');
 export const retryUpdate = defineUpdate<{ accepted: true }, [RetryRequest]>('retry');
+export const reimportUpdate = defineUpdate<ReimportAccepted, [ReimportRequest]>('reimport');
 export const deleteUpdate = defineUpdate<StatusView, [DeleteRequest]>('delete');
 export const statusQuery = defineQuery<StatusView>('status');

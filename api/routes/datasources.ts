@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Context } from 'hono';
 import type { AppEnv } from '../context.js';
 import {
-  createdDataSourceSchema, dataSourceResourceSchema, dataSourcesQuery, deleteQuery, fileItemSchema, filesQuery, limitQuery, listOf, nameParam, patchBody, retryBody, specBody, jsonResponse, problemResponse,
+  createdDataSourceSchema, dataSourceResourceSchema, dataSourcesQuery, deleteQuery, fileItemSchema, filesQuery, limitQuery, listOf, nameParam, patchBody, reimportBody, retryBody, specBody, jsonResponse, problemResponse,
 } from '../openapi-schemas.js';
 import { ApiError, badRequest, fieldErrors } from '../errors.js';
 import { handleSnsControl, notificationBody } from '../sns.js';
@@ -58,6 +58,15 @@ const routes = {
     method: 'post', path: '/v1/datasources/{name}/retry', tags: ['control'], summary: 'Import listed files again, or every failed file',
     request: { params: nameParam, body: { content: { 'application/json': { schema: retryBody } }, required: false } },
     responses: { 202: json(z.object({ accepted: z.literal(true) }), 'Retry queued'), 400: problem('Invalid body'), 404: problem('Unknown name'), 409: problem('Rejected') },
+  }),
+  reimport: createRoute({
+    method: 'post', path: '/v1/datasources/{name}/reimport', tags: ['control'],
+    summary: 'Load files once more on purpose (named keys, or a last-modified window): a new, recorded import of each, as a new generation',
+    request: { params: nameParam, body: { content: { 'application/json': { schema: reimportBody } }, required: true } },
+    responses: {
+      202: json(z.object({ accepted: z.literal(true), generation: z.number().describe('The generation the files are imported as') }), 'Re-import queued'),
+      400: problem('Invalid body, or a key outside the glob'), 404: problem('Unknown name'), 409: problem('Rejected (another re-import in progress, or being deleted)'),
+    },
   }),
   files: createRoute({
     method: 'get', path: '/v1/datasources/{name}/files', tags: ['files'], summary: 'Files with their latest status, newest first',
@@ -139,6 +148,7 @@ export function registerDataSourceRoutes(app: OpenAPIHono<AppEnv>) {
     await c.var.service.retry(c.req.valid('param').name, keys);
     return c.json({ accepted: true as const }, 202);
   });
+  app.openapi(routes.reimport, async (c) => c.json(await c.var.service.reimport(c.req.valid('param').name, c.req.valid('json')), 202));
   app.openapi(routes.files, async (c) => c.json(await c.var.service.files(c.req.valid('param').name, c.req.valid('query')) as never, 200));
   app.openapi(routes.fileHistory, async (c) => c.json(await c.var.service.fileHistory(c.req.valid('param').name, c.req.valid('query').key), 200));
   app.openapi(routes.runs, async (c) => c.json(await c.var.service.runs(c.req.valid('param').name, c.req.valid('query').limit), 200));

@@ -61,6 +61,9 @@ function makeFakes(failedKeys: string[], existing: string[]) {
       return [...failed].sort().filter((k) => input.after === undefined || k > input.after).slice(0, input.limit ?? 10_000).map(ref);
     },
     async dropDataSource() {},
+    async filesToReimport() {
+      return { files: [], next: null };
+    },
     async evolveSchema(input: { columns: ColumnSpec[] }) {
       return input.columns;
     },
