@@ -60,10 +60,11 @@ function makeFakes(failedKeys: string[], existing: string[]) {
       if (input.keys?.length) return input.keys.filter((k) => exists.has(k) && (!input.onlyUnsettled || !calls.imported.includes(k))).map(ref);
       return [...failed].sort().filter((k) => input.after === undefined || k > input.after).slice(0, input.limit ?? 10_000).map(ref);
     },
-    async dropDataSource() {},
-    async filesToReimport() {
-      return { files: [], next: null };
+    // Batches are declined: every file goes the single-file way these fakes model.
+    async importBatch(input: Parameters<Activities['importBatch']>[0]) {
+      return { files: [], split: input.files };
     },
+    async dropDataSource() {},
     async evolveSchema(input: { columns: ColumnSpec[] }) {
       return input.columns;
     },
