@@ -10,7 +10,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
+import { keyAfter, modifiedSince, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
 import { parseBucketUri, compileGlob } from '../schemas/glob.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 import { buildImportPlan, dropStatements, tableNames, type ResolvedFormat } from './ddl.js';
@@ -52,6 +52,13 @@ export interface ImportInput {
   runId: string;
   /** Columns were inferred: a file with new columns stops with `schema_changed` so the table can grow first. */
   evolve?: boolean;
+  /**
+   * A deliberate re-import: the file loads once more as this generation. Its
+   * id goes into the deduplication token, fixed here in the input, so every
+   * attempt of this import shares one token (a retry adds nothing twice)
+   * while another re-import of the file gets another.
+   */
+  reimport?: { generation: number; id: string };
 }
 
 /** Failure type an import ends with when its file has columns the table lacks; details[0] is ColumnSpec[]. */
@@ -61,6 +68,15 @@ export interface ImportResult {
   rows: number;
   quarantinedRows: number;
   bytes: number;
+}
+
+export interface ReimportPageInput {
+  dataSource: string;
+  spec: DataSourceSpec;
+  since?: string;
+  until?: string;
+  after?: string;
+  limit: number;
 }
 
 export interface RecordStatusInput {
@@ -103,8 +119,10 @@ function nullableType(type: string): string {
 }
 
 /** The identity of one file version (or zip entry: `key::index::name`); its hash is the insert's deduplication token. */
-export function dedupToken(dataSource: string, key: string, etag: string): string {
-  return 's3ch-' + createHash('sha256').update(`${dataSource}\u0000${key}\u0000${etag}`).digest('hex');
+export function dedupToken(dataSource: string, key: string, etag: string, reimportId?: string): string {
+  // A first import's token is unchanged by re-imports existing: tables loaded before keep deduplicating it.
+  const identity = `${dataSource}\u0000${key}\u0000${etag}` + (reimportId === undefined ? '' : `\u0000reimport\u0000${reimportId}`);
+  return 's3ch-' + createHash('sha256').update(identity).digest('hex');
 }
 
 function heartbeatSafely(details: unknown) {
@@ -182,7 +200,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
    * gzip/zstd (a truncated or corrupt file fails before any row is
    * committed), then one INSERT ... SELECT FROM s3() into the landing table.
    */
-  async function importObject(o: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; file: FileRef; compression: Compression; credentials: S3Credentials | null; signal?: AbortSignal; progress: Record<string, unknown> }) {
+  async function importObject(o: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; file: FileRef; compression: Compression; credentials: S3Credentials | null; signal?: AbortSignal; progress: Record<string, unknown>; reimportId?: string }) {
     const { spec, file } = o;
     const format = resolveFormat(spec, file.key);
     const plan = buildImportPlan(db, spec, o.columns, format, o.dataSource);
@@ -219,7 +237,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
         source: source.sql,
         globbed: target.globbed,
         checkEtag: true,
-        settings: { ...plan.settings, ...importSettings(dedupToken(o.dataSource, file.key, file.etag), spec.limits.maxRowBytes) },
+        settings: { ...plan.settings, ...importSettings(dedupToken(o.dataSource, file.key, file.etag, o.reimportId), spec.limits.maxRowBytes) },
       }),
       params, source.secrets, o.signal,
     );
@@ -233,7 +251,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
    * deduplication token over its index and name, so two entries with one
    * name both load. Entries whose format cannot be told are skipped.
    */
-  async function importZip(o: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; file: FileRef; signal: AbortSignal; progress: Record<string, unknown> }) {
+  async function importZip(o: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; file: FileRef; signal: AbortSignal; progress: Record<string, unknown>; reimportId?: string }) {
     const { spec, file } = o;
     const dir = destination.spoolDir;
     if (!dir) throw new ImportError('config', `${file.key}: zip archives are read by embedded ClickHouse only; with a ClickHouse server, store the entries as separate objects`);
@@ -264,7 +282,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
           globbed: false,
           // file() has no _etag: the archive was fetched with If-Match, so it is the listed version.
           checkEtag: false,
-          settings: { ...plan.settings, ...importSettings(dedupToken(o.dataSource, `${file.key}::${entry.index}::${entry.name}`, file.etag), spec.limits.maxRowBytes) },
+          settings: { ...plan.settings, ...importSettings(dedupToken(o.dataSource, `${file.key}::${entry.index}::${entry.name}`, file.etag, o.reimportId), spec.limits.maxRowBytes) },
         });
         // A zip entry's rows keep the archive's key, ETag, size and time; their file name is the entry's.
         await run(query, { file: id, etag: file.etag, path: '', quotedEtag: '', ...objectParams(file, entry.name) }, [], o.signal, { path: entryPath, name: id });
@@ -343,13 +361,13 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
   const discover = createDiscovery({ ledger, pages: schema.matchingPages });
   const importBatch = createBatchImport({ destination, s3, ledger, metaDatabase: metaDatabase ?? db, hooks, startHeartbeat });
 
-  async function importOne({ dataSource, spec, columns, file, runId, evolve }: ImportInput): Promise<ImportResult> {
+  async function importOne({ dataSource, spec, columns, file, runId, evolve, reimport }: ImportInput): Promise<ImportResult> {
     const ctx = Context.current();
     // Heartbeats start before anything that can wait on ClickHouse (the ledger write included).
     const progress: Record<string, unknown> = { phase: 'start', size: file.size };
     const stopBeat = startHeartbeat(progress);
     const attempt = ctx.info.attempt;
-    const base = { datasource: dataSource, key: file.key, etag: file.etag, size: file.size, attempt, run_id: runId };
+    const base = { datasource: dataSource, key: file.key, etag: file.etag, size: file.size, attempt, run_id: runId, generation: reimport?.generation ?? 0 };
     try {
       await hooks?.onStart?.(file, attempt);
       await ledger.record([{ ...base, status: 'running' }]);
@@ -369,14 +387,15 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
       const compression = resolveCompression(spec, file.key) ?? (isDataFileName(file.key) ? 'none' : await sniff(spec, file, signal));
       await hooks?.beforeInsert?.(file, attempt);
       if (compression === 'zip') {
-        await importZip({ dataSource, spec, columns, file, signal, progress });
+        await importZip({ dataSource, spec, columns, file, signal, progress, reimportId: reimport?.id });
       } else {
         const credentials = await s3.credentials(spec.connection);
-        await importObject({ dataSource, spec, columns, file, compression, credentials, signal, progress });
+        await importObject({ dataSource, spec, columns, file, compression, credentials, signal, progress, reimportId: reimport?.id });
       }
       await hooks?.afterInsert?.(file, attempt);
       progress.phase = 'counting';
-      const { rows, quarantined } = await ledger.fileRows(dataSource, file.key, file.etag);
+      // The row counts hold every load of this version: a re-import's own are what earlier generations did not load.
+      const { rows, quarantined } = reimport ? await ledger.generationRows(dataSource, file.key, file.etag, reimport.generation) : await ledger.fileRows(dataSource, file.key, file.etag);
       await ledger.record([{ ...base, status: 'success', rows, quarantined_rows: quarantined, bytes: file.size }]);
       // Older versions of this key that failed will never be retried now: say so, rather than leave them as failures.
       await ledger.supersede(dataSource, file.key, file.etag);
@@ -418,9 +437,12 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     const match = compileGlob(parseBucketUri(spec.bucketUri).pattern);
     const out: FileRef[] = [];
     for await (const key of wanted) {
-      if (onlyUnsettled && !match(key)) continue;
+      if (onlyUnsettled && !(match(key) && keyAfter(key, spec.startAfter))) continue;
       try {
-        out.push(await schema.currentVersion(spec, key));
+        const ref = await schema.currentVersion(spec, key);
+        // A notified object outside `since` is not imported, as the listing would not import it.
+        if (onlyUnsettled && !modifiedSince(ref.lastModified, spec.since)) continue;
+        out.push(ref);
       } catch (e) {
         const failure = classify(e);
         // A notified object may be gone already: the listing safety net decides then.
@@ -442,6 +464,35 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     return fresh;
   }
 
+
+  /**
+   * One page of a re-import window: objects the glob matches whose
+   * last-modified time is in [since, until), in key order after `after`.
+   * `next` is where the following page starts (null: the window is done).
+   * Keys outside the data source's startAfter/since are included: a
+   * re-import is asked for by name or time, on purpose.
+   */
+  async function reimportPage({ spec, since, until, after, limit }: ReimportPageInput): Promise<{ files: FileRef[]; next: string | null }> {
+    const lo = since === undefined ? -Infinity : Date.parse(since);
+    const hi = until === undefined ? Infinity : Date.parse(until);
+    const files: FileRef[] = [];
+    let listed = 0;
+    try {
+      for await (const page of schema.matchingPages(spec, { startAfter: after, signal: currentSignal() })) {
+        listed += page.listed;
+        for (const f of page.files) {
+          const t = Date.parse(f.lastModified);
+          if (!(t >= lo && t < hi)) continue;
+          files.push(f);
+          if (files.length >= limit) return { files, next: f.key };
+        }
+        heartbeatSafely({ listed, found: files.length });
+      }
+    } catch (e) {
+      throw toApplicationFailure(classify(e));
+    }
+    return { files, next: null };
+  }
 
   return {
     /** Make the tables, the landing table and the views exist for a spec. Idempotent. */
@@ -488,6 +539,11 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     /** Files to import again: the listed keys (current version from S3) or every file whose latest status is failure. */
     async filesToRetry(input: { dataSource: string; spec: DataSourceSpec; keys?: string[]; onlyUnsettled?: boolean; after?: string; limit?: number }): Promise<FileRef[]> {
       return withHeartbeat({ phase: 'retry lookup' }, () => retryLookup(input));
+    },
+
+    /** A page of the objects a re-import window covers (by last-modified time). */
+    async filesToReimport(input: ReimportPageInput): Promise<{ files: FileRef[]; next: string | null }> {
+      return withHeartbeat({ phase: 'reimport lookup' }, () => reimportPage(input));
     },
 
     /** Remove a data source's import path; its table and ledger rows only when asked. */

@@ -28,6 +28,7 @@ import {
   pauseUpdate,
   resumeUpdate,
   retryUpdate,
+  reimportUpdate,
   statusQuery,
   syncSignal,
   updateSpecUpdate,
@@ -35,6 +36,7 @@ import {
   type DataSourceState,
   type DeleteRequest,
   type RetryRequest,
+  type PendingReimport,
   type RunSummary,
   type PollingView,
   type StatusView,
@@ -43,6 +45,7 @@ import {
   MAX_NOTIFIED_KEYS,
   MAX_PENDING_RETRY_KEYS,
   MAX_RETRY_KEYS_PER_REQUEST,
+  MAX_REIMPORT_KEYS_PER_REQUEST,
   withinKeyBounds,
 } from './messages.js';
 
@@ -58,7 +61,7 @@ const { importFile, importBatch } = proxyActivities<Activities>({
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 5 },
 });
-const { discoverFiles, prepareDataSource, filesToRetry } = proxyActivities<Activities>({
+const { discoverFiles, prepareDataSource, filesToRetry, filesToReimport } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '2 minutes',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 3 },
@@ -121,6 +124,10 @@ export interface CarriedState {
   retryAfter: string | null;
   /** Carried by runs of an older version of this workflow; read once and cleared. */
   retry?: RetryRequest | null;
+  /** The deliberate re-import in progress (one at a time; its keys bounded like retry keys). */
+  reimport?: PendingReimport | null;
+  /** The last re-import generation handed out. */
+  generation?: number;
   /** Keys from event notifications waiting to be imported (bounded by MAX_NOTIFIED_KEYS). */
   notified: string[];
   /** The last schema changes (bounded). */
@@ -188,6 +195,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   s.retryKeys ??= s.retry?.keys ?? [];
   s.retryAll ??= s.retry != null && !s.retry.keys?.length;
   s.retryAfter ??= null;
+  s.reimport ??= null;
+  s.generation ??= 0;
   delete s.retry;
   let state: DataSourceState = s.paused ? 'paused' : 'idle';
   // Assigned by handlers; typed loosely so control-flow narrowing does not assume it stays null.
@@ -335,6 +344,33 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     },
   );
   setHandler(
+    reimportUpdate,
+    (req) => {
+      s.generation! += 1;
+      const generation = s.generation!;
+      // The first run id of the chain makes the token unique even if a data source of the same
+      // name is created again (its generations restart) while the table keeps its deduplication log.
+      s.reimport = {
+        generation,
+        id: `${workflowInfo().firstExecutionRunId}/${generation}`,
+        keys: [...new Set(req.keys ?? [])],
+        window: req.keys?.length ? null : { since: req.since, until: req.until, after: null },
+      };
+      return { accepted: true, generation } as const;
+    },
+    {
+      validator: (req) => {
+        if (deleteRequest) throw new Error('data source is being deleted');
+        if (s.reimport) throw new Error(`re-import generation ${s.reimport.generation} is still in progress; send this one when it has finished`);
+        const keys = req.keys ?? [];
+        if (keys.length > MAX_REIMPORT_KEYS_PER_REQUEST) throw new Error(`re-import at most ${MAX_REIMPORT_KEYS_PER_REQUEST} keys at once (or a since/until window)`);
+        if (!withinKeyBounds(keys, MAX_PENDING_RETRY_KEYS)) throw new Error('the keys are too long to hold; send fewer at once');
+        if (keys.length && (req.since !== undefined || req.until !== undefined)) throw new Error('re-import either keys or a since/until window, not both');
+        if (!keys.length && req.since === undefined && req.until === undefined) throw new Error('re-import needs keys or a since/until window');
+      },
+    },
+  );
+  setHandler(
     deleteUpdate,
     async (req: DeleteRequest): Promise<StatusView> => {
       deleteRequest = req;
@@ -347,7 +383,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   );
 
   const retryPending = () => s.retryKeys.length > 0 || s.retryAll;
-  const wake = () => s.syncRequested || s.notified.length > 0 || retryPending() || deleteRequest !== null || pendingSpec !== null;
+  const wake = () => s.syncRequested || s.notified.length > 0 || retryPending() || s.reimport !== null || deleteRequest !== null || pendingSpec !== null;
 
   async function prepare(): Promise<boolean> {
     try {
@@ -373,16 +409,16 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
    * Import files with bounded concurrency; returns the keys that ended settled
    * (imported, or failed for good). Files stopped by a pause or a delete are not.
    */
-  async function importAll(files: FileRef[], run: RunSummary, mayEvolve = true): Promise<Set<string>> {
+  async function importAll(files: FileRef[], run: RunSummary, mayEvolve = true, reimport?: Pick<PendingReimport, 'generation' | 'id'>): Promise<Set<string>> {
     const settled = new Set<string>();
     const queue = [...files];
     const columns = s.columns!;
     const evolve = mayEvolve && !spec.columns;
     const changed: Array<{ file: FileRef; add: ColumnSpec[] }> = [];
     // Small files go many to an activity and an insert (schemas/import-batches.ts); a schema that
-    // may grow (checked file by file) keeps one activity per file.
+    // may grow (checked file by file) and a re-import (a token per file and generation) keep one per file.
     const batches: FileRef[][] = [];
-    if (!evolve && patched(IMPORT_BATCHES_PATCH)) {
+    if (!evolve && !reimport && patched(IMPORT_BATCHES_PATCH)) {
       const plan = planBatches(spec, files, spec.limits.concurrency);
       batches.push(...plan.batches);
       queue.splice(0, queue.length, ...plan.singles);
@@ -427,7 +463,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
         const file = queue.shift()!;
         inFlight.set(file.key, new Date().toISOString());
         try {
-          const r = await importFile({ dataSource: spec.name, spec, columns, file, runId: run.runId, evolve });
+          const r = await importFile({ dataSource: spec.name, spec, columns, file, runId: run.runId, evolve, ...(reimport ? { reimport: { generation: reimport.generation, id: reimport.id } } : {}) });
           settled.add(file.key);
           run.filesImported++;
           run.rows += r.rows;
@@ -476,7 +512,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       s.columns = await evolveSchema({ dataSource: spec.name, spec, columns: s.columns!, add });
       s.schemaChanges = [...s.schemaChanges, { at: new Date().toISOString(), file: changed[0]!.file.key, added: add.map((c) => c.name) }].slice(-20);
       s.prepared = false;
-      if (await prepare()) for (const key of await importAll(changed.map((c) => c.file), run, false)) settled.add(key);
+      if (await prepare()) for (const key of await importAll(changed.map((c) => c.file), run, false, reimport)) settled.add(key);
     }
     return settled;
   }
@@ -528,6 +564,36 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     }
   }
 
+  /**
+   * The re-import in progress: its named keys BATCH_SIZE at a time, then its
+   * window a listing page at a time, each file imported as the request's
+   * generation. Stops early like retryFiles; files a pause stopped are named
+   * again, so the request finishes after the resume.
+   */
+  async function reimportFiles(run: RunSummary): Promise<void> {
+    while (s.reimport && !s.paused && !deleteRequest) {
+      const r = s.reimport;
+      let files: FileRef[];
+      if (r.keys.length) {
+        const keys = r.keys.slice(0, BATCH_SIZE);
+        r.keys = r.keys.slice(BATCH_SIZE);
+        files = await filesToRetry({ dataSource: spec.name, spec, keys });
+      } else if (r.window) {
+        const page = await filesToReimport({ dataSource: spec.name, spec, since: r.window.since, until: r.window.until, after: r.window.after ?? undefined, limit: BATCH_SIZE });
+        files = page.files;
+        r.window = page.next === null ? null : { ...r.window, after: page.next };
+      } else {
+        files = [];
+      }
+      run.filesFound += files.length;
+      const done = await importAll(files, run, true, r);
+      const left = files.filter((f) => !done.has(f.key)).map((f) => f.key);
+      if (left.length && s.paused) r.keys = [...new Set([...left, ...r.keys])];
+      if (!r.keys.length && !r.window) s.reimport = null;
+      if (workflowInfo().continueAsNewSuggested) break;
+    }
+  }
+
   async function syncRun(trigger: RunSummary['trigger']): Promise<void> {
     const lean = patched(LEAN_TICKS_PATCH);
     const previousRun = s.lastRun;
@@ -547,7 +613,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
     s.lastRun = run;
     // A scheduled tick says `syncing` only once it has found something: an idle one changes nothing.
     if (!lean || trigger !== 'schedule') setState('syncing');
-    let phase: 'retry' | 'notify' | 'list' = 'list';
+    let phase: 'retry' | 'reimport' | 'notify' | 'list' = 'list';
     try {
       if (retryPending()) {
         setState('syncing');
@@ -555,6 +621,12 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
         await retryFiles(run);
         // Stopped early: the rest of the retry (and the listing) comes in the next run.
         if (retryPending()) return;
+      }
+      if (s.reimport) {
+        setState('syncing');
+        phase = 'reimport';
+        await reimportFiles(run);
+        if (s.reimport) return;
       }
       if (trigger === 'notify') {
         phase = 'notify';
@@ -635,6 +707,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
           s.retryAfter = null;
         }
         if (phase === 'notify') s.notified = [];
+        // A re-import that failed (a named key gone, say) is dropped too: its generation stays used.
+        if (phase === 'reimport') s.reimport = null;
         s.error = failureMessage(err);
         log.warn('sync failed', { error: s.error });
       }
@@ -682,6 +756,13 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
         s.tailKey = null;
         s.sweep = null;
         s.lastSweepAtMs = null;
+      } else if (pendingSpec.since !== spec.since || pendingSpec.startAfter !== spec.startAfter) {
+        // Where the data source starts moved: files it now makes eligible may sit behind the last
+        // key seen, so the next tracked pass sweeps the whole prefix. (Ordered mode keeps its
+        // marker: startAfter only moves it forward.)
+        s.cursor = null;
+        s.sweep = null;
+        s.sweepDue = true;
       }
       if (pendingSpec.table !== spec.table && s.prepared) {
         // The old table stays (with its rows); its landing table and views go, so nothing feeds it any more.
@@ -712,7 +793,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       const ready = () => (wake() && !s.paused) || deleteRequest !== null || pendingSpec !== null;
       const woke = waitMs === undefined ? (await condition(ready), true) : await condition(ready, waitMs);
       if (deleteRequest || pendingSpec) continue;
-      if (woke) trigger = retryPending() ? 'retry' : s.syncRequested ? 'sync' : 'notify';
+      if (woke) trigger = retryPending() ? 'retry' : s.reimport ? 'reimport' : s.syncRequested ? 'sync' : 'notify';
       else s.nextRunAtMs = null; // the tick fired; schedule the next one after this run
     }
     s.syncRequested = false;
@@ -735,6 +816,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       s.retryKeys = [];
       s.retryAll = false;
       s.retryAfter = null;
+      s.reimport = null;
       s.backlog = false;
       s.nextRunAtMs = null;
       continue;

@@ -20,7 +20,7 @@ import { ApplicationFailure, type HistoryAndWorkflowId } from '@temporalio/commo
 import { temporal } from '@temporalio/proto';
 import { readFile } from 'node:fs/promises';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import type { Activities, DiscoverInput, FileRef, ImportInput, PrepareInput, RecordStatusInput } from '../../activities/index.js';
+import type { Activities, DiscoverInput, FileRef, ImportInput, PrepareInput, RecordStatusInput, ReimportPageInput } from '../../activities/index.js';
 import { dataSourceSpecSchema, normalizeSpec, type DataSourceSpec, type DataSourceSpecInput } from '../../schemas/datasource.js';
 import { BATCH_SIZE, type CarriedState, type DataSourceInput, type dataSource } from '../../workflows/datasource.js';
 import {
@@ -29,6 +29,7 @@ import {
   pauseUpdate,
   resumeUpdate,
   retryUpdate,
+  reimportUpdate,
   statusQuery,
   updateSpecUpdate,
   workflowIdFor,
@@ -114,6 +115,7 @@ function makeFakes() {
     runs: [] as RunRecord[],
     retry: [] as RetryInput[],
     drop: [] as DropInput[],
+    reimportPages: [] as ReimportPageInput[],
   };
   const hooks: {
     /** Runs inside importFile before it succeeds; throw to fail the attempt. */
@@ -194,6 +196,15 @@ function makeFakes() {
     },
     async dropDataSource(input: DropInput) {
       calls.drop.push(input);
+    },
+    /** Like the real window lookup: key order after `after`, by last-modified time in [since, until). */
+    async filesToReimport(input: ReimportPageInput) {
+      calls.reimportPages.push(input);
+      const inWindow = [...bucket]
+        .sort((a, b) => (a.key < b.key ? -1 : 1))
+        .filter((f) => (!input.after || f.key > input.after) && (!input.since || f.lastModified >= input.since) && (!input.until || f.lastModified < input.until));
+      const files = inWindow.slice(0, input.limit);
+      return { files, next: inWindow.length > input.limit ? files[files.length - 1]!.key : null };
     },
     async evolveSchema(input: { columns: ColumnSpec[]; add: ColumnSpec[] }) {
       return [...input.columns, ...input.add];
@@ -588,6 +599,53 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
       expect(f.calls.runs[1]).toMatchObject({ trigger: 'retry', files_imported: 1, files_failed: 0 });
       expectEachOnce(f.calls.imported, ['p/good1.csv', 'p/good2.csv', 'p/bad.csv']);
       expect((await statusAfterRun(handle, 2)).counters).toMatchObject({ runs: 2, filesImported: 3, filesFailed: 1 });
+    });
+  });
+
+  it('re-import: named keys or a last-modified window load again as a new generation; every attempt of one keeps its id; one request at a time', async () => {
+    const f = makeFakes();
+    const keys = ['p/a.csv', 'p/b.csv', 'p/c.csv'];
+    f.add(...keys);
+    const seen: Array<{ key: string; attempt: number; reimport?: ImportInput['reimport'] }> = [];
+    f.hooks.importFile = (input, attempt) => {
+      seen.push({ key: input.file.key, attempt, reimport: input.reimport });
+      // The first attempt of generation 1 fails: its retry must carry the same generation and id.
+      if (input.reimport?.generation === 1 && attempt === 1) throw ApplicationFailure.retryable('flaky', 'transient');
+    };
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
+      await handle.signal('sync');
+      await until('the first run', () => f.calls.runs.length === 1);
+      expect(seen.map((x) => [x.key, x.reimport]).sort()).toEqual(keys.map((k) => [k, undefined]));
+
+      await expect(handle.executeUpdate(reimportUpdate, { args: [{}] })).rejects.toThrow(WorkflowUpdateFailedError);
+      expect(await handle.executeUpdate(reimportUpdate, { args: [{ keys: ['p/b.csv'] }] })).toEqual({ accepted: true, generation: 1 });
+      await until('the re-import run', () => f.calls.runs.length === 2);
+      expect(f.calls.runs[1]).toMatchObject({ trigger: 'reimport', files_found: 1, files_imported: 1, files_failed: 0 });
+      const gen1 = seen.filter((x) => x.reimport?.generation === 1);
+      expect(gen1.map((x) => [x.key, x.attempt])).toEqual([['p/b.csv', 1], ['p/b.csv', 2]]);
+      expect(gen1[0]!.reimport!.id).toBe(gen1[1]!.reimport!.id);
+
+      // A window: the fakes' objects were all last modified on 2024-01-01.
+      const window = { since: '2023-12-31T00:00:00Z', until: '2024-01-02T00:00:00Z' };
+      expect(await handle.executeUpdate(reimportUpdate, { args: [window] })).toEqual({ accepted: true, generation: 2 });
+      await until('the window run', () => f.calls.runs.length === 3);
+      const gen2 = seen.filter((x) => x.reimport?.generation === 2);
+      expect(gen2.map((x) => x.key).sort()).toEqual(keys);
+      expect(new Set(gen2.map((x) => x.reimport!.id))).toEqual(new Set([gen2[0]!.reimport!.id]));
+      expect(gen2[0]!.reimport!.id).not.toBe(gen1[0]!.reimport!.id);
+      expect(f.calls.reimportPages[0]).toMatchObject(window);
+
+      // Paused, a request waits; a second one is refused until it has run.
+      await handle.executeUpdate(pauseUpdate);
+      expect(await handle.executeUpdate(reimportUpdate, { args: [{ keys: ['p/c.csv'] }] })).toEqual({ accepted: true, generation: 3 });
+      const refused = await handle.executeUpdate(reimportUpdate, { args: [{ keys: ['p/a.csv'] }] }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect((refused as WorkflowUpdateFailedError).cause?.message).toMatch(/generation 3 is still in progress/);
+      await handle.executeUpdate(resumeUpdate);
+      await until('generation 3', () => seen.some((x) => x.reimport?.generation === 3));
+      expect(seen.filter((x) => x.reimport?.generation === 3).map((x) => x.key)).toEqual(['p/c.csv']);
+      expect(seen.some((x) => x.reimport?.generation === 4)).toBe(false);
     });
   });
 

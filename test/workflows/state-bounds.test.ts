@@ -65,6 +65,9 @@ function makeFakes(failedKeys: string[], existing: string[]) {
       return { files: [], split: input.files };
     },
     async dropDataSource() {},
+    async filesToReimport() {
+      return { files: [], next: null };
+    },
     async evolveSchema(input: { columns: ColumnSpec[] }) {
       return input.columns;
     },
