@@ -12,12 +12,13 @@ export interface ReadOnlyResult {
 /**
  * Limits ClickHouse enforces on every API query, on top of the allow-list:
  * read-only, bounded in time, memory and result size, and one thread, so an
- * expensive query cannot starve the imports that share the engine.
+ * expensive query cannot starve the imports that share the engine (its memory
+ * cap is a quarter of embedded chDB's default engine cap of 1 GiB).
  */
 export const READ_ONLY_SETTINGS = {
   readonly: 1,
   max_execution_time: 30,
-  max_memory_usage: 1024 * 1024 * 1024,
+  max_memory_usage: 256 * 1024 * 1024,
   max_result_rows: 100_000,
   max_result_bytes: 64 * 1024 * 1024,
   result_overflow_mode: 'break',
@@ -33,8 +34,8 @@ function settingsClause(): string {
 /**
  * Run a user's query so that it can only read the connector's tables: the
  * allow-list in sql-guard.ts proves it first, then ClickHouse runs it with
- * READ_ONLY_SETTINGS (a second session would not see fresh parts on chDB, so
- * the limits travel in the statement's own SETTINGS clause).
+ * READ_ONLY_SETTINGS, carried in the statement's own SETTINGS clause (on chDB
+ * a session-wide SET would reach every other statement of that connection).
  */
 export async function runReadOnly(client: ClickHouseClient, query: string, scope: GuardScope): Promise<ReadOnlyResult> {
   const guarded = await guardReadOnlyQuery(client, query, scope);
