@@ -137,9 +137,13 @@ export async function runManySources(opts: ManySourcesOptions = {}): Promise<Sum
     const bucket = 'many';
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
 
-    const destination = createDestination({ S3CH_DATA_DIR: join(root, 'chdb'), CLICKHOUSE_DATABASE: 'default', CLICKHOUSE_URL: undefined, CLICKHOUSE_USER: 'default', CLICKHOUSE_PASSWORD: '' });
+    // Embedded chDB as npm start has it; its memory cap and cache sizes follow the environment, as there.
+    const env = envSchema.parse({
+      S3CH_DATA_DIR: join(root, 'chdb'), TEMPORAL_TASK_QUEUE: 's3ch-bench-many', LOG_LEVEL: 'warn',
+      S3CH_CHDB_MAX_MEMORY: process.env.S3CH_CHDB_MAX_MEMORY, S3CH_CHDB_CACHE_SIZE: process.env.S3CH_CHDB_CACHE_SIZE,
+    });
+    const destination = createDestination({ ...env, CLICKHOUSE_URL: undefined });
     cleanups.push(() => destination.close().catch(() => undefined));
-    const env = envSchema.parse({ S3CH_DATA_DIR: join(root, 'connector'), TEMPORAL_TASK_QUEUE: 's3ch-bench-many', LOG_LEVEL: 'warn' });
     const connector = await startConnector({ env, connections: new Map([['local', local]]), temporalAddress: temporal.address, serveApi: false, destination });
     cleanups.push(() => connector.stop().catch((e) => log(`stopping the connector: ${(e as Error).message}`)));
     const api = (method: string, path: string, body?: unknown) => callApp(connector.app, method, path, body);
