@@ -738,6 +738,25 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
     });
   });
 
+  it('a changed since or startAfter makes the next scheduled tick sweep the whole prefix instead of listing after the last key', async () => {
+    const f = makeFakes();
+    f.add('p/1.csv');
+    await withWorker(f, async (taskQueue) => {
+      const { spec, handle } = await startDataSource(taskQueue, { schedule: '@every 1s', sweepInterval: '1h' });
+      await until('two idle ticks', async () => (await status(handle)).polling!.idleTicks >= 2);
+      // Between sweeps a tick lists after the last key seen.
+      expect(f.calls.discover.slice(1, 3).map((d) => [d.startAfter, d.local])).toEqual([['p/1.csv', true], ['p/1.csv', true]]);
+      for (const change of [{ since: '2024-01-01T00:00:00Z' }, { startAfter: 'p/0' }]) {
+        const before = f.calls.discover.length;
+        await handle.executeUpdate(updateSpecUpdate, { args: [{ spec: { ...spec, ...change } }] });
+        expect((await status(handle)).polling!.sweepDue).toBe(true);
+        await until('the next tick', () => f.calls.discover.length > before);
+        expect([f.calls.discover[before]!.startAfter, f.calls.discover[before]!.local, f.calls.discover[before]!.spec]).toEqual([undefined, false, expect.objectContaining(change)]);
+        await until('ticks after the last key again', () => f.calls.discover.slice(before + 1).some((d) => d.startAfter === 'p/1.csv' && d.local));
+      }
+    });
+  });
+
   it('an explicit sync sweeps; a resume sweeps; ordered mode ticks list after the marker locally', async () => {
     const f = makeFakes();
     f.add('p/1.csv');
