@@ -39,8 +39,9 @@ export const dataSourceResourceSchema = z
           lastSweepAt: z.string().nullable(),
         })
         .loose()
+        .nullable()
         .optional()
-        .describe('How the data source polls: live from its workflow (absent in list items)'),
+        .describe('How the data source polls: live from its workflow (null or absent when the workflow did not answer, and in list items)'),
     }),
     stats: z.object({ files: fileCounts, rows: z.number(), bytes: z.number(), quarantinedRows: z.number() }),
   })
