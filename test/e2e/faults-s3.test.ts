@@ -131,11 +131,13 @@ describe('S3 faults, end to end', () => {
     const name = uid('gone');
     const N = 30, ROWS = 50;
     const prefix = `${name}/`;
-    await Promise.all(Array.from({ length: N }, (_, i) => put(s3, bucket, `${prefix}f${String(i).padStart(3, '0')}.csv`, csvFor(i, ROWS))));
-    await create(name, { bucketUri: `s3://${bucket}/${prefix}*.csv`, limits: { concurrency: 1 } });
+    // Names without an extension (the format is declared) keep one import per file (small
+    // files would otherwise share a batch), so the last file's import starts after the others.
+    await Promise.all(Array.from({ length: N }, (_, i) => put(s3, bucket, `${prefix}f${String(i).padStart(3, '0')}`, csvFor(i, ROWS))));
+    await create(name, { bucketUri: `s3://${bucket}/${prefix}f*`, limits: { concurrency: 1 } });
 
     // Files are imported in listing order, one at a time: the last one waits for all the others.
-    const victim = `${prefix}f${String(N - 1).padStart(3, '0')}.csv`;
+    const victim = `${prefix}f${String(N - 1).padStart(3, '0')}`;
     let deletedAt = 0;
     const { run, ds } = await sync(name, async () => {
       // Once the listing has queued it (so it was listed with its ETag), delete it from S3.
@@ -358,9 +360,10 @@ describe('S3 faults, end to end', () => {
       expect(t.distinct).toBe(t.rows);
       expect(t.perFile).toEqual(expected(Array.from({ length: N }, (_, i) => [i, ROWS])));
       console.log(`[faults] activities started: first worker ${started[0]}, second worker ${started[1]}`);
-      // Both workers took part (Temporal hands each activity task to one poller).
+      // Both workers took part (Temporal hands each activity task to one poller). The small
+      // files go eight to a batch activity here (60 files over 8 import slots).
       expect(started[1]).toBeGreaterThan(0);
-      expect(started[0]! + started[1]!).toBeGreaterThanOrEqual(N);
+      expect(started[0]! + started[1]!).toBeGreaterThanOrEqual(Math.ceil(N / 8));
     } finally {
       for (const s of subs) s.unsubscribe();
       await second.stop();
