@@ -298,8 +298,9 @@ export class DataSourceService {
     await this.ensureMetaTables();
     await this.checkTableFree(spec);
     const workflowInput: DataSourceInput = { spec, searchAttributes: this.deps.searchAttributes };
-    const started = this.deps.temporal.workflow
-      .start(WORKFLOW_TYPE, {
+    // Inside an async function: a client that throws before returning a promise still reaches the catch below.
+    const started = (async () =>
+      this.deps.temporal.workflow.start(WORKFLOW_TYPE, {
         workflowId: workflowIdFor(spec.name),
         taskQueue: this.deps.taskQueue,
         args: [workflowInput],
@@ -307,7 +308,7 @@ export class DataSourceService {
         workflowIdConflictPolicy: 'FAIL',
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
         ...(this.deps.searchAttributes ? { searchAttributes: { DataSource: [spec.name], DataSourceState: ['idle'] } } : {}),
-      })
+      }))()
       .catch((err) => {
         if (err instanceof WorkflowExecutionAlreadyStartedError) throw conflict(`data source '${spec.name}' already exists`);
         throw err;

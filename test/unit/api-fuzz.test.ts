@@ -787,11 +787,17 @@ describe('hostile names the schema accepts reach ClickHouse only quoted', () => 
     const statements = world.calls.filter((x) => x.target === 'clickhouse' && x.op !== 'query');
     const scratch = /`s3ch_scratch_[0-9a-f]+`\.`fuzz_ds`/;
     for (const s of statements) {
+      // Rows go only into the connector's own tables (the table claim), and never through SQL text.
+      if (s.op === 'insert') {
+        expect(s.text).toMatch(/^INSERT INTO `default`\.`s3ch_[a-z_]+`$/);
+        continue;
+      }
       expect(s.op).toBe('command');
       // The dry run's scratch database and table, and the connector's own (ledger) tables.
       expect(s.text, s.text).toMatch(/^\s*((CREATE|DROP) DATABASE IF (NOT )?EXISTS `s3ch_scratch_[0-9a-f]+`$|CREATE TABLE IF NOT EXISTS `s3ch_scratch_[0-9a-f]+`\.`fuzz_ds`|DROP TABLE IF EXISTS `s3ch_scratch_[0-9a-f]+`\.`fuzz_ds`$|(CREATE|ALTER) TABLE (IF NOT EXISTS )?`default`\.`s3ch_[a-z_]+` )/);
     }
-    expect(world.calls.filter((x) => x.target !== 'clickhouse').map((x) => x.op)).toEqual(['temporal.workflow.list', 'temporal.workflow.start']);
+    // Validation passed: the workflow start was attempted (other Temporal calls, e.g. confirming a table's claimant, may come first).
+    expect(world.calls.filter((x) => x.target !== 'clickhouse').map((x) => x.op)).toContain('temporal.workflow.start');
 
     // The victim survived; no scratch table is left.
     const rows = await (await real.client.query({ query: `SELECT count() AS n FROM ${victim}`, format: 'JSONEachRow' })).json<{ n: string }>();
