@@ -80,10 +80,14 @@ describe('small files in batches', () => {
     for (let i = 0; i < FILES; i++) {
       const file = `f${String(i).padStart(3, '0')}.csv`;
       expected[file] = i + 1;
-      await put(s3, bucket, `${name}/${file}`, csv(next, i + 1));
+      let body = csv(next, i + 1);
+      // f005's third data row does not convert: quarantined with its own file and line.
+      if (i === 5) body = body.replace(`\n${next + 2},`, '\nnot-a-number,');
+      await put(s3, bucket, `${name}/${file}`, body);
       next += i + 1;
     }
-    const total = next - 1;
+    expected['f005.csv'] = 5;
+    const total = next - 2;
     await load(name, 4, FILES);
 
     const mine = batches.filter((b) => b.keys[0]!.startsWith(`${name}/`));
@@ -96,7 +100,9 @@ describe('small files in batches', () => {
     const [n] = await sql<{ n: string; u: string }>(c, `SELECT count() AS n, uniqExact(id) AS u FROM ${name}`);
     expect({ n: Number(n!.n), u: Number(n!.u) }).toEqual({ n: total, u: total });
     const f = await fileItems(name);
-    for (const [file, rows] of Object.entries(expected)) expect(f[file], file).toMatchObject({ status: 'success', rows, quarantinedRows: 0 });
+    for (const [file, rows] of Object.entries(expected)) expect(f[file], file).toMatchObject({ status: 'success', rows, quarantinedRows: file === 'f005.csv' ? 1 : 0 });
+    const q = await sql<{ _file: string; _line: string; raw: string }>(c, `SELECT _file, _line, raw FROM ${name}_quarantine`);
+    expect(q.map((r) => ({ file: r._file, line: Number(r._line) }))).toEqual([{ file: `${name}/f005.csv`, line: 3 }]);
     expect(await history(name, 'f007.csv')).toEqual(['queued#0', 'running#1', 'pending_retry#1', 'running#2', 'success#2']);
     const ds = await c.request('GET', `/v1/datasources/${name}`);
     expect(ds.body.stats.rows).toBe(total);
