@@ -256,7 +256,9 @@ export function createBatchImport({ destination, s3, ledger, metaDatabase, hooks
         throw e instanceof CancelledFailure ? e : new CancelledFailure('import cancelled');
       }
       const failure = classify(e);
-      if (isNonRetryable(failure.kind) && !inserted) {
+      // A ClickHouse server too old for the one-block settings rejects the statement before it runs.
+      const rejected = (e as { type?: string } | null)?.type === 'UNKNOWN_SETTING';
+      if ((isNonRetryable(failure.kind) || rejected) && !inserted) {
         // A file problem: the one-block insert committed nothing, so each file goes its own way now.
         const loaded = files.filter((f) => !todo.includes(f));
         return { files: loaded.length ? await succeed(loaded, before) : [], split: todo, splitReason: failure.message };
