@@ -5,7 +5,7 @@ import { Session } from 'chdb';
 import { createChdbConnection } from 'chdb/connection';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Env } from '../schemas/config.js';
+import { defaultChdbMaxMemory, type Env } from '../schemas/config.js';
 import { quoteString } from '../schemas/identifiers.js';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
@@ -54,7 +54,7 @@ export interface ChdbEngineOptions {
   cacheSize: number;
 }
 
-export const CHDB_ENGINE_DEFAULTS: ChdbEngineOptions = { maxMemory: 1024 ** 3, cacheSize: 64 * 1024 ** 2 };
+export const CHDB_ENGINE_DEFAULTS: ChdbEngineOptions = { maxMemory: defaultChdbMaxMemory(), cacheSize: 64 * 1024 ** 2 };
 
 /** The engine's command line for these limits (clickhouse-local form: server settings as `--name=value`). */
 export function chdbEngineArgs(o: ChdbEngineOptions): string[] {

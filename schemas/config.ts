@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { connectionsFileSchema, type Connection } from './connection.js';
 
 /** A DNS name, an IPv4 address or a bracketed IPv6 address, optionally with a port. */
@@ -31,6 +32,17 @@ const bool = z
  * Every environment variable the connector reads. Validated once at start;
  * nothing else reads process.env.
  */
+/**
+ * Embedded chDB's default memory cap: a quarter of the machine, at least 1 GiB
+ * (a few large imports) and at most 4 GiB. A fixed 1 GiB was reached by the
+ * catalogue of about 650 data sources (~1.5 MB of tracked memory each); a
+ * quarter leaves the rest of a small machine to Temporal and the worker.
+ */
+export function defaultChdbMaxMemory(total: number = totalmem()): number {
+  const GiB = 1024 ** 3;
+  return Math.min(4 * GiB, Math.max(GiB, Math.floor(total / 4)));
+}
+
 export const envSchema = z.object({
   /** Temporal frontend. Unset = the embedded dev server started by `npm start`. */
   TEMPORAL_ADDRESS: z.string().optional(),
@@ -50,9 +62,9 @@ export const envSchema = z.object({
   /**
    * Memory embedded chDB may use in all (queries, merges, caches); past it the
    * statement that allocates fails rather than the process growing. Bytes, or
-   * with KiB/MiB/GiB. Ignored with CLICKHOUSE_URL. @default "1GiB"
+   * with KiB/MiB/GiB. Ignored with CLICKHOUSE_URL. @default a quarter of the machine's memory, from 1GiB to 4GiB (defaultChdbMaxMemory)
    */
-  S3CH_CHDB_MAX_MEMORY: byteSize('S3CH_CHDB_MAX_MEMORY', 256 * 1024 ** 2).default(1024 ** 3),
+  S3CH_CHDB_MAX_MEMORY: byteSize('S3CH_CHDB_MAX_MEMORY', 256 * 1024 ** 2).default(() => defaultChdbMaxMemory()),
   /**
    * Size of each of embedded chDB's mark, primary-index and index-mark caches
    * (ClickHouse's server default is 5 GiB each). Ignored with CLICKHOUSE_URL. @default "64MiB"

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDestination, inlineQueryParams, queryRows, type Destination } from '../../activities/destination.js';
-import { ConfigError, loadEnv } from '../../schemas/config.js';
+import { ConfigError, defaultChdbMaxMemory, loadEnv } from '../../schemas/config.js';
 
 /**
  * Embedded chDB's connections: the API's client answers while the worker's
@@ -94,7 +94,10 @@ describe('embedded chDB connections', () => {
 describe('embedded chDB limits in the environment', () => {
   it('reads sizes in bytes or with KiB, MiB, GiB, and defaults to a 1 GiB cap and 64 MiB caches', () => {
     expect(loadEnv({ S3CH_CHDB_MAX_MEMORY: '1.5GiB', S3CH_CHDB_CACHE_SIZE: '1048576' })).toMatchObject({ S3CH_CHDB_MAX_MEMORY: 1.5 * 1024 ** 3, S3CH_CHDB_CACHE_SIZE: 1024 ** 2 });
-    expect(loadEnv({})).toMatchObject({ S3CH_CHDB_MAX_MEMORY: 1024 ** 3, S3CH_CHDB_CACHE_SIZE: 64 * 1024 ** 2 });
+    expect(loadEnv({})).toMatchObject({ S3CH_CHDB_MAX_MEMORY: defaultChdbMaxMemory(), S3CH_CHDB_CACHE_SIZE: 64 * 1024 ** 2 });
+    // A quarter of the machine, from 1 GiB (small VMs) to 4 GiB (large hosts).
+    const GiB = 1024 ** 3;
+    expect([2, 4, 8, 24, 64].map((total) => defaultChdbMaxMemory(total * GiB) / GiB)).toEqual([1, 1, 2, 4, 4]);
   });
 
   it.each([
