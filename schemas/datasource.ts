@@ -183,6 +183,13 @@ export const limitsSchema = z.strictObject({
   concurrency: z.number().int().min(1).max(64).default(DEFAULT_LIMITS.concurrency),
   maxFileBytes: z.number().int().min(0).default(DEFAULT_LIMITS.maxFileBytes),
   maxRowBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(DEFAULT_LIMITS.maxRowBytes),
+  maxBatchFiles: z
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .optional()
+    .describe('Small files imported together in one insert, at most (default 100); 1 = every file its own import, status and retry'),
 });
 
 /** A duration field (`30s`, `15m`, `1h`, `1h30m`) within bounds. */

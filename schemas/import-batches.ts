@@ -20,7 +20,7 @@ interface FileLike {
 interface SpecLike {
   format: string;
   compression: string;
-  limits: { maxFileBytes: number };
+  limits: { maxFileBytes: number; maxBatchFiles?: number };
 }
 
 const DATA_NAME = /\.(csv|tsv|txt|ndjson|jsonl|json|parquet)(\.(gz|gzip|zst|zstd))?$/i;
@@ -49,10 +49,11 @@ export function isBatchable(spec: SpecLike, file: FileLike): boolean {
  * in the order the files came. A batch of one is a single-file import.
  */
 export function planBatches<F extends FileLike>(spec: SpecLike, files: F[], concurrency: number): { batches: F[][]; singles: F[] } {
+  const cap = Math.min(MAX_BATCH_FILES, spec.limits.maxBatchFiles ?? MAX_BATCH_FILES);
   const small = files.filter((f) => isBatchable(spec, f));
   const singles = files.filter((f) => !isBatchable(spec, f));
-  if (small.length <= Math.max(1, concurrency)) return { batches: [], singles: files };
-  const perBatch = Math.min(MAX_BATCH_FILES, Math.max(2, Math.ceil(small.length / Math.max(1, concurrency))));
+  if (cap <= 1 || small.length <= Math.max(1, concurrency)) return { batches: [], singles: files };
+  const perBatch = Math.min(cap, Math.max(2, Math.ceil(small.length / Math.max(1, concurrency))));
   const batches: F[][] = [];
   let current: F[] = [];
   let bytes = 0;

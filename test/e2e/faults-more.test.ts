@@ -147,7 +147,8 @@ describe('more faults, end to end', () => {
       throttleBudget.set(HARD, 4);
       throttleBudget.set(SOFT, 1);
       await Promise.all(Array.from({ length: N }, (_, i) => put(s3, bucket, key(i), idCsv(i, ROWS))));
-      await api.create(name, { connection: 'throttled', bucketUri: `s3://${bucket}/${name}/*.csv`, limits: { concurrency: 2 } });
+      // One import per file: throttling is judged file by file (a batch shares its files' retries).
+      await api.create(name, { connection: 'throttled', bucketUri: `s3://${bucket}/${name}/*.csv`, limits: { concurrency: 2, maxBatchFiles: 1 } });
 
       const { run, ds } = await api.sync(name);
       console.log(`[faults-more] throttling: 503s sent ${JSON.stringify(Object.fromEntries(proxy.throttled))}, GetObject requests ${JSON.stringify(Object.fromEntries(proxy.gets))}`);

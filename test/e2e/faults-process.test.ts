@@ -112,9 +112,9 @@ describe('worker killed mid-import: nothing lost, nothing doubled', () => {
     // comes a little later. How long the insert takes depends on the machine: a kill that came
     // too early (nothing committed) or too late (all committed) is tried again with another delay.
     // Every try must end with every row exactly once; one of them must have hit mid-insert.
-    let delay = 4000;
+    let delay = 2000;
     const landed: number[] = [];
-    for (let tries = 0; tries < 4; tries++) {
+    for (let tries = 0; tries < 5; tries++) {
       const name = uid('kill');
       if (dataDir) await rm(dataDir, { recursive: true, force: true });
       const spec = await setup(name, name);
@@ -139,7 +139,9 @@ describe('worker killed mid-import: nothing lost, nothing doubled', () => {
       expect(done.stats.rows).toBe(ROWS + 1000);
       const history = await call(b, 'GET', `/v1/datasources/${name}/files/history?key=${encodeURIComponent(`${name}/big.csv`)}`);
       const statuses = history.body.items.map((i: { status: string }) => i.status);
-      expect(statuses.filter((s: string) => s === 'running').length).toBeGreaterThanOrEqual(2);
+      // A kill before the insert finished leaves the file to a second attempt; one that came after
+      // the whole file was committed (a fast machine) may have found it recorded already.
+      if (leftRows < ROWS) expect(statuses.filter((s: string) => s === 'running').length).toBeGreaterThanOrEqual(2);
       expect(statuses.at(-1)).toBe('success');
       b.child.kill('SIGKILL');
       await exited(b.child);

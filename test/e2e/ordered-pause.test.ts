@@ -59,7 +59,8 @@ describe('ordered mode: pause mid-run, resume (Temporal dev server + MinIO + chD
     for (let i = 0; i < FILES; i++) await put(s3, bucket, key(i), csv(i));
     const created = await c.request('POST', '/v1/datasources', {
       name, connection: 'local', bucketUri: `s3://${bucket}/${p}/*.csv`, format: 'csv', schedule: '@on-demand', mode: 'ordered',
-      columns: [{ name: 'id', type: 'UInt64' }], limits: { concurrency: 1 },
+      // One import per file (no small-file batches), so the pause lands between files: file 1 done, file 2 in its insert.
+      columns: [{ name: 'id', type: 'UInt64' }], limits: { concurrency: 1, maxBatchFiles: 1 },
     });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     expect((await c.request('POST', `/v1/datasources/${name}/sync`)).status).toBe(202);

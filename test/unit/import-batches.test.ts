@@ -24,6 +24,9 @@ describe('which files go in batches', () => {
     expect(planBatches(spec, few, 4)).toEqual({ batches: [], singles: few });
     const many = Array.from({ length: 40 }, (_, i) => f(`${String(i).padStart(2, '0')}.csv`));
     expect(planBatches(spec, many, 4).batches.map((b) => b.length)).toEqual([10, 10, 10, 10]);
+    // limits.maxBatchFiles caps a batch; 1 turns batching off (every file its own import).
+    expect(planBatches({ ...spec, limits: { ...spec.limits, maxBatchFiles: 4 } }, many, 4).batches.map((b) => b.length)).toEqual(Array(10).fill(4));
+    expect(planBatches({ ...spec, limits: { ...spec.limits, maxBatchFiles: 1 } }, many, 4)).toEqual({ batches: [], singles: many });
     const lots = Array.from({ length: 1000 }, (_, i) => f(`${i}.csv`));
     const plan = planBatches(spec, lots, 2);
     expect(plan.batches.every((b) => b.length <= MAX_BATCH_FILES)).toBe(true);
