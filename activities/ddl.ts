@@ -408,7 +408,8 @@ export function asTuple(expr: string): string {
 }
 
 function mergeTreeSettings(user: Record<string, string | number | boolean> | undefined): string {
-  const settings: Record<string, string | number | boolean> = { non_replicated_deduplication_window: DEDUP_WINDOW, ...user };
+  // The connector's deduplication window last: exactly-once rests on it, whatever the spec says.
+  const settings: Record<string, string | number | boolean> = { ...user, non_replicated_deduplication_window: DEDUP_WINDOW };
   return Object.entries(settings)
     .map(([k, v]) => `${k} = ${typeof v === 'string' ? quoteString(v) : typeof v === 'boolean' ? (v ? 1 : 0) : v}`)
     .join(', ');
