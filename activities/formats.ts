@@ -1,6 +1,6 @@
 import type { DataSourceSpec } from '../schemas/datasource.js';
 import type { ResolvedFormat } from './ddl.js';
-import type { Compression } from './destination.js';
+import type { Compression } from '../clickhouse/destination.js';
 import { ImportError } from './errors.js';
 
 const COMPRESSION_SUFFIX: Array<[RegExp, Compression | 'zip']> = [

@@ -9,13 +9,13 @@ import { objectUrl } from '../s3/object-url.js';
 import { s3Source, scrubSecrets } from '../clickhouse/s3-source.js';
 import { insertStatement, objectParams, type ImportParams } from '../clickhouse/import-statement.js';
 import { importSettings } from '../clickhouse/import-settings.js';
-import { renderSettings } from './destination.js';
+import { renderSettings } from '../clickhouse/destination.js';
 import { buildImportPlan, FILE_ROWS_TABLE } from './ddl.js';
-import { queryRows, type Destination } from './destination.js';
+import { queryRows, type Destination } from '../clickhouse/destination.js';
 import { classify, isNonRetryable, toApplicationFailure } from './errors.js';
 import { resolveCompression, resolveFormat } from './formats.js';
 import { LATEST_STATUS, LEDGER_TABLE, latestOf, type FileEvent, type Ledger } from './ledger.js';
-import type { S3Connections } from './s3.js';
+import type { S3Connections } from '../s3/connections.js';
 import type { FileRef } from './schema.js';
 
 /**

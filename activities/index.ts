@@ -14,12 +14,12 @@ import { keyAfter, modifiedSince, type ColumnSpec, type DataSourceSpec } from '.
 import { parseBucketUri, compileGlob } from '../schemas/glob.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 import { buildImportPlan, dropStatements, tableNames, type ResolvedFormat } from './ddl.js';
-import { queryRows, type Compression, type Destination } from './destination.js';
+import { queryRows, type Compression, type Destination } from '../clickhouse/destination.js';
 import { classify, toApplicationFailure, ImportError } from './errors.js';
 import { isDataFileName, resolveCompression, resolveFormat } from './formats.js';
 import { forEachZipEntry, sniffCompression } from './zip.js';
 import { Ledger, type FileStatus } from './ledger.js';
-import type { S3Connections, S3Credentials } from './s3.js';
+import type { S3Connections, S3Credentials } from '../s3/connections.js';
 import { objectUrl } from '../s3/object-url.js';
 import { s3Source, scrubSecrets } from '../clickhouse/s3-source.js';
 import { insertStatement, linePassStatement, objectParams, type ImportParams } from '../clickhouse/import-statement.js';

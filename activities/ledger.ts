@@ -1,7 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { quoteIdent } from '../schemas/identifiers.js';
 import { DEDUP_WINDOW, FILE_ROWS_TABLE } from './ddl.js';
-import { queryRows } from './destination.js';
+import { queryRows } from '../clickhouse/destination.js';
 
 /**
  * The per-file ledger: an append-only log of status transitions in ClickHouse.

@@ -4,11 +4,11 @@ import { hivePartitions, type ColumnSpec, type DataSourceSpec } from '../schemas
 import { isValidColumnName } from '../schemas/identifiers.js';
 import { parseBucketUri, compileGlob } from '../schemas/glob.js';
 import { isTimeType, parseClickHouseType } from '../schemas/clickhouse-type.js';
-import { queryRows, type Destination } from './destination.js';
+import { queryRows, type Destination } from '../clickhouse/destination.js';
 import { ImportError } from './errors.js';
 import { resolveCompression, resolveFormat } from './formats.js';
 import { sniffCompression } from './zip.js';
-import type { S3Connections } from './s3.js';
+import type { S3Connections } from '../s3/connections.js';
 import { objectUrl } from '../s3/object-url.js';
 import { s3Source, scrubSecrets } from '../clickhouse/s3-source.js';
 import { S3_READ_SETTINGS } from '../clickhouse/import-settings.js';

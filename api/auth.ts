@@ -118,3 +118,20 @@ export function foreignOrigin(headers: { origin?: string; secFetchSite?: string 
   if (site && site !== 'same-origin' && site !== 'none') return `Sec-Fetch-Site '${site}'`;
   return null;
 }
+
+/** `S3CH_API_TOKENS`: comma-separated; no prefix or `admin:` = admin, `ro:` = read-only, `notify:` = notifications only. */
+export function parseTokens(spec: string): ApiTokens {
+  const admin: string[] = [];
+  const readOnly: string[] = [];
+  const notify: string[] = [];
+  // Anything configured means auth is on, even if every entry turned out empty: that lets nobody in, never everybody.
+  const required = spec.split(',').some((entry) => entry.trim() !== '');
+  for (const raw of spec.split(',').map((t) => t.trim()).filter(Boolean)) {
+    const token = raw.replace(/^(ro|admin|notify):/, '').trim();
+    if (!token) continue;
+    if (raw.startsWith('ro:')) readOnly.push(token);
+    else if (raw.startsWith('notify:')) notify.push(token);
+    else admin.push(token);
+  }
+  return { admin, readOnly, notify, required };
+}

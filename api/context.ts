@@ -1,7 +1,7 @@
 import type { Scope } from './auth.js';
 import type { Client } from '@temporalio/client';
-import type { Destination } from '../activities/destination.js';
-import type { S3Connections } from '../activities/s3.js';
+import type { Destination } from '../clickhouse/destination.js';
+import type { S3Connections } from '../s3/connections.js';
 import type { DataSourceService } from './service.js';
 
 export interface ApiDeps {

@@ -2,12 +2,12 @@ import type { Client } from '@temporalio/client';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { executionInfoFromRaw } from '@temporalio/client/lib/helpers.js';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { queryRows } from '../activities/destination.js';
+import { queryRows } from '../clickhouse/destination.js';
 import { FILE_STATUSES, LATEST_STATUS, LEDGER_TABLE, RUNS_TABLE, latestOf, type FileStatus } from '../activities/ledger.js';
 import type { DataSourceSpec } from '../schemas/datasource.js';
 import { quoteIdent } from '../schemas/identifiers.js';
 import { WORKFLOW_TYPE, type DataSourceState } from '../workflows/messages.js';
-import { nextRunAt, parseSchedule } from '../workflows/schedule.js';
+import { nextRunAt, parseSchedule } from '../schemas/schedule.js';
 import { badRequest } from './errors.js';
 
 /**

@@ -1,14 +1,46 @@
-/** API-only process (containers, production). The app itself is assembled in app.ts. */
+/**
+ * API-only process (containers, production): ClickHouse, S3 connections and a
+ * Temporal client, composed here without the worker. The app itself is
+ * assembled in app.ts; `npm start` composes worker and API in worker/runtime.ts.
+ */
+import { createDestination } from '../clickhouse/destination.js';
+import { S3Connections } from '../s3/connections.js';
 import { ConfigError, loadConnections, loadEnv } from '../schemas/config.js';
-import { startConnector } from '../worker/runtime.js';
+import { connectClient, hasSearchAttributes } from '../temporal/client.js';
+import { createApp } from './app.js';
+import { parseAllowedHosts, parseTokens } from './auth.js';
+import { listen } from './listen.js';
 
 try {
   const env = loadEnv();
   if (!env.TEMPORAL_ADDRESS) throw new ConfigError('TEMPORAL_ADDRESS: required for a standalone API (use `npm start` for the embedded stack)');
   if (!env.CLICKHOUSE_URL) throw new ConfigError('CLICKHOUSE_URL: required for a standalone API; embedded chDB lives inside the worker process of `npm start`');
-  const connector = await startConnector({ env, connections: loadConnections(env), temporalAddress: env.TEMPORAL_ADDRESS, runWorker: false, serveApi: true });
-  console.log(`[api] listening on ${connector.apiUrl}`);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void connector.stop().then(() => process.exit(0)));
+  const destination = createDestination(env);
+  const s3 = new S3Connections(loadConnections(env));
+  const client = await connectClient(env, env.TEMPORAL_ADDRESS);
+  const tokens = parseTokens(env.S3CH_API_TOKENS);
+  const app = createApp({
+    temporal: client,
+    taskQueue: env.TEMPORAL_TASK_QUEUE,
+    searchAttributes: await hasSearchAttributes(client, env.TEMPORAL_NAMESPACE),
+    destination: destination.api,
+    s3,
+    tokens,
+    allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS),
+  });
+  const listening = await listen(app, env, tokens);
+  console.log(`[api] listening on ${listening.apiUrl}`);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      void (async () => {
+        await listening.close();
+        await client.connection.close();
+        s3.close();
+        await destination.close();
+        process.exit(0);
+      })();
+    });
+  }
 } catch (err) {
   console.error(err instanceof ConfigError ? err.message : err);
   process.exit(1);

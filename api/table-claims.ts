@@ -1,5 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import { queryRows } from '../activities/destination.js';
+import { queryRows } from '../clickhouse/destination.js';
 import { quoteIdent } from '../schemas/identifiers.js';
 
 export const TABLE_CLAIMS_TABLE = 's3ch_table_claims';

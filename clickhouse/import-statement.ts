@@ -1,4 +1,4 @@
-import { renderSettings } from '../activities/destination.js';
+import { renderSettings } from './destination.js';
 
 /**
  * The statements of one import, assembled by concatenating parts that are

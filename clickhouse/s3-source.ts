@@ -1,5 +1,5 @@
 import { quoteString } from '../schemas/identifiers.js';
-import type { S3Credentials } from '../activities/s3.js';
+import type { S3Credentials } from '../s3/connections.js';
 
 /**
  * The `s3()` table function through which ClickHouse reads an object itself.

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { DATA_SOURCE_NAME, TABLE_NAME, isValidColumnName } from './identifiers.js';
 import { ClickHouseTypeError, parseClickHouseType } from './clickhouse-type.js';
 import { BucketUriError, parseBucketUri } from './glob.js';
-import { ScheduleError, parseSchedule } from '../workflows/schedule.js';
-import { DurationError, MAX_IDLE_INTERVAL_MS, MAX_SWEEP_MS, MIN_IDLE_INTERVAL_MS, MIN_SWEEP_MS, parseDuration } from '../workflows/polling.js';
+import { ScheduleError, parseSchedule } from './schedule.js';
+import { DurationError, MAX_IDLE_INTERVAL_MS, MAX_SWEEP_MS, MIN_IDLE_INTERVAL_MS, MIN_SWEEP_MS, parseDuration } from './polling.js';
 
 /**
  * Most columns a data source may have: every import statement carries a

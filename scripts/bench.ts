@@ -37,7 +37,7 @@ import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
-import { createDestination, queryRows, type Destination } from '../activities/destination.js';
+import { createDestination, queryRows, type Destination } from '../clickhouse/destination.js';
 import { envSchema } from '../schemas/config.js';
 import type { Connection } from '../schemas/connection.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';

@@ -1,13 +1,14 @@
-import { serve, type ServerType } from '@hono/node-server';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
-import { createDestination, type Destination } from '../activities/destination.js';
-import { S3Connections } from '../activities/s3.js';
+import { createDestination, type Destination } from '../clickhouse/destination.js';
+import { S3Connections } from '../s3/connections.js';
 import { createApp, type App } from '../api/app.js';
-import { parseAllowedHosts, type ApiTokens } from '../api/auth.js';
+import { parseAllowedHosts, parseTokens } from '../api/auth.js';
+import { listen } from '../api/listen.js';
 import type { Env } from '../schemas/config.js';
 import type { Connection } from '../schemas/connection.js';
-import { connectClient, connectWorker, hasSearchAttributes } from './temporal.js';
+import { connectClient, hasSearchAttributes } from '../temporal/client.js';
+import { connectWorker } from './temporal.js';
 import { createConnectorWorker } from './worker.js';
 import type { ImportHooks } from '../activities/index.js';
 
@@ -36,24 +37,6 @@ export interface Connector {
   apiUrl: string | null;
   stop(): Promise<void>;
 }
-
-export function parseTokens(spec: string): ApiTokens {
-  const admin: string[] = [];
-  const readOnly: string[] = [];
-  const notify: string[] = [];
-  // Anything configured means auth is on, even if every entry turned out empty: that lets nobody in, never everybody.
-  const required = spec.split(',').some((entry) => entry.trim() !== '');
-  for (const raw of spec.split(',').map((t) => t.trim()).filter(Boolean)) {
-    const token = raw.replace(/^(ro|admin|notify):/, '').trim();
-    if (!token) continue;
-    if (raw.startsWith('ro:')) readOnly.push(token);
-    else if (raw.startsWith('notify:')) notify.push(token);
-    else admin.push(token);
-  }
-  return { admin, readOnly, notify, required };
-}
-
-const isLoopback = (host: string) => host === '127.0.0.1' || host === 'localhost' || host === '::1';
 
 /** Wire ClickHouse, S3, Temporal, the worker and the API together, the same way for `npm start`, tests and containers. */
 export async function startConnector(opts: ConnectorOptions): Promise<Connector> {
@@ -84,21 +67,8 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
 
   // The API reads through its own connections (destination.api), so it answers while imports run.
   const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination: destination.api, s3, tokens, allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS) });
-  let server: ServerType | null = null;
-  let apiUrl: string | null = null;
-  if (opts.serveApi) {
-    let host = env.HOST;
-    if (!tokens.required && !isLoopback(host)) {
-      console.warn(`[api] no S3CH_API_TOKENS configured: binding to 127.0.0.1 instead of ${host}; set tokens to listen on other interfaces`);
-      host = '127.0.0.1';
-    }
-    await new Promise<void>((resolve, reject) => {
-      server = serve({ fetch: app.fetch, hostname: host, port: env.PORT }, () => resolve());
-      server.on('error', reject);
-    });
-    const reachable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-    apiUrl = `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${env.PORT}`;
-  }
+  const listening = opts.serveApi ? await listen(app, env, tokens) : null;
+  const apiUrl = listening?.apiUrl ?? null;
 
   let stopped = false;
   return {
@@ -106,7 +76,7 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
     async stop() {
       if (stopped) return;
       stopped = true;
-      if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
+      await listening?.close();
       if (worker) {
         // The SDK's runtime may already be draining the worker on SIGINT/SIGTERM.
         if (worker.getState() === 'RUNNING') worker.shutdown();

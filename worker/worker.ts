@@ -1,8 +1,8 @@
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
 import { createActivities, type ImportHooks } from '../activities/index.js';
-import type { Destination } from '../activities/destination.js';
-import type { S3Connections } from '../activities/s3.js';
+import type { Destination } from '../clickhouse/destination.js';
+import type { S3Connections } from '../s3/connections.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 

@@ -20,9 +20,9 @@ import type { Activities, FileRef } from '../activities/index.js';
 // A string constant, not code: the workflow bundle must not pull in activity modules.
 const SCHEMA_CHANGED = 'schema_changed';
 import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
-import { nextRunAt, parseSchedule } from './schedule.js';
+import { nextRunAt, parseSchedule } from '../schemas/schedule.js';
 import { planBatches } from '../schemas/import-batches.js';
-import { AUTO_INTERVAL_MS, adaptiveIntervalMs, maxIdleIntervalMs, sweepIntervalMs } from './polling.js';
+import { AUTO_INTERVAL_MS, adaptiveIntervalMs, maxIdleIntervalMs, sweepIntervalMs } from '../schemas/polling.js';
 import {
   deleteUpdate,
   pauseUpdate,

@@ -33,7 +33,7 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createDestination, queryRows } from '../../activities/destination.js';
+import { createDestination, queryRows } from '../../clickhouse/destination.js';
 import { LEDGER_TABLE, RUNS_TABLE } from '../../activities/ledger.js';
 import { callApp } from '../../api/app.js';
 import type { Connection } from '../../schemas/connection.js';

@@ -6,13 +6,13 @@ import { DefaultLogger } from '@temporalio/worker';
 import { createBucket, eventually, minioConnection, processDestination, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
 import { idCsv } from '../support/data.js';
 import { createActivities, type FileRef } from '../../activities/index.js';
-import { S3Connections } from '../../activities/s3.js';
-import { queryRows, type Destination } from '../../activities/destination.js';
+import { S3Connections } from '../../s3/connections.js';
+import { queryRows, type Destination } from '../../clickhouse/destination.js';
 import { dataSourceSpecSchema, normalizeSpec } from '../../schemas/datasource.js';
 import { objectUrl } from '../../s3/object-url.js';
 import { s3Source } from '../../clickhouse/s3-source.js';
 import { dedupSettings, S3_READ_SETTINGS } from '../../clickhouse/import-settings.js';
-import { renderSettings } from '../../activities/destination.js';
+import { renderSettings } from '../../clickhouse/destination.js';
 
 /**
  * The import path as ClickHouse runs it: the object read by `s3()` itself,

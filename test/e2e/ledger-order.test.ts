@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { gzipSync } from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { LEDGER_TABLE, Ledger, type FileEvent } from '../../activities/ledger.js';
-import { queryRows } from '../../activities/destination.js';
+import { queryRows } from '../../clickhouse/destination.js';
 import { eventually, processDestination, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
 import { reportsRunFinished } from '../support/workflow-wait.js';
 

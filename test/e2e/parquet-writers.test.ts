@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { queryRows } from '../../activities/destination.js';
+import { queryRows } from '../../clickhouse/destination.js';
 import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
 import { reportsRunFinished } from '../support/workflow-wait.js';
 

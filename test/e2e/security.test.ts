@@ -9,10 +9,11 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { freePort } from '../../scripts/services.js';
 import { envSchema } from '../../schemas/config.js';
-import { parseTokens, startConnector, type Connector } from '../../worker/runtime.js';
+import { parseTokens } from '../../api/auth.js';
+import { startConnector, type Connector } from '../../worker/runtime.js';
 import { createApp } from '../../api/app.js';
-import { S3Connections } from '../../activities/s3.js';
-import type { Destination } from '../../activities/destination.js';
+import { S3Connections } from '../../s3/connections.js';
+import type { Destination } from '../../clickhouse/destination.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { waitingOnNothing } from '../support/workflow-wait.js';
 import {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { createDestination, type Destination } from '../../activities/destination.js';
+import { createDestination, type Destination } from '../../clickhouse/destination.js';
 import { envSchema } from '../../schemas/config.js';
 import type { Connection } from '../../schemas/connection.js';
 import { startConnector, type Connector } from '../../worker/runtime.js';

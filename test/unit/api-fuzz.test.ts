@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { createApp } from '../../api/app.js';
-import { S3Connections } from '../../activities/s3.js';
-import type { Destination } from '../../activities/destination.js';
+import { S3Connections } from '../../s3/connections.js';
+import type { Destination } from '../../clickhouse/destination.js';
 import { processDestination } from '../support/harness.js';
 
 /**

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDestination, inlineQueryParams, queryRows, type Destination } from '../../activities/destination.js';
+import { createDestination, inlineQueryParams, queryRows, type Destination } from '../../clickhouse/destination.js';
 import { ConfigError, defaultChdbMaxMemory, loadEnv } from '../../schemas/config.js';
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { dataSourcePatchSchema, dataSourceSpecSchema } from '../../schemas/datasource.js';
-import { AUTO_INTERVAL_MS, DEFAULT_SWEEP_MS, DurationError, adaptiveIntervalMs, formatDuration, maxIdleIntervalMs, parseDuration, sweepIntervalMs } from '../../workflows/polling.js';
+import { AUTO_INTERVAL_MS, DEFAULT_SWEEP_MS, DurationError, adaptiveIntervalMs, formatDuration, maxIdleIntervalMs, parseDuration, sweepIntervalMs } from '../../schemas/polling.js';
 
 const base = { name: 'events', connection: 'local', bucketUri: 's3://demo/events/*.csv', format: 'csv' };
 

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { ScheduleError, describeSchedule, nextRunAt, parseSchedule, type Schedule } from '../../workflows/schedule.js';
+import { ScheduleError, describeSchedule, nextRunAt, parseSchedule, type Schedule } from '../../schemas/schedule.js';
 
 const at = (iso: string) => Date.parse(iso);
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
