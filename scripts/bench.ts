@@ -30,7 +30,7 @@
  */
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { readFileSync, statfsSync } from 'node:fs';
+import { statfsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -46,6 +46,7 @@ import { BENCH_COLUMNS, STRUCTURE, csvString, writeCsvFile } from './bench/data.
 import { startLocalServices } from './services.js';
 import { callApp } from '../api/app.js';
 import { ensureTools } from './tools.js';
+import { procCpuSeconds } from './bench/process-cpu.js';
 
 // ---------------------------------------------------------------------------------------
 // Options
@@ -149,18 +150,6 @@ const fmtNum = (n: number, digits: number) => n.toFixed(digits);
 // ---------------------------------------------------------------------------------------
 // CPU accounting (Linux /proc; best effort): who burns the 2 cores.
 
-const CLK_TCK = 100;
-
-function procCpuSeconds(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the ")" that closes the command name: state is field 3; utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return null;
-  }
-}
 
 interface CpuSample {
   self: number;

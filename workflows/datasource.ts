@@ -423,6 +423,16 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       batches.push(...plan.batches);
       queue.splice(0, queue.length, ...plan.singles);
     }
+    /** One file imported: the run's and the data source's counters. */
+    const countImported = (r: { rows: number; bytes: number; quarantinedRows: number }) => {
+      run.filesImported++;
+      run.rows += r.rows;
+      run.bytes += r.bytes;
+      s.counters.filesImported++;
+      s.counters.rows += r.rows;
+      s.counters.quarantinedRows += r.quarantinedRows;
+      s.counters.bytes += r.bytes;
+    };
     const runBatch = async (batch: FileRef[]) => {
       const started = new Date().toISOString();
       for (const f of batch) inFlight.set(f.key, started);
@@ -430,13 +440,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
         const r = await importBatch({ dataSource: spec.name, spec, columns, files: batch, runId: run.runId });
         for (const f of r.files) {
           settled.add(f.key);
-          run.filesImported++;
-          run.rows += f.rows;
-          run.bytes += f.bytes;
-          s.counters.filesImported++;
-          s.counters.rows += f.rows;
-          s.counters.quarantinedRows += f.quarantinedRows;
-          s.counters.bytes += f.bytes;
+          countImported(f);
         }
         // A file problem failed the batch before it committed anything: its files go one by one,
         // each with its own retries and status, so the bad one holds no other back.
@@ -465,13 +469,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
         try {
           const r = await importFile({ dataSource: spec.name, spec, columns, file, runId: run.runId, evolve, ...(reimport ? { reimport: { generation: reimport.generation, id: reimport.id } } : {}) });
           settled.add(file.key);
-          run.filesImported++;
-          run.rows += r.rows;
-          run.bytes += r.bytes;
-          s.counters.filesImported++;
-          s.counters.rows += r.rows;
-          s.counters.quarantinedRows += r.quarantinedRows;
-          s.counters.bytes += r.bytes;
+          countImported(r);
         } catch (err) {
           if (isCancellation(err)) continue; // the activity recorded 'cancelled'
           if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === SCHEMA_CHANGED) {

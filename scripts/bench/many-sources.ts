@@ -26,7 +26,6 @@
  */
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -42,6 +41,7 @@ import { startConnector } from '../../worker/runtime.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { freePort, startMinio, startTemporalDevServer, type RunningService } from '../services.js';
 import { ensureTools } from '../tools.js';
+import { procCpuSeconds } from './process-cpu.js';
 
 export interface SummaryEntry {
   name: string;
@@ -81,17 +81,6 @@ const COLUMNS = [
   { name: 'id', type: 'UInt64' },
   { name: 'label', type: 'String' },
 ];
-const CLK_TCK = 100;
-
-function procCpuSeconds(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return null;
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const percentile = (xs: number[], p: number) => {

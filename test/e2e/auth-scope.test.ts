@@ -10,7 +10,7 @@ import { callApp, createApp } from '../../api/app.js';
 import { workflowIdFor } from '../../workflows/messages.js';
 import { waitingOnNothing } from '../support/workflow-wait.js';
 import {
-  createBucket, eventually, minioConnection, processDestination, put, startTestConnector, testS3, uid, type TestConnector,
+  createBucket, eventually, minioConnection, processDestination, put, startTestConnector, testS3, uid, type TestConnector, expectProblem,
 } from '../support/harness.js';
 
 /**
@@ -23,11 +23,6 @@ import {
 
 type Res = Awaited<ReturnType<TestConnector['request']>>;
 
-function expectProblem(res: Res, status: number) {
-  expect(res.status, JSON.stringify(res.body)).toBe(status);
-  expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ type: expect.any(String), title: expect.any(String), status, detail: expect.any(String) });
-}
 
 const columns = [
   { name: 'ts', type: 'DateTime' },

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { workflowIdFor } from '../../workflows/messages.js';
-import { createBucket, eventually, minioConnection, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { createBucket, eventually, minioConnection, put, sql, startTestConnector, testS3, uid, type TestConnector, expectProblem } from '../support/harness.js';
 import type { Connection } from '../../schemas/connection.js';
 import { reportsRunFinished } from '../support/workflow-wait.js';
 
@@ -51,11 +51,6 @@ describe('bad input is rejected and changes nothing', () => {
     ...over,
   });
 
-  function expectProblem(res: Res, status: number) {
-    expect(res.status, JSON.stringify(res.body)).toBe(status);
-    expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-    expect(res.body).toMatchObject({ type: expect.any(String), title: expect.any(String), status, detail: expect.any(String) });
-  }
 
   function errorsOf(res: Res): FieldError[] {
     expect(Array.isArray(res.body.errors), `errors[] in ${JSON.stringify(res.body)}`).toBe(true);

@@ -253,7 +253,8 @@ describe('more faults, end to end', () => {
       const N = 30, ROWS = 50_000;
       const key = (i: number) => `${name}/f${pad(i)}.csv`;
       await Promise.all(Array.from({ length: N }, (_, i) => put(s3, bucket, key(i), idCsv(i, ROWS))));
-      await o.create(name, { bucketUri: `s3://${bucket}/${name}/*.csv`, limits: { concurrency: 2 } });
+      // One import per file, so Temporal goes down with files still to import (batches would finish them at once).
+      await o.create(name, { bucketUri: `s3://${bucket}/${name}/*.csv`, limits: { concurrency: 2, maxBatchFiles: 1 } });
 
       let successAtStop = -1;
       let downMs = 0;

@@ -3,7 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, inject } from 'vitest';
+import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createDestination, type Destination } from '../../clickhouse/destination.js';
 import { envSchema } from '../../schemas/config.js';
@@ -128,4 +128,11 @@ export async function sql<T = Record<string, unknown>>(c: TestConnector, query: 
   const res = await c.request('POST', '/v1/sql', { query });
   if (res.status !== 200) throw new Error(`sql failed: ${JSON.stringify(res.body)}`);
   return res.body.data as T[];
+}
+
+/** A problem+json answer (RFC 9457) with the given status. */
+export function expectProblem(res: { status: number; headers: Headers; body: any }, status: number): void {
+  expect(res.status, JSON.stringify(res.body)).toBe(status);
+  expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  expect(res.body).toMatchObject({ type: expect.any(String), title: expect.any(String), status, detail: expect.any(String) });
 }
