@@ -18,6 +18,13 @@
  * For the last three the summary's `ceiling` is the target they must stay
  * under (800 MB, 100 ms, 500 ms), so `ratio` <= 1 means on target.
  *
+ * Then, each on its own stack once the one above has stopped:
+ *   many_sources_*   100 (small) / 1,000 data sources on @auto: create rate, idle CPU, API latency (bench/many-sources.ts)
+ *   discovery_idle_list_calls_tracked, _ordered
+ *                    ListObjectsV2 calls per idle tick over 2,000 / 100,000 keys, target 2 (bench/discovery-idle.ts)
+ *   event_latency_p95  upload + S3 event notification until the row answers POST /v1/sql, ms, target 1000 (bench/event-latency.ts)
+ * `--only ingest,many_sources,discovery,events` runs a subset (default: all).
+ *
  * `--out FILE` writes JSON with a `summary` array of { name, value, unit,
  * ceiling, ratio } and the details. BENCH_SCALE=small runs a quick version.
  * Everything runs on loopback in a temp dir: a Temporal dev server
@@ -26,7 +33,7 @@
  * (e.g. a row count differs).
  *
  *   npx tsx scripts/bench.ts [--files 8] [--rows 250000] [--small-files 2000]
- *     [--small-rows 200] [--concurrency 4] [--timeout 900] [--out results.json] [--keep]
+ *     [--small-rows 200] [--concurrency 4] [--timeout 900] [--out results.json] [--keep] [--only LIST]
  */
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
@@ -47,9 +54,19 @@ import { startLocalServices } from './services.js';
 import { callApp } from '../api/app.js';
 import { ensureTools } from './tools.js';
 import { procCpuSeconds } from './bench/process-cpu.js';
+import { runManySources } from './bench/many-sources.js';
+import { runDiscoveryIdle } from './bench/discovery-idle.js';
+import { runEventLatency } from './bench/event-latency.js';
 
 // ---------------------------------------------------------------------------------------
 // Options
+
+/**
+ * The scenarios, in run order. `ingest` is the import-rate run (the table above); the
+ * others each start their own stack after it has stopped.
+ */
+const SCENARIOS = ['ingest', 'many_sources', 'discovery', 'events'] as const;
+type Scenario = (typeof SCENARIOS)[number];
 
 const USAGE = `usage: npx tsx scripts/bench.ts [options]
   --files N         large CSV files (default 8)
@@ -60,6 +77,7 @@ const USAGE = `usage: npx tsx scripts/bench.ts [options]
   --timeout S       per-phase timeout in seconds (default 900)
   --out PATH        also write the results as JSON to PATH
   --keep            keep the temp dir (data, logs) for inspection
+  --only LIST       run only these scenarios, comma-separated, of: ${SCENARIOS.join(', ')} (default: all)
 BENCH_SCALE=small  quick defaults: 2 files x 100000 rows, 300 small files`;
 
 /** Defaults by scale: the full run, or a quick one for a shared machine. */
@@ -81,6 +99,7 @@ interface Options {
   timeoutMs: number;
   out: string | null;
   keep: boolean;
+  only: Set<Scenario>;
 }
 
 class UsageError extends Error {}
@@ -100,6 +119,7 @@ function parseOptions(argv: string[]): Options {
       timeout: { type: 'string', default: '900' },
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      only: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -123,12 +143,23 @@ function parseOptions(argv: string[]): Options {
     timeoutMs: int('timeout', values.timeout, 10, 86_400) * 1000,
     out: values.out ? resolve(values.out) : null,
     keep: values.keep,
+    only: parseOnly(values.only),
   };
   const estimate = (o.files * o.rows + o.smallFiles * o.smallRows) * BYTES_PER_ROW_ESTIMATE;
   if (estimate > MAX_TOTAL_BYTES) {
     throw new UsageError(`about ${fmtBytes(estimate)} of CSV is more than this benchmark allows (${fmtBytes(MAX_TOTAL_BYTES)}); lower --files/--rows`);
   }
   return o;
+}
+
+function parseOnly(raw: string | undefined): Set<Scenario> {
+  if (raw === undefined) return new Set(SCENARIOS);
+  const names = raw.split(',').map((x) => x.trim()).filter(Boolean);
+  if (names.length === 0) throw new UsageError(`--only must name at least one scenario of: ${SCENARIOS.join(', ')}`);
+  for (const n of names) {
+    if (!(SCENARIOS as readonly string[]).includes(n)) throw new UsageError(`--only: unknown scenario ${JSON.stringify(n)} (scenarios: ${SCENARIOS.join(', ')})`);
+  }
+  return new Set(names as Scenario[]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -301,8 +332,48 @@ interface SummaryItem {
   ratio: number | null;
 }
 
+/** The scenarios after `ingest`, each on its own stack, in order. */
+async function runOtherScenarios(opts: Options): Promise<SummaryItem[]> {
+  const out: SummaryItem[] = [];
+  if (opts.only.has('many_sources')) {
+    step('many_sources: data sources on @auto over empty prefixes ...');
+    out.push(...(await runManySources({ keep: opts.keep })));
+  }
+  if (opts.only.has('discovery')) {
+    step('discovery: LIST calls per idle tick over a large prefix, tracked and ordered ...');
+    out.push(...(await runDiscoveryIdle()));
+  }
+  if (opts.only.has('events')) {
+    step('events: upload + notification until the rows answer /v1/sql ...');
+    out.push(...(await runEventLatency()));
+  }
+  return out;
+}
+
+function printSummary(summary: SummaryItem[]) {
+  for (const item of summary) {
+    const target = item.unit !== 'MB/s' && item.unit !== 'files/s';
+    say(`${item.name.padEnd(34)} ${String(item.value).padStart(9)} ${item.unit.padEnd(7)}` + (item.ratio !== null ? `  ${item.ratio.toFixed(2)}x of the ${target ? 'target' : 'ceiling'} (${item.ceiling} ${item.unit})` : ''));
+  }
+}
+
+const machineInfo = () => ({ cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, node: process.versions.node, platform: `${process.platform}/${process.arch}` });
+
 async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promise<void> {
   const started = new Date();
+  if (!opts.only.has('ingest')) {
+    say(`s3-clickhouse-connector benchmark: ${cpus().length} CPUs, Node ${process.versions.node}, ${process.platform}/${process.arch}; scenarios ${[...opts.only].join(', ')}`);
+    const summary = await runOtherScenarios(opts);
+    say();
+    printSummary(summary);
+    say('(from one run on this machine; nothing is asserted about timing)');
+    if (opts.out) {
+      await mkdir(dirname(opts.out), { recursive: true });
+      await writeFile(opts.out, `${JSON.stringify({ startedAt: started.toISOString(), machine: machineInfo(), options: { scale: process.env.BENCH_SCALE ?? 'full', only: [...opts.only] }, summary }, null, 2)}\n`);
+      say(`results written to ${opts.out}`);
+    }
+    return;
+  }
   const root = await mkdtemp(join(tmpdir(), 's3ch-bench-'));
   cleanups.push(async () => {
     if (opts.keep) say(`[bench] kept ${root}`);
@@ -543,15 +614,19 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     }),
   );
 
+  // The other scenarios start their own stacks: stop this one first (all but the temp dir,
+  // pushed first) so its processes and chDB do not weigh on their numbers.
+  if (opts.only.size > 1) {
+    while (cleanups.length > 1) await cleanups.pop()!().catch(() => undefined);
+    summary.push(...(await runOtherScenarios(opts)));
+  }
+
   // 6. Report.
   say();
   printTable(results);
   say();
   say('(ceilings: best of 2 runs; connector: one run, end to end through Temporal)');
-  for (const item of summary) {
-    const target = item.unit === 'MB' || item.unit === 'ms';
-    say(`${item.name.padEnd(28)} ${String(item.value).padStart(9)} ${item.unit.padEnd(7)}` + (item.ratio !== null ? `  ${item.ratio.toFixed(2)}x of the ${target ? 'target' : 'ceiling'} (${item.ceiling} ${item.unit})` : ''));
-  }
+  printSummary(summary);
   say(`memory: RSS peak ${memoryDetail.rssPeakMb} MB (V8 heap ${memoryDetail.v8HeapAtPeakMb} MB, Node external ${memoryDetail.nodeExternalAtPeakMb} MB at that moment); chDB's own peak account ${memoryDetail.chdbTrackedPeakMb} MB`);
   say(`status probe (GET /v1/datasources/:name every ${PROBE_MS} ms while large files import): ${Object.entries(statusDetail).map(([k, v]) => `${k} p50 ${v.p50} / p95 ${v.p95} / max ${v.max} ms (${v.samples})`).join('; ')}`);
   say('(ratios and rates from one run on this machine; nothing is asserted about timing)');
@@ -563,8 +638,8 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
       `${JSON.stringify(
         {
           startedAt: started.toISOString(),
-          machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, node: process.versions.node, platform: `${process.platform}/${process.arch}` },
-          options: { scale: process.env.BENCH_SCALE ?? 'full', files: opts.files, rows: opts.rows, smallFiles: opts.smallFiles, smallRows: opts.smallRows, concurrency: opts.concurrency },
+          machine: machineInfo(),
+          options: { scale: process.env.BENCH_SCALE ?? 'full', only: [...opts.only], files: opts.files, rows: opts.rows, smallFiles: opts.smallFiles, smallRows: opts.smallRows, concurrency: opts.concurrency },
           summary,
           results: Object.fromEntries(results.map((r) => [r.name, r])),
           statusProbe: { everyMs: PROBE_MS, byDataset: statusDetail },
