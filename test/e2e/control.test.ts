@@ -184,7 +184,7 @@ describe('controlling data sources (Temporal dev server + MinIO + chDB)', () => 
     expect(items.at(-1).durationMs).toBeNull();
     expect(items.at(-1).rows).toBe(ROWS);
     expect(new Set(items.map((i) => i.etag)).size).toBe(1);
-  });
+  }, 300_000);
 
   it('retries a fixed bad file: the fixed version loads once, retries never double rows', async () => {
     const name = uid('retry');

@@ -81,7 +81,8 @@ describe('incremental discovery, end to end', () => {
     expect(ticks).toBeGreaterThanOrEqual(2);
     if (window.every((l) => l.startAfter === tail)) {
       // No sweep fell into the window: one LIST per tick, each after the last key, no continuation page.
-      expect(window.length).toBe(ticks);
+      // LIST calls and the tick counter are read at slightly different instants: a tick on the edge counts on one side only.
+      expect(Math.abs(window.length - ticks)).toBeLessThanOrEqual(1);
       expect(window.every((l) => !l.continued)).toBe(true);
       expect(statementsInWindow).toBe(0);
     }
