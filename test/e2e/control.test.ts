@@ -112,18 +112,23 @@ describe('controlling data sources (Temporal dev server + MinIO + chDB)', () => 
     expect(paused.body.state).toBe('paused');
 
     // Once settled: nothing in flight, no file left running or queued, and some were stopped.
+    // What was last seen, so a pause that never settles says where it stuck.
+    let seen = '';
     const settled = await eventually(
       'the pause to settle',
       async () => {
         const ds = await get(name);
-        if (ds.status.inFlight.length > 0) return null;
         const items = await files(name);
+        seen = JSON.stringify({ state: ds.status.state, inFlight: ds.status.inFlight, files: items.map((f) => `${f.key.slice(p.length + 1)}:${f.status}#${f.attempts}`) });
+        if (ds.status.inFlight.length > 0) return null;
         return items.length === FILES && items.every((f) => f.status !== 'running' && f.status !== 'queued') ? { ds, items } : null;
       },
       // Cancellation reaches an import with a heartbeat (which the SDK throttles), and an insert
       // embedded ClickHouse already runs finishes first: on a loaded machine that takes a while.
       180_000,
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; last seen: ${seen}`);
+    });
     expect(settled.ds.status.state).toBe('paused');
     const stopped = settled.items.filter((f) => f.status === 'cancelled' || f.status === 'paused');
     expect(stopped.length).toBeGreaterThan(0);
