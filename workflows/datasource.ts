@@ -87,6 +87,8 @@ export const LEAN_TICKS_PATCH = 'lean-idle-ticks';
 
 /** From this change on, small files are imported many to an activity (executions started before keep one per file). */
 export const IMPORT_BATCHES_PATCH = 'import-batches';
+/** Imports cancelled before they started are recorded 'cancelled' by the workflow (they never ran to do it). */
+export const RECORD_CANCELLED_PATCH = 'record-cancelled-imports';
 
 /** Set by prepare when no file exists yet to infer columns from. */
 const WAITING_FOR_FIRST_FILE = 'waiting for a first file to infer the schema from (or declare columns)';
@@ -411,6 +413,8 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
    */
   async function importAll(files: FileRef[], run: RunSummary, mayEvolve = true, reimport?: Pick<PendingReimport, 'generation' | 'id'>): Promise<Set<string>> {
     const settled = new Set<string>();
+    /** Imports stopped by the scope's cancellation (pause, delete). */
+    const cancelled: FileRef[] = [];
     const queue = [...files];
     const columns = s.columns!;
     const evolve = mayEvolve && !spec.columns;
@@ -449,7 +453,10 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
           log.info('batch split into single-file imports', { files: r.split.length, reason: r.splitReason });
         }
       } catch (err) {
-        if (isCancellation(err)) return; // the activity recorded 'cancelled'
+        if (isCancellation(err)) {
+          cancelled.push(...batch);
+          return;
+        }
         // Retries ran out: each file as a batch of one, which checks whether its rows are in before it splits.
         if (batch.length > 1) batches.unshift(...batch.map((f) => [f]));
         else queue.unshift(...batch);
@@ -471,7 +478,10 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
           settled.add(file.key);
           countImported(r);
         } catch (err) {
-          if (isCancellation(err)) continue; // the activity recorded 'cancelled'
+          if (isCancellation(err)) {
+            cancelled.push(file);
+            continue;
+          }
           if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === SCHEMA_CHANGED) {
             changed.push({ file, add: (err.cause.details?.[0] as ColumnSpec[]) ?? [] });
             continue;
@@ -498,6 +508,14 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       if (!isCancellation(err)) throw err;
     } finally {
       importScope = null;
+    }
+    // An import cancelled before a worker started it never ran, so it never recorded its own
+    // 'cancelled' and its file would show 'queued' for good: say it here. For one that did run,
+    // this is the same status once more.
+    if (cancelled.length && patched(RECORD_CANCELLED_PATCH)) {
+      await CancellationScope.nonCancellable(() =>
+        recordFileStatus({ dataSource: spec.name, files: cancelled, status: 'cancelled', error: 'cancelled', runId: run.runId }),
+      );
     }
     if ((queue.length || batches.length) && s.paused) {
       await recordFileStatus({ dataSource: spec.name, files: [...batches.flat(), ...queue], status: 'paused', runId: run.runId });

@@ -14,7 +14,7 @@ import type { ColumnSpec } from '../../schemas/datasource.js';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { Client, Connection, WorkflowUpdateFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import { Context } from '@temporalio/activity';
+import { CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailure, type HistoryAndWorkflowId } from '@temporalio/common';
 // The SDK's own protobuf classes (a dependency of @temporalio/client): the fixture is a History in its binary encoding.
 import { temporal } from '@temporalio/proto';
@@ -507,6 +507,31 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
         return v.state === 'idle' && v.counters.runs === 1 ? v : null;
       });
       expect(s.counters.filesImported).toBe(3);
+    });
+  });
+
+  it('a pause cancels the imports in flight and the workflow records them cancelled itself (an import no worker had started never could)', async () => {
+    const f = makeFakes();
+    f.add('p/a.csv', 'p/b.csv', 'p/c.csv');
+    // Each import runs until it is cancelled, heartbeating so the cancellation reaches it.
+    f.hooks.importFile = () =>
+      new Promise<void>((_, reject) => {
+        const ctx = Context.current();
+        const beat = setInterval(() => ctx.heartbeat(), 100);
+        ctx.cancellationSignal.addEventListener('abort', () => {
+          clearInterval(beat);
+          reject(new CancelledFailure('import cancelled'));
+        }, { once: true });
+      });
+    await withWorker(f, async (taskQueue) => {
+      const { handle } = await startDataSource(taskQueue, { schedule: '@on-demand' });
+      await handle.signal('sync');
+      await until('the three imports to be in flight', () => f.calls.importAttempts.length === 3);
+      expect((await handle.executeUpdate(pauseUpdate)).state).toBe('paused');
+      const recorded = await until('the cancelled imports to be recorded', () => f.calls.status.find((x) => x.status === 'cancelled'));
+      expect(recorded.files.map((x) => x.key).sort()).toEqual(['p/a.csv', 'p/b.csv', 'p/c.csv']);
+      await quiescent(handle);
+      expect((await status(handle)).inFlight).toEqual([]);
     });
   });
 
