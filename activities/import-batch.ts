@@ -241,7 +241,7 @@ export function createBatchImport({ destination, s3, ledger, metaDatabase, hooks
         const credentials = await s3.credentials(spec.connection);
         const { query, params, secrets } = statement(dataSource, spec, columns, todo, credentials);
         try {
-          await destination.client.command({ query, query_params: params, abort_signal: signal });
+          await destination.imports.command({ query, query_params: params, abort_signal: signal });
         } catch (err) {
           throw scrubSecrets(err, secrets);
         }

@@ -181,7 +181,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
    */
   async function run(query: string, params: ImportParams, secrets: string[], signal: AbortSignal | undefined, label?: { path: string; name: string }) {
     try {
-      await destination.client.command({ query, query_params: { ...params }, abort_signal: signal });
+      await destination.imports.command({ query, query_params: { ...params }, abort_signal: signal });
     } catch (err) {
       if (label && err instanceof Error) err.message = err.message.split(label.path).join(label.name);
       throw scrubSecrets(err, secrets);
@@ -217,7 +217,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
       let pass: { longest: string; at: string } | undefined;
       try {
         [pass] = await queryRows<{ longest: string; at: string }>(
-          destination.client,
+          destination.imports,
           linePassStatement({ source: lines.sql, globbed: target.globbed, settings: { ...S3_READ_SETTINGS, max_memory_usage: linePassMemoryLimit(spec.limits.maxRowBytes), max_execution_time: IMPORT_MAX_SECONDS } }),
           { ...params },
         );

@@ -124,7 +124,7 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
     const target = objectUrl(s3.get(spec.connection), bucket, file.key);
     const source = s3Source({ url: target.url, credentials: await s3.credentials(spec.connection), format: 'Parquet', structure: 'auto', compression: 'none' });
     try {
-      const rows = await queryRows<{ name: string; type: string }>(destination.client, `DESCRIBE TABLE ${source.sql}`, {}, { ...S3_READ_SETTINGS });
+      const rows = await queryRows<{ name: string; type: string }>(destination.imports, `DESCRIBE TABLE ${source.sql}`, {}, { ...S3_READ_SETTINGS });
       return rows.map((r) => ({ name: r.name, type: r.type }));
     } catch (err) {
       throw scrubSecrets(err, source.secrets);

@@ -4,6 +4,7 @@ import { formatQueryParams } from '@clickhouse/client-common';
 import { Session } from 'chdb';
 import { createChdbConnection } from 'chdb/connection';
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { defaultChdbMaxMemory, type Env } from '../schemas/config.js';
 import { quoteString } from '../schemas/identifiers.js';
@@ -17,7 +18,15 @@ export type Compression = 'none' | 'gzip' | 'zstd';
  */
 export interface Destination {
   readonly kind: 'chdb' | 'server';
+  /** Short statements: the ledger, DDL, counts. */
   readonly client: ClickHouseClient;
+  /**
+   * Statements that read objects (inserts, line passes, DESCRIBE of an
+   * object). On chDB they run on connections of their own, several at once
+   * (`S3CH_CHDB_IMPORT_SLOTS`), so files import side by side and the ledger
+   * never waits behind an insert; on a server this is `client`.
+   */
+  readonly imports: ClickHouseClient;
   readonly database: string;
   /**
    * Local scratch space for zip archives only (chDB's build has no archive
@@ -52,9 +61,11 @@ export interface ChdbEngineOptions {
   maxMemory: number;
   /** Size of each of the mark, primary-index and index-mark caches, bytes. @default 64 MiB */
   cacheSize: number;
+  /** Import statements the engine runs at once. @default defaultImportSlots() */
+  importSlots: number;
 }
 
-export const CHDB_ENGINE_DEFAULTS: ChdbEngineOptions = { maxMemory: defaultChdbMaxMemory(), cacheSize: 64 * 1024 ** 2 };
+export const CHDB_ENGINE_DEFAULTS: ChdbEngineOptions = { maxMemory: defaultChdbMaxMemory(), cacheSize: 64 * 1024 ** 2, importSlots: defaultImportSlots() };
 
 /** The engine's command line for these limits (clickhouse-local form: server settings as `--name=value`). */
 export function chdbEngineArgs(o: ChdbEngineOptions): string[] {
@@ -147,19 +158,53 @@ class SerialChdbConnection {
 }
 
 /**
- * Several connections behind one client: each statement goes to an idle
- * one, else to the one with the shortest queue. The API's statements are
- * short; a long `/v1/sql` query then occupies one connection while status
- * reads go on through another.
+ * Several connections behind one client: a statement waits (in order of
+ * arrival) for the first idle connection. A long statement then occupies one
+ * connection while the next ones go on through the others, instead of being
+ * queued behind it on a connection picked when they arrived.
  */
 function pooledConnection(members: SerialChdbConnection[]): ClientConnection {
-  const pick = () => members.reduce((best, c) => (c.pending < best.pending ? c : best));
+  const free = [...members];
+  const waiting: Array<{ take: (m: SerialChdbConnection) => void }> = [];
+  const release = (m: SerialChdbConnection) => {
+    const w = waiting.shift();
+    if (w) w.take(m);
+    else free.push(m);
+  };
+  const acquire = (signal: AbortSignal | undefined): Promise<SerialChdbConnection> => {
+    if (signal?.aborted) return Promise.reject(new Error('The user aborted a request.'));
+    const m = free.shift();
+    if (m) return Promise.resolve(m);
+    return new Promise((resolve, reject) => {
+      const w = {
+        take: (c: SerialChdbConnection) => {
+          signal?.removeEventListener('abort', abort);
+          resolve(c);
+        },
+      };
+      // A statement cancelled while it waits leaves the line at once.
+      const abort = () => {
+        waiting.splice(waiting.indexOf(w), 1);
+        reject(new Error('The user aborted a request.'));
+      };
+      signal?.addEventListener('abort', abort, { once: true });
+      waiting.push(w);
+    });
+  };
+  const on = async <T>(p: { abort_signal?: AbortSignal }, fn: (c: ClientConnection) => Promise<T>): Promise<T> => {
+    const member = await acquire(p.abort_signal);
+    try {
+      return await fn(member.connection);
+    } finally {
+      release(member);
+    }
+  };
   return {
-    ping: (p) => pick().connection.ping(p),
-    query: (p) => pick().connection.query(p),
-    exec: (p) => pick().connection.exec(p),
-    command: (p) => pick().connection.command(p),
-    insert: (p) => pick().connection.insert(p),
+    ping: (p) => on({}, (c) => c.ping(p)),
+    query: (p) => on(p, (c) => c.query(p)),
+    exec: (p) => on(p, (c) => c.exec(p)),
+    command: (p) => on(p, (c) => c.command(p)),
+    insert: (p) => on(p, (c) => c.insert(p)),
     close: async () => {
       await Promise.all(members.map((m) => m.connection.close()));
     },
@@ -169,10 +214,23 @@ function pooledConnection(members: SerialChdbConnection[]): ClientConnection {
 /** Connections the API's client spreads its statements over. */
 const API_CONNECTIONS = 2;
 
+/**
+ * Import statements embedded chDB runs at once by default: one per core, two
+ * to four. One insert parses in parallel but converts and writes its blocks in
+ * one stream (so that a retry cuts the same blocks), which leaves cores idle;
+ * two side by side on two cores match ClickHouse reading a glob of the same
+ * files. Each insert is capped on its own and the engine in all, so more
+ * slots cost memory only up to `S3CH_CHDB_MAX_MEMORY`.
+ */
+export function defaultImportSlots(): number {
+  return Math.min(4, Math.max(2, availableParallelism()));
+}
+
 /** Embedded: chDB in this process, through clickhouse-js's connection contract. */
 class ChdbDestination implements Destination {
   readonly kind = 'chdb' as const;
   readonly client: ClickHouseClient;
+  readonly imports: ClickHouseClient;
   readonly database: string;
   readonly spoolDir: string;
   readonly api: Destination;
@@ -188,19 +246,22 @@ class ChdbDestination implements Destination {
     // arguments; later ones join it. This one exists to pass the limits, and
     // is closed last.
     this.#engine = new Session(chdbDir, { connectionArgs: chdbEngineArgs(engine) });
-    // The worker's statements (imports, ledger writes) share one connection, as
-    // before: the engine runs one insert at a time, which bounds its memory.
+    // The worker's short statements (ledger writes, DDL, counts) on one connection;
+    // its imports on a pool of their own, several at once: chDB runs statements of
+    // different connections in parallel, and the engine's memory cap bounds them all.
     this.client = createClient({ connection: new SerialChdbConnection(chdbDir).connection, database });
+    this.imports = createClient({ connection: pooledConnection(Array.from({ length: engine.importSlots }, () => new SerialChdbConnection(chdbDir))), database });
     // The API's reads go through connections of their own: chDB runs statements
     // of different connections in parallel, and they see the parts an insert on
     // the worker's connection has committed.
     this.#apiClient = createClient({ connection: pooledConnection(Array.from({ length: API_CONNECTIONS }, () => new SerialChdbConnection(chdbDir))), database });
     this.database = database;
-    this.api = { kind: 'chdb', client: this.#apiClient, database, spoolDir: this.spoolDir, get api() { return this; }, close: async () => undefined };
+    this.api = { kind: 'chdb', client: this.#apiClient, imports: this.#apiClient, database, spoolDir: this.spoolDir, get api() { return this; }, close: async () => undefined };
   }
 
   async close() {
     await this.#apiClient.close();
+    await this.imports.close();
     await this.client.close();
     this.#engine.close();
   }
@@ -215,6 +276,10 @@ class ServerDestination implements Destination {
     this.client = createClient({ url, username, password, database, request_timeout: 3_600_000 });
   }
 
+  get imports(): ClickHouseClient {
+    return this.client;
+  }
+
   get api(): Destination {
     return this;
   }
@@ -225,7 +290,7 @@ class ServerDestination implements Destination {
 }
 
 type DestinationEnv = Pick<Env, 'CLICKHOUSE_URL' | 'CLICKHOUSE_USER' | 'CLICKHOUSE_PASSWORD' | 'CLICKHOUSE_DATABASE' | 'S3CH_DATA_DIR'> &
-  Partial<Pick<Env, 'S3CH_CHDB_MAX_MEMORY' | 'S3CH_CHDB_CACHE_SIZE'>>;
+  Partial<Pick<Env, 'S3CH_CHDB_MAX_MEMORY' | 'S3CH_CHDB_CACHE_SIZE' | 'S3CH_CHDB_IMPORT_SLOTS'>>;
 
 export function createDestination(env: DestinationEnv): Destination {
   if (env.CLICKHOUSE_URL) {
@@ -234,6 +299,7 @@ export function createDestination(env: DestinationEnv): Destination {
   return new ChdbDestination(env.S3CH_DATA_DIR, env.CLICKHOUSE_DATABASE, {
     maxMemory: env.S3CH_CHDB_MAX_MEMORY ?? CHDB_ENGINE_DEFAULTS.maxMemory,
     cacheSize: env.S3CH_CHDB_CACHE_SIZE ?? CHDB_ENGINE_DEFAULTS.cacheSize,
+    importSlots: env.S3CH_CHDB_IMPORT_SLOTS ?? CHDB_ENGINE_DEFAULTS.importSlots,
   });
 }
 

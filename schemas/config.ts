@@ -70,6 +70,17 @@ export const envSchema = z.object({
    * (ClickHouse's server default is 5 GiB each). Ignored with CLICKHOUSE_URL. @default "64MiB"
    */
   S3CH_CHDB_CACHE_SIZE: byteSize('S3CH_CHDB_CACHE_SIZE', 0).default(64 * 1024 ** 2),
+  /**
+   * Import statements embedded chDB runs at once (files import side by side;
+   * each is capped on its own and all by S3CH_CHDB_MAX_MEMORY). Ignored with
+   * CLICKHOUSE_URL. @default one per core, 2 to 4
+   */
+  S3CH_CHDB_IMPORT_SLOTS: z.coerce
+    .number({ message: 'S3CH_CHDB_IMPORT_SLOTS must be a whole number from 1 to 16' })
+    .int({ message: 'S3CH_CHDB_IMPORT_SLOTS must be a whole number from 1 to 16' })
+    .min(1, { message: 'S3CH_CHDB_IMPORT_SLOTS must be a whole number from 1 to 16' })
+    .max(16, { message: 'S3CH_CHDB_IMPORT_SLOTS must be a whole number from 1 to 16' })
+    .optional(),
   /** JSON file with `{ "connections": { name: {...} } }`. */
   S3CH_CONNECTIONS_FILE: z.string().optional(),
   /** The same JSON inline (handy for containers). */

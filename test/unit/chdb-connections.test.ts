@@ -18,7 +18,7 @@ describe('embedded chDB connections', () => {
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 's3ch-conn-'));
-    d = createDestination({ ...loadEnv({ S3CH_DATA_DIR: dir, S3CH_CHDB_MAX_MEMORY: '768MiB', S3CH_CHDB_CACHE_SIZE: '32MiB' }), CLICKHOUSE_URL: undefined });
+    d = createDestination({ ...loadEnv({ S3CH_DATA_DIR: dir, S3CH_CHDB_MAX_MEMORY: '768MiB', S3CH_CHDB_CACHE_SIZE: '32MiB', S3CH_CHDB_IMPORT_SLOTS: '2' }), CLICKHOUSE_URL: undefined });
   });
   afterAll(async () => {
     await d?.close();
@@ -91,6 +91,60 @@ describe('embedded chDB connections', () => {
   }, 30_000);
 });
 
+describe('embedded chDB import slots', () => {
+  let dir: string;
+  let d: Destination;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 's3ch-slots-'));
+    d = createDestination({ ...loadEnv({ S3CH_DATA_DIR: dir, S3CH_CHDB_IMPORT_SLOTS: '2' }), CLICKHOUSE_URL: undefined });
+  });
+  afterAll(async () => {
+    await d?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Whether the statement tagged `tag` is running in the engine now, asked on the API's connections. */
+  const running = async (tag: string) => {
+    const [r] = await queryRows<{ n: string }>(d.api.client, "SELECT count() AS n FROM system.processes WHERE query LIKE {p:String} AND query NOT LIKE '%system.processes%'", { p: `%${tag}%` });
+    return Number(r!.n) > 0;
+  };
+  const hold = (tag: string, seconds: number) =>
+    d.imports.query({ query: `SELECT sleep(1), '${tag}' FROM numbers(${seconds}) SETTINGS max_block_size = 1`, format: 'TabSeparated' }).then((r) => r.text());
+
+  it('runs two import statements at once, while the ledger connection stays free', async () => {
+    const settled: string[] = [];
+    const first = hold('slot-one', 3).then(() => settled.push('first'));
+    const second = hold('slot-two', 3).then(() => settled.push('second'));
+    // Both are in the engine together before either finishes: the second did not queue behind the first.
+    for (;;) {
+      if ((await running('slot-one')) && (await running('slot-two'))) break;
+      expect(settled).toEqual([]);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // The ledger's connection answers while both slots are busy.
+    await queryRows(d.client, 'SELECT 1 AS one').then(() => settled.push('ledger'));
+    await Promise.all([first, second]);
+    expect(settled[0]).toBe('ledger');
+  }, 30_000);
+
+  it('a third import waits for a free slot, and one cancelled while it waits leaves at once', async () => {
+    const settled: string[] = [];
+    const busy = [hold('busy-one', 2), hold('busy-two', 2)].map((p, i) => p.then(() => settled.push(`busy ${i}`)));
+    const ac = new AbortController();
+    const cancelled = d.imports.command({ query: "SELECT 'never-runs'", abort_signal: ac.signal }).then(
+      () => settled.push('cancelled ran'),
+      () => settled.push('cancelled refused'),
+    );
+    const third = hold('third', 1).then(() => settled.push('third'));
+    ac.abort();
+    await cancelled;
+    expect(settled).toEqual(['cancelled refused']);
+    await Promise.all([...busy, third]);
+    expect(settled.at(-1)).toBe('third');
+  }, 30_000);
+});
+
 describe('embedded chDB limits in the environment', () => {
   it('reads sizes in bytes or with KiB, MiB, GiB, and defaults to a 1 GiB cap and 64 MiB caches', () => {
     expect(loadEnv({ S3CH_CHDB_MAX_MEMORY: '1.5GiB', S3CH_CHDB_CACHE_SIZE: '1048576' })).toMatchObject({ S3CH_CHDB_MAX_MEMORY: 1.5 * 1024 ** 3, S3CH_CHDB_CACHE_SIZE: 1024 ** 2 });
@@ -105,6 +159,8 @@ describe('embedded chDB limits in the environment', () => {
     ['S3CH_CHDB_MAX_MEMORY', '-5', /size in bytes/],
     ['S3CH_CHDB_MAX_MEMORY', '100MiB', /at least 256 MiB/],
     ['S3CH_CHDB_CACHE_SIZE', 'lots', /size in bytes/],
+    ['S3CH_CHDB_IMPORT_SLOTS', '0', /whole number from 1 to 16/],
+    ['S3CH_CHDB_IMPORT_SLOTS', 'many', /whole number from 1 to 16/],
   ])('refuses %s=%s, naming the variable and the reason', (name, value, reason) => {
     let err: unknown;
     try {
