@@ -18,7 +18,9 @@ import { CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailure, type HistoryAndWorkflowId } from '@temporalio/common';
 // The SDK's own protobuf classes (a dependency of @temporalio/client): the fixture is a History in its binary encoding.
 import { temporal } from '@temporalio/proto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { Activities, DiscoverInput, FileRef, ImportInput, PrepareInput, RecordStatusInput, ReimportPageInput } from '../../activities/index.js';
 import { dataSourceSpecSchema, normalizeSpec, type DataSourceSpec, type DataSourceSpecInput } from '../../schemas/datasource.js';
@@ -922,7 +924,15 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
     });
 
     for (const { workflowId: id, history } of histories) {
-      await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, id);
+      try {
+        await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, id);
+      } catch (err) {
+        // Keep the history that did not replay: it is the only way to see what the workflow did.
+        const dir = await mkdtemp(join(tmpdir(), 's3ch-replay-'));
+        const file = join(dir, `${id.replace(/[^A-Za-z0-9_-]/g, '_')}.binpb`);
+        await writeFile(file, temporal.api.history.v1.History.encode(history as temporal.api.history.v1.IHistory).finish());
+        throw new Error(`${id} did not replay (history saved to ${file}): ${(err as Error).message}`, { cause: err });
+      }
     }
   });
 });
