@@ -163,6 +163,15 @@ function isNonRetryableFailure(err: unknown): boolean {
 
 /** The entity workflow of one data source: `datasource:<name>`. */
 export async function dataSource(input: DataSourceInput): Promise<StatusView> {
+  // Every patch this code knows is asked here, before the first command: a new
+  // execution records all of their markers first thing in its first task, so
+  // no marker ever sits between other commands, where a replay must reproduce
+  // exactly the same interleaving (a local activity resolving, a timer, an
+  // update) to find it. The answers are remembered; the checks where the code
+  // branches return them. An execution started by an older version has no
+  // marker here: a replay answers false without remembering it, and the
+  // check at the branch finds its marker where that version recorded it.
+  for (const id of [LEAN_TICKS_PATCH, IMPORT_BATCHES_PATCH, RECORD_CANCELLED_PATCH]) patched(id);
   let spec = input.spec;
   const s: CarriedState = input.state ?? {
     columns: spec.columns ?? null,

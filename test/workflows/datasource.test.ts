@@ -895,6 +895,23 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
     await expect(Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, 'datasource:upgraded')).resolves.toBeUndefined();
   });
 
+  it('replays an execution whose patch markers the previous version recorded mid-history, carried on by this version', async () => {
+    // Recorded on the dev server: @every 1s with declared columns under the previous workflow code,
+    // which asked for its patches where it branched (the import-batches marker after the first
+    // listing), then carried on by this version's worker (two new files, idle ticks, pause, resume,
+    // a third file, delete). This version asks for every patch before its first command; an
+    // execution like this one has no marker there, and must still find each where it was recorded.
+    const bytes = await readFile(new URL('../fixtures/histories/datasource-upgrade-patch-markers.binpb', import.meta.url));
+    const history = temporal.api.history.v1.History.decode(bytes);
+    const events = history.events ?? [];
+    const kinds = events.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes.activityType!.name!] : e.markerRecordedEventAttributes ? [e.markerRecordedEventAttributes.markerName!] : []));
+    // The markers sit after the first prepare and the first listing, not before the first command.
+    expect(kinds.slice(0, 4)).toEqual(['prepareDataSource', 'core_patch', 'discoverFiles', 'core_patch']);
+    expect(kinds.filter((k) => k === 'importFile')).toHaveLength(5);
+    expect(kinds.at(-1)).toBe('dropDataSource');
+    await expect(Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, 'datasource:upgraded_batches')).resolves.toBeUndefined();
+  });
+
   // Last: replays every history the tests above produced, plus one that mixes
   // ticks, pause/resume, a spec change, a failure, a retry and a delete.
   it('replays its histories deterministically', async () => {
