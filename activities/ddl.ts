@@ -146,12 +146,17 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
   if (format === 'ndjson') {
     // One line at a time as text, values picked by JSONPath natively: this is
     // what makes `json:$.a.b` columns, nested objects and invalid lines work
-    // without a JavaScript parser.
+    // without a JavaScript parser. Top-level keys (the usual case) come from
+    // one parse of the line into its keys and raw values, shared by every
+    // such column, instead of a parse per column and per lookup.
+    const paths = columns.map((c) => c.path ?? `$.${c.name}`);
+    const shared = paths.some((p) => topLevelKey(p) !== null);
     return {
       structure: 'line String',
       inputFormat: 'LineAsString',
-      values: columns.map((c) => jsonPathExtract(c.path ?? `$.${c.name}`)),
-      tail: "if(isValidJSON(line), '', 'invalid JSON') AS _row_error, line AS _raw_line",
+      values: paths.map(ndjsonValue),
+      // A line with keys parsed is valid JSON: only the others are checked on their own.
+      tail: `if(${shared ? `notEmpty(${LINE_KEYS_AND_VALUES}) OR ` : ''}isValidJSON(line), '', 'invalid JSON') AS _row_error, line AS _raw_line`,
       settings: {},
     };
   }
@@ -218,6 +223,31 @@ export function parquetReadType(type: string): string {
     return `Nullable(DateTime64(9, ${quoteString(tz)}))`;
   }
   return 'Nullable(String)';
+}
+
+/** The line's top-level keys and raw values, parsed once per line however many columns read them. */
+const LINE_KEYS_AND_VALUES = 'JSONExtractKeysAndValuesRaw(line)';
+
+/** The key of a JSONPath naming one top-level key (`$.a`, `$['a.b']`), else null. */
+export function topLevelKey(path: string): string | null {
+  const m = /^\$(?:\.([^.[\]]+)|\['([^']+)'\])$/.exec(path);
+  return m ? (m[1] ?? m[2]!) : null;
+}
+
+/**
+ * A top-level key's value as jsonPathExtract gives it (strings unquoted,
+ * objects and arrays as JSON text, NULL when absent or null), from the
+ * line's parsed keys and values; the first of duplicate keys, as JSONPath.
+ */
+function topLevelValue(key: string): string {
+  const raw = `arrayFirst(kv -> kv.1 = ${quoteString(key)}, ${LINE_KEYS_AND_VALUES}).2`;
+  return `multiIf(${raw} IN ('', 'null'), NULL, startsWith(${raw}, '"'), JSONExtractString(${raw}), ${raw})`;
+}
+
+/** The text of an NDJSON column at `path` in the line: as jsonPathExtract gives it, from the shared parse for a top-level key. */
+export function ndjsonValue(path: string): string {
+  const key = topLevelKey(path);
+  return key === null ? jsonPathExtract(path) : topLevelValue(key);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Session } from 'chdb';
-import { buildImportPlan, jsonPathExtract } from '../../activities/ddl.js';
+import { buildImportPlan, jsonPathExtract, ndjsonValue, topLevelKey } from '../../activities/ddl.js';
 import { readDatasourceFile } from '../../schemas/datasource-file.js';
 import { dataSourceSpecSchema, normalizeSpec } from '../../schemas/datasource.js';
 
@@ -19,6 +19,37 @@ const sqlString = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'
 function extractFrom(line: unknown, path: string): string | null {
   return rows<{ v: string | null }>(`SELECT ${jsonPathExtract(path)} AS v FROM (SELECT ${sqlString(JSON.stringify(line))} AS line)`)[0]!.v;
 }
+
+describe('top-level NDJSON keys from one parse per line, run in chDB', () => {
+  const lines = [
+    '{"s":"plain","n":42,"f":-1.5e3,"b":true,"z":null,"o":{"x":[1,{"y":"z"}]},"a":[1,"two",null],"e":""}',
+    '{"s":"quote \\" backslash \\\\ tab \\t nl \\n unicode \\u00e9 ü 日本 \\ud83d\\ude00","n":-9223372036854775808,"f":0.1}',
+    '{"n":18446744073709551615,"s":"first","s":"second","k.with.dots":"dotted","k with space":1}',
+    '{"o":{},"a":[],"b":false,"n":0}',
+    '{}',
+    '[1,2,3]',
+    '"just a string"',
+    '{"s": "spaces around" , "n" : 7 }',
+    '{"bad json',
+    '',
+  ];
+  const keys = ['s', 'n', 'f', 'b', 'z', 'o', 'a', 'e', 'missing', 'k.with.dots', 'k with space'];
+
+  it('names only single top-level keys', () => {
+    expect(['$.a', "$['a.b']", '$.a.b', '$.a[0]', '$.a[:]', "$.['a']", '$'].map(topLevelKey)).toEqual(['a', 'a.b', null, null, null, null, null]);
+  });
+
+  it('gives every value exactly as the JSONPath extraction does, for valid, odd and invalid lines', () => {
+    for (const key of keys) {
+      const path = /^[A-Za-z]+$/.test(key) ? `$.${key}` : `$['${key}']`;
+      expect(topLevelKey(path)).toBe(key);
+      const got = rows<{ fast: string | null; slow: string | null }>(
+        `SELECT ${ndjsonValue(path)} AS fast, ${jsonPathExtract(path)} AS slow FROM (SELECT arrayJoin([${lines.map(sqlString).join(', ')}]) AS line)`,
+      );
+      expect(got.map((r) => r.fast), key).toEqual(got.map((r) => r.slow));
+    }
+  });
+});
 
 describe('jsonPathExtract, run in chDB', () => {
   const order = {
