@@ -31,6 +31,7 @@ describe('top-level NDJSON keys from one parse per line, run in chDB', () => {
     '"just a string"',
     '{"s": "spaces around" , "n" : 7 }',
     '{"bad json',
+    '{"s":"x","n":123456789012345678901234567890}',
     '',
   ];
   const keys = ['s', 'n', 'f', 'b', 'z', 'o', 'a', 'e', 'missing', 'k.with.dots', 'k with space'];
