@@ -629,7 +629,8 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   const statusDetail = Object.fromEntries(
     [...statusLatency].map(([k, v]) => {
       const sorted = [...v].sort((a, b) => a - b);
-      return [k, { samples: sorted.length, p50: round(percentile(sorted, 50), 1), p95: round(percentile(sorted, 95), 1), max: round(sorted[sorted.length - 1] ?? 0, 1) }];
+      // In the order taken (one every PROBE_MS from the sync on): shows when a slow answer came.
+      return [k, { samples: sorted.length, p50: round(percentile(sorted, 50), 1), p95: round(percentile(sorted, 95), 1), max: round(sorted[sorted.length - 1] ?? 0, 1), series: v.map((x) => Math.round(x)) }];
     }),
   );
 
