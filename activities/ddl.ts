@@ -370,10 +370,15 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
   ];
   // Each row is converted once, into a second Null table with its verdict;
   // the typed, quarantine and row-count views only filter that.
+  // Columns with a DEFAULT take it where the file has no value (missing or empty, as ClickHouse's
+  // own CSV reader does): the converted rows say which, and the typed view computes the default.
+  const defaulted = columns.flatMap((c, i) => (c.default !== undefined ? [i] : []));
   const convertedCols = [
     ...columns.map((c, i) => `c${i} ${c.type}`),
     '_s3ch_ok UInt8', '_s3ch_file String', '_s3ch_etag String', '_s3ch_line UInt64', '_s3ch_column String', '_s3ch_error String', '_s3ch_raw String',
+    ...defaulted.map((i) => `_s3ch_absent${i} UInt8`),
   ];
+  const absent = defaulted.map((i) => `, isNull(nullIf(${rawText(columns[i]!, i)}, '')) AS _s3ch_absent${i}`).join('');
   const engine = spec.engine;
   const target = [
     `CREATE TABLE IF NOT EXISTS ${names.target} (`,
@@ -409,15 +414,35 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
       target,
       `CREATE TABLE IF NOT EXISTS ${names.quarantine} (_file String, _etag String, _line UInt64, column String, raw String, error String, _inserted_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY (_file, _line) SETTINGS non_replicated_deduplication_window = ${DEDUP_WINDOW}`,
       `CREATE TABLE IF NOT EXISTS ${names.converted} (${convertedCols.join(', ')}) ENGINE = Null`,
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.typedView} TO ${names.target} AS SELECT ${columns.map((c, i) => `c${i} AS ${quoteIdent(c.name)}`).join(', ')} FROM ${names.converted} WHERE _s3ch_ok`,
+      typedView(names, columns),
       `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.quarantineView} TO ${names.quarantine} AS SELECT _s3ch_file AS _file, _s3ch_etag AS _etag, _s3ch_line AS _line, _s3ch_column AS column, _s3ch_raw AS raw, _s3ch_error AS error FROM ${names.converted} WHERE NOT _s3ch_ok`,
       `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.rowsView} TO ${quoteIdent(db)}.${FILE_ROWS_TABLE} AS SELECT ${quoteString(dataSource)} AS datasource, _s3ch_file AS key, _s3ch_etag AS etag, count() AS rows, countIf(NOT _s3ch_ok) AS quarantined FROM ${names.converted} GROUP BY _s3ch_file, _s3ch_etag`,
       `CREATE TABLE IF NOT EXISTS ${names.landing} (${landingCols.join(', ')}) ENGINE = Null`,
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.convertView} TO ${names.converted} AS SELECT ${convs.map((c, i) => `${c.value} AS c${i}`).join(', ')}, ${ok} AS _s3ch_ok, _file AS _s3ch_file, _etag AS _s3ch_etag, _line AS _s3ch_line, if(_s3ch_ok, '', ${firstFailure('column')}) AS _s3ch_column, if(_s3ch_ok, '', ${firstFailure('reason')}) AS _s3ch_error, if(_s3ch_ok, '', ${rawJson}) AS _s3ch_raw FROM ${names.landing}`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.convertView} TO ${names.converted} AS SELECT ${convs.map((c, i) => `${c.value} AS c${i}`).join(', ')}, ${ok} AS _s3ch_ok, _file AS _s3ch_file, _etag AS _s3ch_etag, _line AS _s3ch_line, if(_s3ch_ok, '', ${firstFailure('column')}) AS _s3ch_column, if(_s3ch_ok, '', ${firstFailure('reason')}) AS _s3ch_error, if(_s3ch_ok, '', ${rawJson}) AS _s3ch_raw${absent} FROM ${names.landing}`,
     ],
     insertInto: `INSERT INTO ${names.landing} (${[...inserted.map((x) => x.column), '_row_error', '_raw_line', '_file', '_etag', '_line'].join(', ')})`,
     select,
   };
+}
+
+/**
+ * The view from the converted rows to the target table. Its SELECT names
+ * each column `c<i> AS <name>`; ClickHouse resolves an identifier to an
+ * alias of the same SELECT before a column, so with columns named like the
+ * internal ones (`c1`, `c2`: the names inferred for a CSV without a header)
+ * `c0 AS c1, c1 AS c2` would read the first column twice. There the
+ * internal columns are read qualified by the table; the unqualified text is
+ * kept everywhere else, so an import path that was right stays as it is.
+ * A column with a DEFAULT gets it where the file had no value.
+ */
+function typedView(names: TableNames, columns: ColumnSpec[]): string {
+  const internal = new Set([...columns.map((_, i) => [`c${i}`, `_s3ch_absent${i}`]).flat(), '_s3ch_ok']);
+  const q = columns.some((c) => internal.has(c.name)) ? 'src.' : '';
+  // A default is computed from the row's other values, as ClickHouse computes a DEFAULT: its
+  // identifiers name columns, which here are this SELECT's aliases.
+  const value = (c: ColumnSpec, i: number) => (c.default === undefined ? `${q}c${i}` : `if(${q}_s3ch_absent${i}, CAST((${c.default}) AS ${c.type}), ${q}c${i})`);
+  const select = columns.map((c, i) => `${value(c, i)} AS ${quoteIdent(c.name)}`).join(', ');
+  return `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.typedView} TO ${names.target} AS SELECT ${select} FROM ${names.converted}${q ? ' AS src' : ''} WHERE ${q}_s3ch_ok`;
 }
 
 /** `ts, id` (as Tinybird writes keys) becomes `(ts, id)`; a single expression stays as it is. */

@@ -208,6 +208,35 @@ describe('formats, compression, inference and quarantine', () => {
     expect((await rows<{ s: number }>(`SELECT sum(value) AS s FROM ${name}`))[0]!.s).toBe(6.75);
   });
 
+  it('a CSV without a header, columns inferred (c1, c2, c3): each value lands in its own column', async () => {
+    const p = uid('nohdr');
+    await put(s3, bucket, `${p}/a.csv`, 'alpha,beta,gamma\ndelta,epsilon,zeta\n');
+    const { name, ds } = await load({ bucketUri: `s3://${bucket}/${p}/*.csv`, format: 'csv', csv: { header: false } }, 1);
+    expect(ds.columns.map((x: { name: string }) => x.name)).toEqual(['c1', 'c2', 'c3']);
+    expect(await rows(`SELECT c1, c2, c3 FROM ${name} ORDER BY c1`)).toEqual([
+      { c1: 'alpha', c2: 'beta', c3: 'gamma' },
+      { c1: 'delta', c2: 'epsilon', c3: 'zeta' },
+    ]);
+  });
+
+  it('a column with a DEFAULT the file does not fill takes it, computed from the row', async () => {
+    const p = uid('dflt');
+    await put(s3, bucket, `${p}/a.csv`, 'ts,label\n2024-03-05 10:00:00,x\n2024-03-06 11:00:00,\n');
+    const { name } = await load({
+      bucketUri: `s3://${bucket}/${p}/*.csv`,
+      format: 'csv',
+      columns: [
+        { name: 'ts', type: 'DateTime' },
+        { name: 'label', type: 'String', default: "'none'" },
+        { name: 'day', type: 'Date', default: 'toDate(ts)' },
+      ],
+    }, 1);
+    expect(await rows(`SELECT toString(ts) AS ts, label, toString(day) AS day FROM ${name} ORDER BY ts`)).toEqual([
+      { ts: '2024-03-05 10:00:00', label: 'x', day: '2024-03-05' },
+      { ts: '2024-03-06 11:00:00', label: 'none', day: '2024-03-06' },
+    ]);
+  });
+
   it('schema evolution: a later file with a new column extends the table; older rows read NULL; the status shows the change', async () => {
     const p = uid('evo');
     await put(s3, bucket, `${p}/2024-01.csv`, 'id,name\n1,a\n2,b\n');
