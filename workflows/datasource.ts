@@ -89,6 +89,13 @@ export const LEAN_TICKS_PATCH = 'lean-idle-ticks';
 export const IMPORT_BATCHES_PATCH = 'import-batches';
 /** Imports cancelled before they started are recorded 'cancelled' by the workflow (they never ran to do it). */
 export const RECORD_CANCELLED_PATCH = 'record-cancelled-imports';
+/**
+ * An execution whose import path an earlier version built prepares once
+ * more (prepare rebuilds only a path that differs from this version's): such
+ * a path could read columns named `c1`, `c2`... into the wrong column and
+ * left column DEFAULTs unapplied.
+ */
+export const RECHECK_IMPORT_PATH_PATCH = 'recheck-import-path';
 
 /** Set by prepare when no file exists yet to infer columns from. */
 const WAITING_FOR_FIRST_FILE = 'waiting for a first file to infer the schema from (or declare columns)';
@@ -136,6 +143,8 @@ export interface CarriedState {
   schemaChanges: SchemaChange[];
   nextRunAtMs: number | null;
   seq: number;
+  /** The import path was prepared by this version (or checked against it): see RECHECK_IMPORT_PATH_PATCH. */
+  importPathChecked?: boolean;
 }
 
 export interface DataSourceInput {
@@ -171,7 +180,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   // branches return them. An execution started by an older version has no
   // marker here: a replay answers false without remembering it, and the
   // check at the branch finds its marker where that version recorded it.
-  for (const id of [LEAN_TICKS_PATCH, IMPORT_BATCHES_PATCH, RECORD_CANCELLED_PATCH]) patched(id);
+  for (const id of [LEAN_TICKS_PATCH, IMPORT_BATCHES_PATCH, RECORD_CANCELLED_PATCH, RECHECK_IMPORT_PATH_PATCH]) patched(id);
   let spec = input.spec;
   const s: CarriedState = input.state ?? {
     columns: spec.columns ?? null,
@@ -801,6 +810,13 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
       upsertMemo({ spec });
     }
     if (deleteRequest) break;
+    // (Not in the initial state: an execution an earlier version started replays with this
+    // version's initial state, and must still be checked once it runs live.)
+    if (!s.importPathChecked && patched(RECHECK_IMPORT_PATH_PATCH)) {
+      // An import path an earlier version prepared is prepared again; every prepare from here on is this version's.
+      s.prepared = false;
+      s.importPathChecked = true;
+    }
     // Prepare eagerly, so the table exists as soon as the data source does;
     // not again right after a run-time attempt just failed.
     if (!s.prepared && !s.paused && eagerPrepare) await prepare();

@@ -376,6 +376,36 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
     });
   });
 
+  it('an execution carried on from an earlier version prepares its import path once more; one from this version does not', async () => {
+    const f = makeFakes();
+    f.add('p/a.csv');
+    const carried = (extra: Partial<CarriedState>): Omit<DataSourceInput, 'spec'> => ({
+      state: {
+        columns: [{ name: 'a', type: 'String' }], inferredFrom: null, prepared: true, paused: false, marker: null, cursor: null,
+        counters: { runs: 0, filesImported: 0, filesFailed: 0, rows: 0, quarantinedRows: 0, bytes: 0 },
+        lastRun: null, lastRunAt: null, error: null, syncRequested: false, backlog: false, retryKeys: [], retryAll: false, retryAfter: null,
+        notified: [], schemaChanges: [], nextRunAtMs: null, seq: 0, ...extra,
+      } satisfies CarriedState,
+    });
+    await withWorker(f, async (taskQueue) => {
+      // State an earlier version carried into a new run: prepared, never checked.
+      const older = await startDataSource(taskQueue, { schedule: '@on-demand' }, carried({}));
+      await until('the import path to be prepared again', () => f.calls.prepare.length === 1);
+      await older.handle.signal('sync');
+      await statusAfterRun(older.handle, 1);
+      expect(f.calls.imported).toEqual(['p/a.csv']);
+      // Once: the sync did not prepare again.
+      expect(f.calls.prepare).toHaveLength(1);
+      expect(f.calls.prepare[0]!.spec.name).toBe((await status(older.handle)).spec.name);
+
+      // This version's own state carried on: nothing to check.
+      const current = await startDataSource(taskQueue, { schedule: '@on-demand' }, carried({ importPathChecked: true }));
+      await current.handle.signal('sync');
+      await statusAfterRun(current.handle, 1);
+      expect(f.calls.prepare).toHaveLength(1);
+    });
+  });
+
   it(`drains a backlog of 450 files (batches of ${BATCH_SIZE}) in one sync, each file once`, async () => {
     const f = makeFakes();
     const keys = Array.from({ length: 450 }, (_, i) => `p/${String(i).padStart(4, '0')}.csv`);
