@@ -74,6 +74,9 @@ describe('the API while an insert holds the engine', () => {
     expect(res.status, JSON.stringify(res.body)).toBe(201);
     await eventually(`${name} to be prepared`, async () => (await c.request('GET', `/v1/datasources/${name}`)).body.columns);
     expect((await c.request('POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
+    // Asked at once after the sync, while the workflow takes it in: the answer is the workflow's own
+    // status (a query that goes unanswered is asked again), not the fallback for a query nobody answered.
+    const first = c.request('GET', `/v1/datasources/${name}`).then((r) => ({ ...r, beforeRelease: !released }));
     await requested;
 
     // Should the API wait for the engine after all, release it eventually so the test ends (and fails below).
@@ -89,8 +92,14 @@ describe('the API while an insert holds the engine', () => {
       ask('GET', '/metrics'),
       ask('POST', '/v1/sql', { query: `SELECT count() AS n FROM ${name}` }),
     ]);
+    const firstStatus = await first;
     release();
     clearTimeout(fallback);
+    expect(firstStatus.status).toBe(200);
+    expect(firstStatus.beforeRelease).toBe(true);
+    // The workflow's own view, not the fallback for a query nobody answered.
+    expect(firstStatus.body.status.error, JSON.stringify(firstStatus.body.status)).toBeNull();
+    expect(['idle', 'syncing']).toContain(firstStatus.body.status.state);
     for (const a of answers) {
       expect(a.status, `${a.path}: ${JSON.stringify(a.body)}`).toBe(200);
       expect(a.beforeRelease, `${a.path} answered only after the held statement was released`).toBe(true);
