@@ -119,7 +119,6 @@ export function inlineQueryParams<P extends ConnParams>(params: P): P {
 class SerialChdbConnection {
   readonly #inner: ClientConnection;
   #tail: Promise<unknown> = Promise.resolve();
-  #pending = 0;
 
   constructor(path: string) {
     // chdb's connection implements clickhouse-js's Connection contract against its
@@ -127,13 +126,7 @@ class SerialChdbConnection {
     this.#inner = createChdbConnection({ path }) as unknown as ClientConnection;
   }
 
-  /** Statements queued or running on this connection. */
-  get pending(): number {
-    return this.#pending;
-  }
-
   #run<P extends ConnParams, T>(params: P, fn: (p: P) => Promise<T>): Promise<T> {
-    this.#pending++;
     const start = () => {
       // A statement cancelled while it waited never starts.
       if (params.abort_signal?.aborted) throw new Error('The user aborted a request.');
@@ -144,7 +137,7 @@ class SerialChdbConnection {
       () => undefined,
       () => undefined,
     );
-    return p.finally(() => this.#pending--);
+    return p;
   }
 
   readonly connection: ClientConnection = {
