@@ -30,10 +30,16 @@ export const RUNS_TABLE = 's3ch_runs';
  * Rows written before `seq` existed read it as their `at`, so old data dirs
  * keep their order.
  *
+ * The order is the tuple `(status = 'success', seq)` written as one Int128
+ * (the success bit above every nanosecond `seq` can hold, so the order is
+ * the same for any DateTime64(9)): argMax compares it as a number, about a
+ * third of the CPU of a tuple, which is what status counts and file pages
+ * over 100,000-file ledgers spend their time on.
+ *
  * In the SELECT that uses it, alias no result `status`: ClickHouse would
  * resolve `status` inside the order to that alias (ILLEGAL_AGGREGATION).
  */
-export const LEDGER_ORDER = "(status = 'success', seq)";
+export const LEDGER_ORDER = "bitShiftLeft(toInt128(status = 'success'), 64) + toUnixTimestamp64Nano(seq)";
 /** `argMax(column, LEDGER_ORDER)`: the column's value in a version's latest event. */
 export const latestOf = (column: string) => `argMax(${column}, ${LEDGER_ORDER})`;
 /** A file version's latest status (use with GROUP BY datasource?, key, etag). */
