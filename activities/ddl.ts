@@ -76,7 +76,10 @@ function conversion(rawIn: string, type: string): { value: string; ok: string } 
   if (isTimeType(t.base)) converted = timeConversion(input, base, t.base);
   else if (/^U?Int\d+$/.test(t.base)) {
     // Booleans written as true/false (Parquet, JSON, many CSV writers) are 1/0 in an integer column.
-    converted = `accurateCastOrNull(multiIf(lower(${input}) = 'true', '1', lower(${input}) = 'false', '0', ${input}), ${quoteString(base)})`;
+    // Looked for only where the text is no number (`if` evaluates a branch for its rows only), so
+    // clean numbers pay nothing for it.
+    const number = `accurateCastOrNull(${input}, ${quoteString(base)})`;
+    converted = `if(isNull(${number}), accurateCastOrNull(multiIf(lower(${input}) = 'true', '1', lower(${input}) = 'false', '0', NULL), ${quoteString(base)}), ${number})`;
   } else if (t.base === 'Float32') {
     // A finite value too large for Float32 would become inf: it does not fit, so it is quarantined.
     converted = `if(isFinite(toFloat64OrNull(${input})) AND NOT isFinite(accurateCastOrNull(${input}, 'Float32')), NULL, accurateCastOrNull(${input}, 'Float32'))`;
