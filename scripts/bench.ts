@@ -55,6 +55,7 @@ import { callApp } from '../api/app.js';
 import { LEDGER_TABLE } from '../activities/ledger.js';
 import { ensureTools } from './tools.js';
 import { procCpuSeconds } from './bench/process-cpu.js';
+import { formatThreadCpu, startThreadCpu } from './bench/thread-cpu.js';
 import { runManySources } from './bench/many-sources.js';
 import { runDiscoveryIdle } from './bench/discovery-idle.js';
 import { runEventLatency } from './bench/event-latency.js';
@@ -79,7 +80,9 @@ const USAGE = `usage: npx tsx scripts/bench.ts [options]
   --out PATH        also write the results as JSON to PATH
   --keep            keep the temp dir (data, logs) for inspection
   --only LIST       run only these scenarios, comma-separated, of: ${SCENARIOS.join(', ')} (default: all)
-BENCH_SCALE=small  quick defaults: 2 files x 100000 rows, 300 small files`;
+  --threads         also print each import run's CPU by thread (engine queries, merges, JS main thread, ...)
+BENCH_SCALE=small  quick defaults: 2 files x 100000 rows, 300 small files
+S3CH_CHDB_*        the embedded engine's settings, as for npm start (e.g. S3CH_CHDB_IMPORT_SLOTS=3)`;
 
 /** Defaults by scale: the full run, or a quick one for a shared machine. */
 const SCALES = {
@@ -101,6 +104,8 @@ interface Options {
   out: string | null;
   keep: boolean;
   only: Set<Scenario>;
+  /** Sample CPU by thread during each import run (costs the JS thread a /proc read every 100 ms). */
+  threads: boolean;
 }
 
 class UsageError extends Error {}
@@ -120,6 +125,7 @@ function parseOptions(argv: string[]): Options {
       timeout: { type: 'string', default: '900' },
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      threads: { type: 'boolean', default: false },
       only: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -144,6 +150,7 @@ function parseOptions(argv: string[]): Options {
     timeoutMs: int('timeout', values.timeout, 10, 86_400) * 1000,
     out: values.out ? resolve(values.out) : null,
     keep: values.keep,
+    threads: values.threads,
     only: parseOnly(values.only),
   };
   const estimate = (o.files * o.rows + o.smallFiles * o.smallRows) * BYTES_PER_ROW_ESTIMATE;
@@ -210,6 +217,8 @@ interface Result {
   mbPerSecond: number;
   filesPerSecond: number;
   cpu: CpuUse | null;
+  /** CPU seconds by thread group (`--threads`). */
+  threads?: Record<string, number>;
 }
 
 function result(name: string, label: string, files: number, rows: number, bytes: number, seconds: number, cpu: CpuUse | null): Result {
@@ -423,9 +432,11 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
 
   // 2. chDB and the connector (worker + API in-process, API not served).
   step('starting chDB and the connector (bundling workflows) ...');
-  const destination: Destination = createDestination({ S3CH_DATA_DIR: join(root, 'connector'), CLICKHOUSE_DATABASE: 'default', CLICKHOUSE_URL: undefined, CLICKHOUSE_USER: 'default', CLICKHOUSE_PASSWORD: '' });
+  // The engine's own settings (S3CH_CHDB_IMPORT_SLOTS, ...) come from the environment, as for `npm start`.
+  const engine = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('S3CH_CHDB_')));
+  const env = envSchema.parse({ ...engine, S3CH_DATA_DIR: join(root, 'connector'), TEMPORAL_TASK_QUEUE: 's3ch-bench', LOG_LEVEL: 'warn' });
+  const destination: Destination = createDestination({ ...env, CLICKHOUSE_URL: undefined });
   cleanups.push(async () => destination.close().catch(() => undefined));
-  const env = envSchema.parse({ S3CH_DATA_DIR: join(root, 'connector'), TEMPORAL_TASK_QUEUE: 's3ch-bench', LOG_LEVEL: 'warn' });
   const connector: Connector = await startConnector({ env, connections: new Map([['local', local]]), temporalAddress: temporal.address, serveApi: false, destination });
   cleanups.push(async () => connector.stop().catch((e) => console.error(`[bench] stopping the connector: ${(e as Error).message}`)));
   const ch = destination.client;
@@ -497,9 +508,11 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
       await ch.command({ query: `CREATE TABLE ${table} (${columnsDdl}) ${engineDdl}` });
       await quiesce();
       const cpu0 = cpuSample();
+      const threads = opts.threads ? startThreadCpu() : null;
       const t0 = performance.now();
       await ch.command({ query: `INSERT INTO ${table} SELECT * FROM ${source}` });
       const r = result(`ceiling_${d.name}`, `ceiling: chDB s3() glob (${d.name})`, d.files, d.rows, d.bytes, (performance.now() - t0) / 1000, cpuSince(cpu0));
+      if (threads) r.threads = threads.stop();
       const got = await count(table);
       if (got !== d.rows) throw new BenchFailure(`${r.label}: table has ${got} rows, expected ${d.rows}`);
       await ch.command({ query: `DROP TABLE ${table} SYNC` });
@@ -562,6 +575,7 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     await sleep(300);
     await quiesce();
     const cpuStart = cpuSample();
+    const threads = opts.threads ? startThreadCpu() : null;
     const probe = d.unit === 'MB/s' ? startStatusProbe(api, name) : null;
     const t0 = performance.now();
     const t0Wall = Date.now();
@@ -595,10 +609,11 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     const recorded = (Number(last?.ms ?? 0) - t0Wall) / 1000;
     const secs = recorded > 0 && recorded <= polled ? recorded : polled;
     const cpu = cpuSince(cpuStart);
+    const byThread = threads?.stop();
     if (probe) statusLatency.set(d.name, await probe.stop());
     const got = await count(name);
     if (got !== d.rows) throw new BenchFailure(`table ${name} has ${got} rows, expected ${d.rows}`);
-    return result(d.name, `connector (${d.name})`, d.files, d.rows, d.bytes, secs, cpu);
+    return { ...result(d.name, `connector (${d.name})`, d.files, d.rows, d.bytes, secs, cpu), ...(byThread ? { threads: byThread } : {}) };
   };
 
   const results: Result[] = [];
@@ -646,6 +661,12 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   printTable(results);
   say();
   say('(ceilings: best of 2 runs; connector: one run, end to end through Temporal)');
+  const sampled = results.filter((r) => r.threads);
+  if (sampled.length) {
+    say();
+    say('CPU seconds by thread during each run (--threads; engine threads are named by their job, js-main is the API, the activities and this benchmark):');
+    for (const r of sampled) say(`  ${r.label}: ${formatThreadCpu(r.threads!)}`);
+  }
   printSummary(summary);
   say(`memory: RSS peak while the connector imported ${memoryDetail.rssPeakMb} MB (V8 heap ${memoryDetail.v8HeapAtPeakMb} MB, Node external ${memoryDetail.nodeExternalAtPeakMb} MB at that moment); chDB's own peak account ${memoryDetail.chdbTrackedPeakMb} MB; the whole process, data generation and ceilings included, ${memoryDetail.processRssPeakMb} MB`);
   say(`status probe (GET /v1/datasources/:name every ${PROBE_MS} ms while large files import): ${Object.entries(statusDetail).map(([k, v]) => `${k} p50 ${v.p50} / p95 ${v.p95} / max ${v.max} ms (${v.samples})`).join('; ')}`);
