@@ -45,7 +45,7 @@ import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
 import { createDestination, queryRows, type Destination } from '../clickhouse/destination.js';
-import { envSchema } from '../schemas/config.js';
+import { ConfigError, loadEnv } from '../schemas/config.js';
 import type { Connection } from '../schemas/connection.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 import { startConnector, type Connector } from '../worker/runtime.js';
@@ -434,7 +434,7 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   step('starting chDB and the connector (bundling workflows) ...');
   // The engine's own settings (S3CH_CHDB_IMPORT_SLOTS, ...) come from the environment, as for `npm start`.
   const engine = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('S3CH_CHDB_')));
-  const env = envSchema.parse({ ...engine, S3CH_DATA_DIR: join(root, 'connector'), TEMPORAL_TASK_QUEUE: 's3ch-bench', LOG_LEVEL: 'warn' });
+  const env = loadEnv({ ...engine, S3CH_DATA_DIR: join(root, 'connector'), TEMPORAL_TASK_QUEUE: 's3ch-bench', LOG_LEVEL: 'warn' });
   const destination: Destination = createDestination({ ...env, CLICKHOUSE_URL: undefined });
   cleanups.push(async () => destination.close().catch(() => undefined));
   const connector: Connector = await startConnector({ env, connections: new Map([['local', local]]), temporalAddress: temporal.address, serveApi: false, destination });
@@ -734,7 +734,7 @@ try {
 } catch (err) {
   code = 1;
   if (interrupted) await new Promise(() => undefined); // the signal handler cleans up and exits
-  const msg = err instanceof BenchFailure ? err.message : (err as Error)?.stack ?? String(err);
+  const msg = err instanceof BenchFailure || err instanceof ConfigError ? err.message : (err as Error)?.stack ?? String(err);
   process.stderr.write(`\nFAIL: ${msg}\n`);
 }
 await cleanup();
