@@ -89,6 +89,16 @@ export interface RunRecord {
 
 const ts = (d = new Date()) => d.toISOString().replace('T', ' ').replace('Z', '');
 
+/** A data source's counters from the ledger (see Ledger.stats). */
+export interface LedgerStats {
+  files: Record<FileStatus, number>;
+  rows: number;
+  bytes: number;
+  quarantinedRows: number;
+  /** Ledger rows the counters were computed from. */
+  events: number;
+}
+
 export class Ledger {
   constructor(private readonly client: ClickHouseClient, private readonly database: string) {}
 
@@ -260,23 +270,30 @@ export class Ledger {
     };
   }
 
-  /** Files by their latest status, with row/byte totals, per data source (all of them, or one). */
-  async allStats(datasource?: string): Promise<Array<{ datasource: string; status: string; files: number; rows: number; bytes: number; quarantined: number }>> {
-    const rows = await queryRows<{ datasource: string; status: string; files: string; rows: string; bytes: string; quarantined: string }>(
+  /**
+   * Files by their latest status, with row/byte totals, per data source (all
+   * of them, or one); `events` is how many ledger rows were read for them,
+   * what the read cost.
+   */
+  async allStats(datasource?: string): Promise<Array<{ datasource: string; status: string; files: number; rows: number; bytes: number; quarantined: number; events: number }>> {
+    const rows = await queryRows<{ datasource: string; status: string; files: string; rows: string; bytes: string; quarantined: string; events: string }>(
       this.client,
-      `SELECT datasource, latest AS status, count() AS files, sum(rows) AS rows, sum(bytes) AS bytes, sum(quarantined) AS quarantined FROM (
-         SELECT datasource, ${LATEST_STATUS} AS latest, ${latestOf('rows')} AS rows, ${latestOf('bytes')} AS bytes, ${latestOf('quarantined_rows')} AS quarantined
+      `SELECT datasource, latest AS status, count() AS files, sum(rows) AS rows, sum(bytes) AS bytes, sum(quarantined) AS quarantined, sum(events) AS events FROM (
+         SELECT datasource, ${LATEST_STATUS} AS latest, ${latestOf('rows')} AS rows, ${latestOf('bytes')} AS bytes, ${latestOf('quarantined_rows')} AS quarantined, count() AS events
          FROM ${this.t(LEDGER_TABLE)} ${datasource === undefined ? '' : 'WHERE datasource = {ds:String}'} GROUP BY datasource, key, etag)
        GROUP BY datasource, latest ORDER BY datasource, latest`,
       { ds: datasource ?? '' },
     );
-    return rows.map((r) => ({ datasource: r.datasource, status: r.status, files: Number(r.files), rows: Number(r.rows), bytes: Number(r.bytes), quarantined: Number(r.quarantined) }));
+    return rows.map((r) => ({ datasource: r.datasource, status: r.status, files: Number(r.files), rows: Number(r.rows), bytes: Number(r.bytes), quarantined: Number(r.quarantined), events: Number(r.events) }));
   }
 
-  /** One data source's file counts by status and the totals of its imported files (rows/bytes count only successes). */
-  async stats(datasource: string): Promise<{ files: Record<FileStatus, number>; rows: number; bytes: number; quarantinedRows: number }> {
+  /**
+   * One data source's file counts by status and the totals of its imported
+   * files (rows/bytes count only successes), and the ledger events read.
+   */
+  async stats(datasource: string): Promise<LedgerStats> {
     const files = Object.fromEntries(FILE_STATUSES.map((s) => [s, 0])) as Record<FileStatus, number>;
-    let rows = 0, bytes = 0, quarantinedRows = 0;
+    let rows = 0, bytes = 0, quarantinedRows = 0, events = 0;
     for (const r of await this.allStats(datasource)) {
       if ((FILE_STATUSES as readonly string[]).includes(r.status)) files[r.status as FileStatus] = r.files;
       if (r.status === 'success') {
@@ -284,8 +301,9 @@ export class Ledger {
         bytes += r.bytes;
         quarantinedRows += r.quarantined;
       }
+      events += r.events;
     }
-    return { files, rows, bytes, quarantinedRows };
+    return { files, rows, bytes, quarantinedRows, events };
   }
 
   async runCounts(): Promise<Array<{ datasource: string; runs: number; lastFinished: number }>> {

@@ -7,7 +7,8 @@ import { withCheckedExpressions } from '../clickhouse/spec-expressions.js';
 import { SqlGuardError } from '../clickhouse/sql-guard.js';
 import type { Destination } from '../clickhouse/destination.js';
 import { queryRows } from '../clickhouse/destination.js';
-import { ATTEMPTS, FILE_STATUSES, LATEST_STATUS, LEDGER_TABLE, Ledger, RUNS_TABLE, latestOf } from '../activities/ledger.js';
+import { ATTEMPTS, FILE_STATUSES, LATEST_STATUS, LEDGER_TABLE, Ledger, RUNS_TABLE, latestOf, type LedgerStats } from '../activities/ledger.js';
+import { ReusedReads } from './reused-reads.js';
 import type { S3Connections } from '../s3/connections.js';
 import { createSchemaTools, suggestTimeColumn } from '../activities/schema.js';
 import { dataSourcePatchSchema, dataSourceSpecSchema, normalizeSpec, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
@@ -65,6 +66,18 @@ const LIST_QUERY_TIMEOUT_MS = 2000;
 const ACCEPTED_DDL_CACHE = 1000;
 
 /** Run `fn` over `items` with at most `limit` at once, keeping order. */
+/**
+ * How long a data source's ledger counters are reused: never below a
+ * million ledger events (every read is fresh; one costs about 40 ms per
+ * 300,000 events on two cores), then 2 s per million events, at most 30 s.
+ * A console polling a data source of ten million files then costs
+ * ClickHouse a few percent of a core, not a full read per poll; what the
+ * API itself changes (a sync, retry, pause, delete) is read afresh.
+ */
+export function statsReuseMs(events: number): number {
+  return events < 1_000_000 ? 0 : Math.min(30_000, Math.round((events / 1_000_000) * 2000));
+}
+
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
@@ -421,16 +434,19 @@ export class DataSourceService {
     return this.resource(spec, view, stats, d.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined);
   }
 
-  /** Ledger counters being read, by data source: callers asking at the same moment share one read. */
-  private readonly statsReads = new Map<string, ReturnType<Ledger['stats']>>();
+  /** Ledger counters by data source: callers asking at the same moment share one read, and a costly read is reused a while (statsReuseMs). */
+  private readonly statsReads = new ReusedReads<LedgerStats>((s) => statsReuseMs(s.events));
 
-  private ledgerStats(name: string): ReturnType<Ledger['stats']> {
-    let read = this.statsReads.get(name);
-    if (!read) {
-      read = this.ledger.stats(name).finally(() => this.statsReads.delete(name));
-      this.statsReads.set(name, read);
-    }
-    return read;
+  private readonly allStatsReads = new ReusedReads<Awaited<ReturnType<Ledger['allStats']>>>((rows) => statsReuseMs(rows.reduce((n, r) => n + r.events, 0)));
+
+  /** Every data source's counters (for /metrics), reused as one data source's are, by the events read. */
+  allLedgerStats(): ReturnType<Ledger['allStats']> {
+    return this.allStatsReads.get('all', () => this.ledger.allStats());
+  }
+
+  private async ledgerStats(name: string): Promise<DataSourceResource['stats']> {
+    const { events: _events, ...stats } = await this.statsReads.get(name, () => this.ledger.stats(name));
+    return stats;
   }
 
   private resource(spec: DataSourceSpec, view: StatusView | null, stats: DataSourceResource['stats'], fallbackState?: DataSourceState): DataSourceResource {
@@ -534,6 +550,8 @@ export class DataSourceService {
   /** Send an update to a data source's workflow; a rejection (validator) becomes 409, an unknown name 404. */
   private async update<Ret, Args extends unknown[]>(name: string, def: UpdateDefinition<Ret, Args>, ...args: Args): Promise<Ret> {
     await this.describe(name);
+    // What it changes (a retry, a pause, a delete) shows in the next read of the counters.
+    this.statsReads.forget(name);
     try {
       const handle = this.handle(name);
       // executeUpdate's overloads split zero-argument and argument updates; one generic call serves both.
@@ -552,6 +570,7 @@ export class DataSourceService {
 
   async sync(name: string, reason = 'api'): Promise<void> {
     await this.describe(name);
+    this.statsReads.forget(name);
     await this.handle(name).signal(syncSignal, { reason });
   }
 

@@ -31,7 +31,7 @@ export function registerMetricsRoute(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
     const ledger = c.var.service.ledger;
     await ensureLedgerTables(ledger);
-    const [stats, runs] = await Promise.all([ledger.allStats(), ledger.runCounts()]);
+    const [stats, runs] = await Promise.all([c.var.service.allLedgerStats(), ledger.runCounts()]);
     const out: string[] = [];
     const family = (name: string, type: 'gauge' | 'counter', help: string, samples: Array<[Record<string, string>, number]>) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);

@@ -211,4 +211,30 @@ describe('the per-file ledger (Temporal dev server + MinIO + chDB)', () => {
     expect((await ledger.stats('old')).files).toMatchObject({ success: 1, running: 0, failure: 2, cancelled: 0 });
     await client.command({ query: `DROP DATABASE ${db}` });
   });
+
+  it('a data source with millions of ledger events has its counters reused for seconds; what the API changes is read afresh', async () => {
+    const name = uid('bigledger');
+    await create({ name, bucketUri: `s3://${bucket}/${uid('empty')}/*.csv` });
+    const client = (await processDestination()).client;
+    // 1,000,000 files imported (queued, running, success: 3 events each) make 3,000,000 events: counters kept 6 s.
+    await client.command({
+      query: `INSERT INTO ${LEDGER_TABLE} (datasource, key, etag, size, attempt, status, rows, quarantined_rows, bytes, error, run_id, at)
+              SELECT {ds:String}, concat('k/', toString(number % 1000000)), 'e', 10, 1, ['queued', 'running', 'success'][intDiv(number, 1000000) + 1], 2, 0, 10, '', 'r',
+                     now64(3) + intDiv(number, 1000000)
+              FROM numbers(3000000)`,
+      query_params: { ds: name },
+    });
+    const first = await get(name);
+    expect(first.stats.files.success).toBe(1_000_000);
+    expect(first.stats.rows).toBe(2_000_000);
+    expect(first.stats).not.toHaveProperty('events');
+    // One more file lands in the ledger behind the API's back: the next reads reuse the counters.
+    const more = new Ledger(client, 'default');
+    await more.record([{ datasource: name, key: 'k/extra', etag: 'e', size: 10, attempt: 1, status: 'success', rows: 2, bytes: 10 }]);
+    expect((await get(name)).stats.files.success).toBe(1_000_000);
+    // A sync asked through the API drops them: the next read counts the new file.
+    expect((await c.request('POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
+    expect((await get(name)).stats.files.success).toBe(1_000_001);
+    await client.command({ query: `DELETE FROM ${LEDGER_TABLE} WHERE datasource = {ds:String}`, query_params: { ds: name } });
+  });
 });

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDestination, queryRows, type Destination } from '../../clickhouse/destination.js';
-import { LEDGER_ORDER, latestOf } from '../../activities/ledger.js';
+import { LEDGER_ORDER, Ledger, latestOf } from '../../activities/ledger.js';
 import { loadEnv } from '../../schemas/config.js';
 
 /**
@@ -55,5 +55,20 @@ describe('the ledger order as one number', () => {
       'before-1970-only': ['running', '1950-06-01 00:00:00.000000000'],
       'success-beats-running-at-the-same-time': ['success', '2030-01-01 00:00:00.123456789'],
     });
+  });
+
+  it('reads a data source\'s counters with the number of ledger events they came from', async () => {
+    const ledger = new Ledger(d.client, d.database);
+    await ledger.ensureTables();
+    const event = (key: string, etag: string, status: 'queued' | 'running' | 'success' | 'failure', rows = 0) =>
+      ({ datasource: 'counted', key, etag, size: 10, attempt: status === 'queued' ? 0 : 1, status, rows, quarantined_rows: 0, bytes: status === 'success' ? 10 : 0 });
+    // One event per call, so ClickHouse's receive time orders them.
+    for (const e of [event('a', '1', 'queued'), event('a', '1', 'running'), event('a', '1', 'success', 5), event('b', '1', 'queued'), event('b', '1', 'running'), event('b', '1', 'failure')]) {
+      await ledger.record([e]);
+    }
+    await ledger.record([{ ...event('x', '1', 'success', 7), datasource: 'another' }]);
+    const stats = await ledger.stats('counted');
+    expect(stats).toMatchObject({ rows: 5, bytes: 10, events: 6 });
+    expect(stats.files).toMatchObject({ success: 1, failure: 1, queued: 0, running: 0 });
   });
 });
