@@ -28,7 +28,7 @@ export class ReusedReads<T> {
         const value = await read();
         if (this.running.get(key) === entry) {
           const ms = this.reuseMs(value);
-          if (ms > 0) this.kept.set(key, { value, until: this.now() + ms });
+          if (ms > 0) this.keep(key, value, ms);
         }
         return value;
       } finally {
@@ -43,5 +43,19 @@ export class ReusedReads<T> {
   forget(key: string): void {
     this.kept.delete(key);
     this.running.delete(key);
+  }
+
+  /** `forget` every key that starts with `prefix`. */
+  forgetPrefix(prefix: string): void {
+    for (const key of [...this.kept.keys(), ...this.running.keys()]) if (key.startsWith(prefix)) this.forget(key);
+  }
+
+  /** Keep an answer; answers past their time are dropped once many are kept, so keys read once do not pile up. */
+  private keep(key: string, value: T, ms: number): void {
+    if (this.kept.size >= 256) {
+      const now = this.now();
+      for (const [k, v] of this.kept) if (v.until <= now) this.kept.delete(k);
+    }
+    this.kept.set(key, { value, until: this.now() + ms });
   }
 }

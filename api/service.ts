@@ -444,9 +444,20 @@ export class DataSourceService {
     return this.allStatsReads.get('all', () => this.ledger.allStats());
   }
 
+  /** Ledger events per data source, as its last counters read found them: what a read of its files costs. */
+  private readonly ledgerEvents = new Map<string, number>();
+
   private async ledgerStats(name: string): Promise<DataSourceResource['stats']> {
-    const { events: _events, ...stats } = await this.statsReads.get(name, () => this.ledger.stats(name));
+    const { events, ...stats } = await this.statsReads.get(name, () => this.ledger.stats(name));
+    this.ledgerEvents.set(name, events);
     return stats;
+  }
+
+  /** The API changed something of this data source (a sync, retry, pause, delete): its next reads are fresh. */
+  private readAfresh(name: string): void {
+    this.ledgerEvents.delete(name);
+    this.statsReads.forget(name);
+    this.fileReads.forgetPrefix(`${name}\u0000`);
   }
 
   private resource(spec: DataSourceSpec, view: StatusView | null, stats: DataSourceResource['stats'], fallbackState?: DataSourceState): DataSourceResource {
@@ -550,8 +561,8 @@ export class DataSourceService {
   /** Send an update to a data source's workflow; a rejection (validator) becomes 409, an unknown name 404. */
   private async update<Ret, Args extends unknown[]>(name: string, def: UpdateDefinition<Ret, Args>, ...args: Args): Promise<Ret> {
     await this.describe(name);
-    // What it changes (a retry, a pause, a delete) shows in the next read of the counters.
-    this.statsReads.forget(name);
+    // What it changes (a retry, a pause, a delete) shows in the next reads.
+    this.readAfresh(name);
     try {
       const handle = this.handle(name);
       // executeUpdate's overloads split zero-argument and argument updates; one generic call serves both.
@@ -570,7 +581,7 @@ export class DataSourceService {
 
   async sync(name: string, reason = 'api'): Promise<void> {
     await this.describe(name);
-    this.statsReads.forget(name);
+    this.readAfresh(name);
     await this.handle(name).signal(syncSignal, { reason });
   }
 
@@ -672,6 +683,16 @@ export class DataSourceService {
         throw badRequest('invalid cursor', [{ field: 'cursor', message: 'not a cursor returned by this API' }]);
       }
     }
+    // A page of a data source known to have millions of ledger events is reused as its counters are.
+    const reuseMs = statsReuseMs(this.ledgerEvents.get(name) ?? 0);
+    if (reuseMs === 0) return this.filesPage(name, q, after);
+    const { page } = await this.fileReads.get(`${name}\u0000${JSON.stringify([q.status, q.search, q.limit, q.cursor])}`, async () => ({ page: await this.filesPage(name, q, after), reuseMs }));
+    return page;
+  }
+
+  private readonly fileReads = new ReusedReads<{ page: Awaited<ReturnType<DataSourceService['filesPage']>>; reuseMs: number }>((v) => v.reuseMs);
+
+  private async filesPage(name: string, q: { status?: string; search?: string; limit: number }, after: { updatedAt: string; key: string; etag: string } | null) {
     const rows = await queryRows<{ key: string; etag: string; size: string; latest: string; attempts: number; rows: string; quarantinedRows: string; error: string; updatedAt: string; generation: string }>(
       this.deps.destination.client,
       `SELECT key, etag, ${latestOf('size')} AS size, ${LATEST_STATUS} AS latest, ${ATTEMPTS} AS attempts, max(generation) AS generation,

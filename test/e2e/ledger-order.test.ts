@@ -212,15 +212,15 @@ describe('the per-file ledger (Temporal dev server + MinIO + chDB)', () => {
     await client.command({ query: `DROP DATABASE ${db}` });
   });
 
-  it('a data source with millions of ledger events has its counters reused for seconds; what the API changes is read afresh', async () => {
+  it('a data source with millions of ledger events has its counters and file pages reused for seconds; what the API changes is read afresh', async () => {
     const name = uid('bigledger');
     await create({ name, bucketUri: `s3://${bucket}/${uid('empty')}/*.csv` });
     const client = (await processDestination()).client;
-    // 1,000,000 files imported (queued, running, success: 3 events each) make 3,000,000 events: counters kept 6 s.
+    // 1,000,000 files imported an hour ago (queued, running, success: 3 events each) make 3,000,000 events: reads kept 6 s.
     await client.command({
       query: `INSERT INTO ${LEDGER_TABLE} (datasource, key, etag, size, attempt, status, rows, quarantined_rows, bytes, error, run_id, at)
               SELECT {ds:String}, concat('k/', toString(number % 1000000)), 'e', 10, 1, ['queued', 'running', 'success'][intDiv(number, 1000000) + 1], 2, 0, 10, '', 'r',
-                     now64(3) + intDiv(number, 1000000)
+                     subtractHours(now64(3), 1) + intDiv(number, 1000000)
               FROM numbers(3000000)`,
       query_params: { ds: name },
     });
@@ -228,13 +228,22 @@ describe('the per-file ledger (Temporal dev server + MinIO + chDB)', () => {
     expect(first.stats.files.success).toBe(1_000_000);
     expect(first.stats.rows).toBe(2_000_000);
     expect(first.stats).not.toHaveProperty('events');
-    // One more file lands in the ledger behind the API's back: the next reads reuse the counters.
+    const newest = async () => {
+      const res = await c.request('GET', `/v1/datasources/${name}/files?limit=1`);
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      return res.body.items[0].key as string;
+    };
+    const newestBefore = await newest();
+    expect(newestBefore).toMatch(/^k\/\d+$/);
+    // One more file lands in the ledger behind the API's back: the next reads reuse the counters and the page.
     const more = new Ledger(client, 'default');
     await more.record([{ datasource: name, key: 'k/extra', etag: 'e', size: 10, attempt: 1, status: 'success', rows: 2, bytes: 10 }]);
     expect((await get(name)).stats.files.success).toBe(1_000_000);
-    // A sync asked through the API drops them: the next read counts the new file.
+    expect(await newest()).toBe(newestBefore);
+    // A sync asked through the API drops them: the next reads see the new file.
     expect((await c.request('POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
     expect((await get(name)).stats.files.success).toBe(1_000_001);
+    expect(await newest()).toBe('k/extra');
     await client.command({ query: `DELETE FROM ${LEDGER_TABLE} WHERE datasource = {ds:String}`, query_params: { ds: name } });
   });
 });
