@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Session } from 'chdb';
-import { buildImportPlan, jsonPathExtract, ndjsonValue, topLevelKey } from '../../activities/ddl.js';
+import { buildImportPlan, jsonPathExtract, ndjsonValues, topLevelKey } from '../../activities/ddl.js';
 import { readDatasourceFile } from '../../schemas/datasource-file.js';
 import { dataSourceSpecSchema, normalizeSpec } from '../../schemas/datasource.js';
 
@@ -41,14 +41,25 @@ describe('top-level NDJSON keys from one parse per line, run in chDB', () => {
   });
 
   it('gives every value exactly as the JSONPath extraction does, for valid, odd and invalid lines', () => {
-    for (const key of keys) {
-      const path = /^[A-Za-z]+$/.test(key) ? `$.${key}` : `$['${key}']`;
-      expect(topLevelKey(path)).toBe(key);
-      const got = rows<{ fast: string | null; slow: string | null }>(
-        `SELECT ${ndjsonValue(path)} AS fast, ${jsonPathExtract(path)} AS slow FROM (SELECT arrayJoin([${lines.map(sqlString).join(', ')}]) AS line)`,
-      );
-      expect(got.map((r) => r.fast), key).toEqual(got.map((r) => r.slow));
-    }
+    const paths = keys.map((key) => (/^[A-Za-z]+$/.test(key) ? `$.${key}` : `$['${key}']`));
+    paths.forEach((path, i) => expect(topLevelKey(path)).toBe(keys[i]));
+    // Every column of one data source read together (one parse shared), as the import reads them.
+    const read = ndjsonValues(paths);
+    const got = rows<Record<string, string | number | null>>(
+      `SELECT ${paths.map((p, i) => `${read.values[i]} AS fast${i}, ${jsonPathExtract(p)} AS slow${i}`).join(', ')}, ${read.valid} AS valid, isValidJSON(line) AS expected_valid
+       FROM (SELECT arrayJoin([${lines.map(sqlString).join(', ')}]) AS line)`,
+    );
+    expect(got).toHaveLength(lines.length);
+    paths.forEach((_, i) => expect(got.map((r) => r[`fast${i}`]), keys[i]).toEqual(got.map((r) => r[`slow${i}`])));
+    expect(got.map((r) => Number(r.valid))).toEqual(got.map((r) => Number(r.expected_valid)));
+  });
+
+  it('reads a key no Tuple element can be named, and nested paths, beside the shared parse', () => {
+    const paths = ['$.s', "$['k`tick']", "$['back\\slash']", '$.o.x[1].y'];
+    const read = ndjsonValues(paths);
+    const line = JSON.stringify({ s: 'plain', 'k`tick': 'tick', 'back\\slash': 'slash', o: { x: [1, { y: 'z' }] } });
+    const [got] = rows<Record<string, string | null>>(`SELECT ${read.values.map((v, i) => `${v} AS v${i}`).join(', ')}, ${read.valid} AS valid FROM (SELECT ${sqlString(line)} AS line)`);
+    expect(got).toEqual({ v0: 'plain', v1: 'tick', v2: 'slash', v3: 'z', valid: 1 });
   });
 });
 
