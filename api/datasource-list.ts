@@ -115,23 +115,24 @@ export async function listVisibilityPage(
 /**
  * File counts by latest status, row/byte totals of imported files, and the
  * last recorded run, for every name of a page: one statement, grouped by
- * data source, whatever the page size.
+ * data source, whatever the page size; `events` is how many ledger rows it
+ * read, what it cost.
  */
-export async function pageStats(client: ClickHouseClient, metaDb: string, names: string[]): Promise<Map<string, PageStats>> {
+export async function pageStats(client: ClickHouseClient, metaDb: string, names: string[]): Promise<{ byName: Map<string, PageStats>; events: number }> {
   const out = new Map<string, PageStats>();
   for (const name of names) {
     out.set(name, { files: Object.fromEntries(FILE_STATUSES.map((s) => [s, 0])) as Record<FileStatus, number>, rows: 0, bytes: 0, quarantinedRows: 0, lastRunAt: null });
   }
-  if (names.length === 0) return out;
+  if (names.length === 0) return { byName: out, events: 0 };
   const db = quoteIdent(metaDb);
-  const rows = await queryRows<{ datasource: string; status: string; files: string; rows: string; bytes: string; quarantined: string; last: string }>(
+  const rows = await queryRows<{ datasource: string; status: string; files: string; rows: string; bytes: string; quarantined: string; events: string; last: string }>(
     client,
-    `SELECT datasource, latest AS status, count() AS files, sum(rows) AS rows, sum(bytes) AS bytes, sum(quarantined) AS quarantined, '' AS last FROM (
-       SELECT datasource, ${LATEST_STATUS} AS latest, ${latestOf('rows')} AS rows, ${latestOf('bytes')} AS bytes, ${latestOf('quarantined_rows')} AS quarantined
+    `SELECT datasource, latest AS status, count() AS files, sum(rows) AS rows, sum(bytes) AS bytes, sum(quarantined) AS quarantined, sum(events) AS events, '' AS last FROM (
+       SELECT datasource, ${LATEST_STATUS} AS latest, ${latestOf('rows')} AS rows, ${latestOf('bytes')} AS bytes, ${latestOf('quarantined_rows')} AS quarantined, count() AS events
        FROM ${db}.${LEDGER_TABLE} WHERE datasource IN {names:Array(String)} GROUP BY datasource, key, etag)
      GROUP BY datasource, latest
      UNION ALL
-     SELECT datasource, '' AS status, 0 AS files, 0 AS rows, 0 AS bytes, 0 AS quarantined, toString(max(finished_at)) AS last
+     SELECT datasource, '' AS status, 0 AS files, 0 AS rows, 0 AS bytes, 0 AS quarantined, 0 AS events, toString(max(finished_at)) AS last
      FROM ${db}.${RUNS_TABLE} WHERE datasource IN {names:Array(String)} GROUP BY datasource`,
     { names },
   ).catch((err: Error) => {
@@ -139,7 +140,9 @@ export async function pageStats(client: ClickHouseClient, metaDb: string, names:
     if (/UNKNOWN_TABLE|doesn't exist|does not exist/i.test(err.message)) return [];
     throw err;
   });
+  let events = 0;
   for (const r of rows) {
+    events += Number(r.events);
     const s = out.get(r.datasource);
     if (!s) continue;
     if (r.last) {
@@ -153,7 +156,7 @@ export async function pageStats(client: ClickHouseClient, metaDb: string, names:
       s.quarantinedRows = Number(r.quarantined);
     }
   }
-  return out;
+  return { byName: out, events };
 }
 
 /** The counters of a resource (the list's last run goes into its status). */

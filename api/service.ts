@@ -376,7 +376,7 @@ export class DataSourceService {
       this.globWarnings(spec),
       pageStats(this.deps.destination.client, this.metaDb, [spec.name]),
     ]);
-    return { ...this.listedResource({ name: spec.name, spec, state: 'idle', memoStatus: undefined }, stats.get(spec.name)!), warnings };
+    return { ...this.listedResource({ name: spec.name, spec, state: 'idle', memoStatus: undefined }, stats.byName.get(spec.name)!), warnings };
   }
 
   /**
@@ -458,6 +458,8 @@ export class DataSourceService {
     this.ledgerEvents.delete(name);
     this.statsReads.forget(name);
     this.fileReads.forgetPrefix(`${name}\u0000`);
+    // List pages are kept by their names: any that may hold this data source.
+    this.pageReads.forgetPrefix('');
   }
 
   private resource(spec: DataSourceSpec, view: StatusView | null, stats: DataSourceResource['stats'], fallbackState?: DataSourceState): DataSourceResource {
@@ -504,7 +506,9 @@ export class DataSourceService {
     const query = visibilityQuery(this.deps.taskQueue, q);
     const token = q.cursor === undefined ? undefined : decodeCursor(q.cursor, query);
     const page = await listVisibilityPage(this.deps.temporal, query, q.limit, token);
-    const stats = await pageStats(this.deps.destination.client, this.metaDb, page.items.map((f) => f.name));
+    const names = page.items.map((f) => f.name);
+    // A page's counters are reused as one data source's are, by the ledger events they cost.
+    const { byName: stats } = await this.pageReads.get(JSON.stringify(names), () => pageStats(this.deps.destination.client, this.metaDb, names));
     // Without the search attribute the state is known only to the workflow: ask each (bounded, in parallel).
     const views = this.deps.searchAttributes ? null : await mapLimit(page.items, 16, (f) => this.status(f.name, LIST_QUERY_TIMEOUT_MS));
     return {
@@ -689,6 +693,8 @@ export class DataSourceService {
     const { page } = await this.fileReads.get(`${name}\u0000${JSON.stringify([q.status, q.search, q.limit, q.cursor])}`, async () => ({ page: await this.filesPage(name, q, after), reuseMs }));
     return page;
   }
+
+  private readonly pageReads = new ReusedReads<Awaited<ReturnType<typeof pageStats>>>((p) => statsReuseMs(p.events));
 
   private readonly fileReads = new ReusedReads<{ page: Awaited<ReturnType<DataSourceService['filesPage']>>; reuseMs: number }>((v) => v.reuseMs);
 

@@ -212,7 +212,7 @@ describe('the per-file ledger (Temporal dev server + MinIO + chDB)', () => {
     await client.command({ query: `DROP DATABASE ${db}` });
   });
 
-  it('a data source with millions of ledger events has its counters and file pages reused for seconds; what the API changes is read afresh', async () => {
+  it('a data source with millions of ledger events has its counters, file pages and list entry reused for seconds; what the API changes is read afresh', async () => {
     const name = uid('bigledger');
     await create({ name, bucketUri: `s3://${bucket}/${uid('empty')}/*.csv` });
     const client = (await processDestination()).client;
@@ -235,15 +235,24 @@ describe('the per-file ledger (Temporal dev server + MinIO + chDB)', () => {
     };
     const newestBefore = await newest();
     expect(newestBefore).toMatch(/^k\/\d+$/);
+    // The list's page of data sources (here the one) has the same counters.
+    const listed = async () => {
+      const res = await c.request('GET', `/v1/datasources?prefix=${name}&limit=10`);
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      return (res.body.items as Array<{ name: string; stats: { files: { success: number } } }>).find((i) => i.name === name)?.stats.files.success ?? null;
+    };
+    expect(await eventually(`${name} listed`, listed, 30_000)).toBe(1_000_000);
     // One more file lands in the ledger behind the API's back: the next reads reuse the counters and the page.
     const more = new Ledger(client, 'default');
     await more.record([{ datasource: name, key: 'k/extra', etag: 'e', size: 10, attempt: 1, status: 'success', rows: 2, bytes: 10 }]);
     expect((await get(name)).stats.files.success).toBe(1_000_000);
     expect(await newest()).toBe(newestBefore);
+    expect(await listed()).toBe(1_000_000);
     // A sync asked through the API drops them: the next reads see the new file.
     expect((await c.request('POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
     expect((await get(name)).stats.files.success).toBe(1_000_001);
     expect(await newest()).toBe('k/extra');
+    expect(await listed()).toBe(1_000_001);
     await client.command({ query: `DELETE FROM ${LEDGER_TABLE} WHERE datasource = {ds:String}`, query_params: { ds: name } });
   });
 });
