@@ -65,7 +65,6 @@ const LIST_QUERY_TIMEOUT_MS = 2000;
 /** Accepted table definitions remembered (see `acceptedDdl`). */
 const ACCEPTED_DDL_CACHE = 1000;
 
-/** Run `fn` over `items` with at most `limit` at once, keeping order. */
 /**
  * How long a data source's ledger counters are reused: never below a
  * million ledger events (every read is fresh; one costs about 40 ms per
@@ -78,6 +77,7 @@ export function statsReuseMs(events: number): number {
   return events < 1_000_000 ? 0 : Math.min(30_000, Math.round((events / 1_000_000) * 2000));
 }
 
+/** Run `fn` over `items` with at most `limit` at once, keeping order. */
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
@@ -437,6 +437,12 @@ export class DataSourceService {
   /** Ledger counters by data source: callers asking at the same moment share one read, and a costly read is reused a while (statsReuseMs). */
   private readonly statsReads = new ReusedReads<LedgerStats>((s) => statsReuseMs(s.events));
 
+  /** List pages' counters, by the page's names, reused by the ledger events they cost. */
+  private readonly pageReads = new ReusedReads<Awaited<ReturnType<typeof pageStats>>>((p) => statsReuseMs(p.events));
+
+  /** File pages of data sources known to be large, by data source and query, reused for as long as the read says. */
+  private readonly fileReads = new ReusedReads<{ page: Awaited<ReturnType<DataSourceService['filesPage']>>; reuseMs: number }>((v) => v.reuseMs);
+
   private readonly allStatsReads = new ReusedReads<Awaited<ReturnType<Ledger['allStats']>>>((rows) => statsReuseMs(rows.reduce((n, r) => n + r.events, 0)));
 
   /** Every data source's counters (for /metrics), reused as one data source's are, by the events read. */
@@ -693,10 +699,6 @@ export class DataSourceService {
     const { page } = await this.fileReads.get(`${name}\u0000${JSON.stringify([q.status, q.search, q.limit, q.cursor])}`, async () => ({ page: await this.filesPage(name, q, after), reuseMs }));
     return page;
   }
-
-  private readonly pageReads = new ReusedReads<Awaited<ReturnType<typeof pageStats>>>((p) => statsReuseMs(p.events));
-
-  private readonly fileReads = new ReusedReads<{ page: Awaited<ReturnType<DataSourceService['filesPage']>>; reuseMs: number }>((v) => v.reuseMs);
 
   private async filesPage(name: string, q: { status?: string; search?: string; limit: number }, after: { updatedAt: string; key: string; etag: string } | null) {
     const rows = await queryRows<{ key: string; etag: string; size: string; latest: string; attempts: number; rows: string; quarantinedRows: string; error: string; updatedAt: string; generation: string }>(
