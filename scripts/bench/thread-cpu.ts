@@ -1,7 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-
-/** Clock ticks per second of /proc times (USER_HZ, 100 on Linux). */
-const CLK_TCK = 100;
+import { parseStat } from './process-cpu.js';
 
 /** The name and CPU seconds (user + system) of each thread of this process, by thread id. */
 function threadTimes(): Map<string, { name: string; seconds: number }> {
@@ -14,10 +12,7 @@ function threadTimes(): Map<string, { name: string; seconds: number }> {
   }
   for (const tid of tids) {
     try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(tid, { name, seconds: (Number(fields[11]) + Number(fields[12])) / CLK_TCK });
+      out.set(tid, parseStat(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')));
     } catch {
       // The thread ended between the listing and the read.
     }
@@ -30,7 +25,8 @@ function threadTimes(): Map<string, { name: string; seconds: number }> {
  * itself (API, activities, the benchmark's own polling), every other thread
  * by its name without a trailing number (ClickHouse names its threads by
  * the job they run: QueryPipelineEx, ChunkParser, MergeMutate, ...; the
- * Temporal bridge's are tokio-runtime-w, libuv's libuv-worker).
+ * Temporal bridge's are tokio-runtime-w; on Node 20 libuv's threads, where
+ * chDB runs a statement's own stream, keep the process name `node`).
  */
 function group(tid: string, name: string): string {
   if (tid === String(process.pid)) return 'js-main';
