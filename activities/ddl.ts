@@ -156,7 +156,9 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
       structure: 'line String',
       inputFormat: 'LineAsString',
       values: read.values,
-      tail: `if(${read.valid}, '', 'invalid JSON') AS _row_error, line AS _raw_line`,
+      // A line of valid JSON that is no object (an array, a string, a number) has no keys: loading it
+      // would add a row of defaults, so it is quarantined and says why.
+      tail: `multiIf(NOT (${read.valid}), 'invalid JSON', NOT ${read.isObject}, 'not a JSON object', '') AS _row_error, line AS _raw_line`,
       settings: {},
     };
   }
@@ -248,7 +250,8 @@ function topLevelValue(key: string): string {
  * The text of NDJSON columns at `paths` in the line, each as jsonPathExtract
  * gives it (strings unquoted, numbers as ClickHouse renders them, objects
  * and arrays as JSON text, NULL when absent or null; the first of duplicate
- * keys), and `valid`, the condition that the line is JSON.
+ * keys), `valid`, the condition that the line is JSON, and `isObject`, that
+ * it starts as an object does (with `valid`: that it is one).
  *
  * Top-level keys are read by one JSONExtract of the line into a named Tuple
  * of strings, which matches keys by name in one pass (2.4x faster than
@@ -258,7 +261,7 @@ function topLevelValue(key: string): string {
  * Keys a Tuple element cannot be named (a backtick, a backslash) share the
  * parse into keys and raw values; other paths are read by JSONPath.
  */
-export function ndjsonValues(paths: string[]): { values: string[]; valid: string } {
+export function ndjsonValues(paths: string[]): { values: string[]; valid: string; isObject: string } {
   const keys = paths.map(topLevelKey);
   const named = [...new Set(keys.filter((k): k is string => k !== null && !/[`\\]/.test(k)))];
   // An object's line starts with '{', after any JSON whitespace (the regex only for the rare line
@@ -274,7 +277,7 @@ export function ndjsonValues(paths: string[]): { values: string[]; valid: string
   });
   // A line with keys parsed is valid JSON: only the others are checked on their own.
   const parsed = keys.some((k) => k !== null && !named.includes(k));
-  return { values, valid: `${parsed ? `notEmpty(${LINE_KEYS_AND_VALUES}) OR ` : ''}isValidJSON(line)` };
+  return { values, valid: `${parsed ? `notEmpty(${LINE_KEYS_AND_VALUES}) OR ` : ''}isValidJSON(line)`, isObject };
 }
 
 /**

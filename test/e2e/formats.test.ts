@@ -139,6 +139,9 @@ describe('formats, compression, inference and quarantine', () => {
       JSON.stringify({ id: 2, user: { name: 'bob' }, ts: '2024-05-02T12:00:00.250Z' }),
       '{"id": 3, "user": {"name": "broken"',
       JSON.stringify({ id: 4, user: { name: null, tags: [] }, ts: 1714608000, score: null }),
+      // Valid JSON but no object: no row of defaults.
+      '[5, {"name": "array"}]',
+      '  "a string"',
     ];
     await put(s3, bucket, `${p}/a.ndjson`, lines.join('\n') + '\n');
     const { name } = await load(
@@ -161,8 +164,11 @@ describe('formats, compression, inference and quarantine', () => {
       { id: 4, user_name: null, first_tag: '', ts: '2024-05-02 00:00:00.000', score: 0 },
     ]);
     const q = await c.request('GET', `/v1/datasources/${name}/quarantine`);
-    expect(q.body.items).toHaveLength(1);
-    expect(q.body.items[0]).toMatchObject({ line: 3, error: 'invalid JSON', raw: lines[2] });
+    expect(q.body.items.map((i: { line: number }) => i.line).sort()).toEqual([3, 5, 6]);
+    const byLine = Object.fromEntries(q.body.items.map((i: { line: number }) => [i.line, i]));
+    expect(byLine[3]).toMatchObject({ error: 'invalid JSON', raw: lines[2] });
+    expect(byLine[5]).toMatchObject({ error: 'not a JSON object', raw: lines[4] });
+    expect(byLine[6]).toMatchObject({ error: 'not a JSON object', raw: lines[5] });
   });
 
   it('Parquet written by ClickHouse: nulls, timestamps, decimals, dates, lists; columns inferred from the file', async () => {
