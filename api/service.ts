@@ -688,7 +688,9 @@ export class DataSourceService {
     let after: { updatedAt: string; key: string; etag: string } | null = null;
     if (q.cursor) {
       try {
-        after = z.object({ updatedAt: z.string(), key: z.string(), etag: z.string() }).parse(JSON.parse(Buffer.from(q.cursor, 'base64url').toString('utf8')));
+        // updatedAt is ClickHouse's text of a DateTime64(9) (toString(max(seq))): anything else is not ours.
+        const updatedAt = z.string().regex(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,9})?$/);
+        after = z.object({ updatedAt, key: z.string(), etag: z.string() }).parse(JSON.parse(Buffer.from(q.cursor, 'base64url').toString('utf8')));
       } catch {
         throw badRequest('invalid cursor', [{ field: 'cursor', message: 'not a cursor returned by this API' }]);
       }
