@@ -6,7 +6,7 @@
 import { createDestination } from '../clickhouse/destination.js';
 import { S3Connections } from '../s3/connections.js';
 import { ConfigError, loadConnections, loadEnv } from '../schemas/config.js';
-import { connectClient, hasSearchAttributes } from '../temporal/client.js';
+import { closeConnection, connectClient, hasSearchAttributes } from '../temporal/client.js';
 import { createApp } from './app.js';
 import { parseAllowedHosts, parseTokens } from './auth.js';
 import { listen } from './listen.js';
@@ -34,7 +34,7 @@ try {
     process.once(sig, () => {
       void (async () => {
         await listening.close();
-        await client.connection.close();
+        await closeConnection(client.connection);
         s3.close();
         await destination.close();
         process.exit(0);

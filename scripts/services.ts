@@ -14,7 +14,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
-import { Connection } from '@temporalio/client';
+import { closeConnection, openConnection } from '../temporal/client.js';
 
 export interface RunningService {
   name: string;
@@ -395,7 +395,7 @@ export async function startTemporalDevServer(
     `Temporal dev server on ${address} (namespace "${namespace}")`,
     async () => {
       if (!(await tcpOpen(host, opts.port))) return false;
-      const connection = await Connection.connect({ address, connectTimeout: 2000 });
+      const connection = await openConnection({ address, connectTimeout: 2000 });
       try {
         return await connection.withDeadline(Date.now() + 5000, async () => {
           await connection.workflowService.describeNamespace({ namespace });
@@ -406,7 +406,7 @@ export async function startTemporalDevServer(
           return searchAttributes.every(([key]) => key in custom);
         });
       } finally {
-        await connection.close().catch(() => undefined);
+        await closeConnection(connection).catch(() => undefined);
       }
     },
     opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,

@@ -7,7 +7,7 @@ import { parseAllowedHosts, parseTokens } from '../api/auth.js';
 import { listen } from '../api/listen.js';
 import type { Env } from '../schemas/config.js';
 import type { Connection } from '../schemas/connection.js';
-import { connectClient, hasSearchAttributes } from '../temporal/client.js';
+import { closeConnection, connectClient, hasSearchAttributes } from '../temporal/client.js';
 import { connectWorker } from './temporal.js';
 import { createConnectorWorker } from './worker.js';
 import type { ImportHooks } from '../activities/index.js';
@@ -83,7 +83,9 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
         await workerRun?.catch(() => undefined);
       }
       await nativeConnection?.close();
-      await client.connection.close();
+      // After the API stopped taking requests and the worker drained: the
+      // client's calls still under way (a notify fan-out, a status read) settle first.
+      await closeConnection(client.connection);
       s3.close();
       if (!opts.destination) await destination.close();
     },

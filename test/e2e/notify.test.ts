@@ -48,8 +48,10 @@ describe('event notifications', () => {
   });
 
   afterAll(async () => {
-    await c?.stop();
+    // The webhook target first: MinIO keeps delivering queued events, and each
+    // one is a Temporal call that must not outlive the connector's connection.
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await c?.stop();
     s3?.destroy();
     await minio?.stop();
     await rm(dir, { recursive: true, force: true });

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { Connection } from '@temporalio/client';
 import { ensureTools } from '../../scripts/tools.js';
 import { freePort, startMinio, startTemporalDevServer, tcpOpen } from '../../scripts/services.js';
+import { closeConnection, openConnection } from '../../temporal/client.js';
 
 /** temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD */
 const INDEXED_VALUE_TYPE_KEYWORD = 2;
@@ -87,7 +87,7 @@ describe('services', () => {
       expect(temporal.address).toBe(`127.0.0.1:${port}`);
       expect(temporal.uiUrl).toBe(`http://127.0.0.1:${uiPort}`);
 
-      const connection = await Connection.connect({ address: temporal.address });
+      const connection = await openConnection({ address: temporal.address });
       try {
         const ns = await connection.workflowService.describeNamespace({ namespace: 'default' });
         expect(ns.namespaceInfo?.name).toBe('default');
@@ -96,7 +96,7 @@ describe('services', () => {
         expect(sa.customAttributes).toHaveProperty('DataSource');
         expect(Number(sa.customAttributes?.DataSource)).toBe(INDEXED_VALUE_TYPE_KEYWORD);
       } finally {
-        await connection.close();
+        await closeConnection(connection);
       }
     } finally {
       await temporal.stop();

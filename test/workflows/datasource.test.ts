@@ -38,6 +38,7 @@ import {
   type StatusView,
 } from '../../workflows/messages.js';
 import { waitingOnNothing } from '../support/workflow-wait.js';
+import { closeConnection, openConnection } from '../../temporal/client.js';
 
 type DataSourceWorkflow = typeof dataSource;
 type RunRecord = Parameters<Activities['recordRun']>[0];
@@ -236,7 +237,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
     } catch {
       // already installed in this process
     }
-    clientConnection = await Connection.connect({ address: inject('temporalAddress') });
+    clientConnection = await openConnection({ address: inject('temporalAddress') });
     client = new Client({ connection: clientConnection });
   });
 
@@ -261,7 +262,7 @@ describe('dataSource workflow (real Temporal dev server, mocked activities)', ()
   });
 
   afterAll(async () => {
-    await clientConnection?.close();
+    await (clientConnection && closeConnection(clientConnection));
   });
 
   /** A worker on a fresh task queue with the fakes as activities, running while `fn` runs. */

@@ -12,6 +12,7 @@ import type { ColumnSpec } from '../../schemas/datasource.js';
 import { dataSourceSpecSchema, normalizeSpec } from '../../schemas/datasource.js';
 import { BATCH_SIZE, type dataSource } from '../../workflows/datasource.js';
 import { MAX_RETRY_KEYS_PER_REQUEST, WORKFLOW_TYPE, pauseUpdate, resumeUpdate, retryUpdate, statusQuery, workflowIdFor } from '../../workflows/messages.js';
+import { closeConnection, openConnection } from '../../temporal/client.js';
 
 type RetryInput = Parameters<Activities['filesToRetry']>[0];
 
@@ -85,11 +86,11 @@ describe('bounded workflow state (real Temporal dev server, mocked activities)',
     } catch {
       // already installed in this process
     }
-    connection = await Connection.connect({ address: inject('temporalAddress') });
+    connection = await openConnection({ address: inject('temporalAddress') });
     client = new Client({ connection });
   });
   afterAll(async () => {
-    await connection?.close();
+    await (connection && closeConnection(connection));
   });
 
   async function withWorker<R>(activities: Activities, fn: (taskQueue: string) => Promise<R>): Promise<R> {
