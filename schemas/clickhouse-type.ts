@@ -391,10 +391,10 @@ function jsonPath(c: Cursor): string {
   for (;;) {
     c.skipSpace();
     if (c.src[c.pos] === '`') {
-      const m = /^`((?:[^`\\]|\\[`\\])*)`/.exec(c.src.slice(c.pos));
+      const m = /^`((?:[^`\\]|\\[`\\]|``)*)`(?!`)/.exec(c.src.slice(c.pos));
       if (!m) throw new ClickHouseTypeError(`a quoted path part at position ${c.pos + 1} may escape only \` and \\`);
       c.pos += m[0].length;
-      const part = m[1]!.replace(/\\([`\\])/g, '$1');
+      const part = m[1]!.replace(/\\([`\\])|``/g, (all, ch: string | undefined) => ch ?? '`');
       if (part === '') throw new ClickHouseTypeError('a JSON path part must not be empty');
       parts.push(part);
     } else parts.push(c.ident());

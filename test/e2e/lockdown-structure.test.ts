@@ -10,6 +10,9 @@ import { createBucket, processDestination, put, startTestConnector, testS3, uid,
 
 type Res = Awaited<ReturnType<TestConnector['request']>>;
 
+/** Refused by the request's validation or the spec's checks, before ClickHouse ran any of it. */
+const SPEC_REFUSED = /^(invalid request json|the data source spec is invalid)/;
+
 /**
  * The guards work on structure: ClickHouse's parse, read token by token and
  * node by node, never lines of its printed output. Each payload below reached
@@ -58,10 +61,16 @@ describe('locked down: the guards parse, they do not read text', () => {
     expect(text).not.toMatch(/root:x:0:0|PATH=|HOME=|S3CH_|AWS_SECRET|minioadmin|admin-tok|line from the server/);
   }
 
-  function refused(res: Res, field = 'query'): string {
+  /**
+   * A 4xx naming `field`, with nothing leaked. `by` is who refused: the guard
+   * or the spec's validation (not ClickHouse failing later, by luck or
+   * after a 30 s time limit, with the payload already run).
+   */
+  function refused(res: Res, field = 'query', by: RegExp | null = /^the query is not allowed$/): string {
     expect(res.status, JSON.stringify(res.body)).toBeGreaterThanOrEqual(400);
     expect(res.status, JSON.stringify(res.body)).toBeLessThan(500);
     expectNothingLeaked(res);
+    if (by !== null) expect(res.body.detail, JSON.stringify(res.body)).toMatch(by);
     const found = (res.body.errors as Array<{ field: string; message: string }> | undefined)?.find((e) => e.field === field);
     expect(found, `an error at '${field}' in ${JSON.stringify(res.body)}`).toBeDefined();
     return found!.message;
@@ -129,7 +138,8 @@ describe('locked down: the guards parse, they do not read text', () => {
     for (const who of [R, A]) {
       const query = payload();
       const res = await c.request('POST', '/v1/sql', { query }, who);
-      refused(res);
+      // The catalogue's path columns do not exist in the view the query reads: ClickHouse says so.
+      refused(res, 'query', /host paths/.test(_what) ? null : /^the query is not allowed$/);
     }
     const res = await c.request('POST', '/v1/sql', { query: payload() }, N);
     expect(res.status, JSON.stringify(res.body)).toBe(403);
@@ -206,7 +216,7 @@ describe('locked down: the guards parse, they do not read text', () => {
       const body = spec({ columns: [{ name: 'ts', type: 'DateTime' }, { name: 'id', type: make(path, table) }] });
       const res = await c.request('POST', '/v1/datasources', body, A);
       if (res.status === 201) created.push(body.name);
-      expect(refused(res, 'columns.1.type').length).toBeGreaterThan(0);
+      expect(refused(res, 'columns.1.type', SPEC_REFUSED).length).toBeGreaterThan(0);
       expect(existsSync(path)).toBe(false);
       expect(await tableExists(table)).toBe(false);
       expect(await tableExists(body.name)).toBe(false);
@@ -226,7 +236,7 @@ describe('locked down: the guards parse, they do not read text', () => {
       const body = spec(over);
       const res = await c.request('POST', '/v1/datasources', body, A);
       if (res.status === 201) created.push(body.name);
-      refused(res, field);
+      refused(res, field, SPEC_REFUSED);
       expect(await tableExists(body.name)).toBe(false);
     });
 
