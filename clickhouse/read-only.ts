@@ -32,6 +32,9 @@ export const READ_ONLY_SETTINGS = {
   max_result_bytes: 64 * 1024 * 1024,
   result_overflow_mode: 'break',
   max_threads: 1,
+  // Hyperscan compiles every pattern of multiMatch*/multiSearch* in one call: bound what it compiles.
+  max_hyperscan_regexp_length: 1000,
+  max_hyperscan_regexp_total_length: 10_000,
 } as const;
 
 /** How long past max_execution_time the API waits before it kills the query itself. */

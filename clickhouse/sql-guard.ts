@@ -1,6 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { quoteString } from '../schemas/identifiers.js';
-import { CONTROL_CHARS, NAME_FORBIDDEN_CHARS, quotedName, tokenize, type Token } from '../schemas/sql-tokens.js';
+import { CONTROL_CHARS, NAME_FORBIDDEN_CHARS, isWord, quotedName, tokenize, type Token } from '../schemas/sql-tokens.js';
 
 /**
  * The one place that decides which user-written SQL may run: the read-only
@@ -70,16 +70,20 @@ export const QUERY_EXTRA_FUNCTIONS = [
 ] as const;
 
 /**
- * Functions whose one call costs more than linear time in its input
- * (edit distances are O(n*m) over strings of up to 64 KiB, fuzzy matching
- * compiles automata per pattern): ClickHouse checks time limits and
- * cancellation between blocks, never inside one call, so a single row of
- * them would hold a core for minutes whatever the limits say.
+ * Functions whose one call costs more than linear time in its input, or
+ * more time than the memory it holds (edit distances are O(n*m) over strings
+ * of up to 64 KiB; fuzzy matching compiles automata per pattern; `arrayFold`
+ * runs its lambda once per element, so a fold that rebuilds its accumulator
+ * is quadratic in a few MiB; `hasSubstr` and `arrayReduceInRanges` compare
+ * or aggregate every pair): ClickHouse checks time limits and cancellation
+ * between blocks, never inside one call, so a single row of them would hold
+ * a core for minutes whatever the limits say. Everything else evaluates
+ * column by column, so its cost is bounded by the memory cap.
  */
 export const UNBOUNDED_CPU_FUNCTIONS = [
   'editDistance', 'editDistanceUTF8', 'levenshteinDistance', 'levenshteinDistanceUTF8', 'damerauLevenshteinDistance',
   'jaroSimilarity', 'jaroWinklerSimilarity', 'arrayLevenshteinDistance', 'arrayLevenshteinDistanceWeighted', 'arraySimilarity',
-  'multiFuzzyMatchAny', 'multiFuzzyMatchAnyIndex', 'multiFuzzyMatchAllIndices',
+  'multiFuzzyMatchAny', 'multiFuzzyMatchAnyIndex', 'multiFuzzyMatchAllIndices', 'arrayFold', 'hasSubstr', 'arrayReduceInRanges',
 ] as const;
 
 /** Functions the parser itself produces from syntax (`x -> y`) that the catalogue does not list. */
@@ -269,7 +273,7 @@ async function selectAst(client: ClickHouseClient, canonicalSelect: string, fiel
     throw new SqlGuardError(field, 'not a query the guard can prove read-only (its parse tree is ambiguous)');
   }
   // (root) > SelectWithUnionQuery > ExpressionList > SelectQuery > [Asterisk list, TablesInSelectQuery > Element > TableExpression > Subquery > user's query]
-  const outer = tree.children[0];
+  const outer = tree.children.length === 1 ? tree.children[0] : undefined;
   const select = outer?.kind === 'SelectWithUnionQuery' && outer.children[0]?.children.length === 1 ? outer.children[0].children[0] : undefined;
   const from = select?.kind === 'SelectQuery' && select.children.length === 2 ? select.children[1] : undefined;
   const element = from?.kind === 'TablesInSelectQuery' && from.children.length === 1 ? from.children[0] : undefined;
@@ -338,6 +342,24 @@ function checkTokens(canon: string, field: string, allowApply: ((name: string) =
     }
   }
   return { applies, tokens };
+}
+
+/**
+ * The canonical text to explain: string literals that hold an escape (every
+ * control character in one is an escape in canonical text) become `''`.
+ * Their content never adds a node or names a table or function, so the tree
+ * is the same; and no node that prints a string's content raw can then put
+ * a line break into the printed tree.
+ */
+function withPlainStrings(canon: string, tokens: Token[]): string {
+  let out = '';
+  let from = 0;
+  for (const t of tokens) {
+    if (t.kind !== 'string' || !t.text.includes('\\')) continue;
+    out += `${canon.slice(from, t.at)}''`;
+    from = t.at + t.text.length;
+  }
+  return out + canon.slice(from);
 }
 
 function countKind(node: AstNode, kind: string): number {
@@ -460,10 +482,13 @@ function scopeCatalogue(canon: string, tokens: Token[], scope: GuardScope): stri
   let from = 0;
   for (let i = 0; i + 2 < tokens.length; i++) {
     if (nameOf(tokens[i]) !== 'system' || tokens[i + 1]!.text !== '.' || tokens[i - 1]?.text === '.' || tokens[i + 3]?.text === '.') continue;
-    const view = catalogueView(nameOf(tokens[i + 2]) ?? '', scope);
+    const table = nameOf(tokens[i + 2]) ?? '';
+    const view = catalogueView(table, scope);
     if (!view) continue;
     const end = tokens[i + 2]!.at + tokens[i + 2]!.text.length;
-    out += `${canon.slice(from, tokens[i]!.at)}${view}`;
+    // A joined subquery needs an alias; the table's own name keeps `tables.name` meaning what it did.
+    const aliased = (isWord(tokens[i - 1], 'FROM') || isWord(tokens[i - 1], 'JOIN')) && !isWord(tokens[i + 3], 'AS');
+    out += `${canon.slice(from, tokens[i]!.at)}${view}${aliased ? ` AS ${table}` : ''}`;
     from = end;
     i += 2;
   }
@@ -481,7 +506,7 @@ export async function guardReadOnlyQuery(client: ClickHouseClient, sql: string, 
   if (!/^(SELECT|WITH|\()/.test(canon)) {
     throw new SqlGuardError(field, 'only SELECT (with WITH, UNION, subqueries), SHOW TABLES, SHOW CREATE TABLE, DESCRIBE TABLE and EXISTS TABLE are allowed');
   }
-  const ast = await selectAst(client, canon, field);
+  const ast = await selectAst(client, withPlainStrings(canon, tokens), field);
   if (countKind(ast, 'ColumnsApplyTransformer') !== applies) throw new SqlGuardError(field, 'APPLY must name one allowed function');
   walkQuery(ast, null, cat, scope, field);
   return { sql: scopeCatalogue(canon, tokens, scope), params: {} };
@@ -507,8 +532,8 @@ export async function guardExpression(client: ClickHouseClient, expression: stri
   // (FROM, SETTINGS, UNION, INTO OUTFILE) becomes a clause of that SELECT and
   // is refused below. A list (`ts, id`, as Tinybird writes keys) stays a list.
   const canon = await canonical(client, `SELECT\n${expression}\n`, field);
-  checkTokens(canon, field, null);
-  const ast = await selectAst(client, canon, field);
+  const { tokens } = checkTokens(canon, field, null);
+  const ast = await selectAst(client, withPlainStrings(canon, tokens), field);
   // SelectWithUnionQuery > ExpressionList > exactly one SelectQuery whose only child is the select list.
   const select = ast.kind === 'SelectWithUnionQuery' && ast.children[0]?.children.length === 1 ? ast.children[0].children[0] : undefined;
   const list = select?.kind === 'SelectQuery' && select.children.length === 1 ? select.children[0] : undefined;
