@@ -157,7 +157,7 @@ describe('locked down: the guards parse, they do not read text', () => {
     const dest = await processDestination();
     await dest.client.command({ query: 'CREATE DATABASE IF NOT EXISTS `default.secret`' });
     await dest.client.command({ query: "CREATE TABLE IF NOT EXISTS `default.secret`.t ENGINE = Memory AS SELECT 'the other database' AS s" });
-    await dest.client.command({ query: 'CREATE TABLE IF NOT EXISTS default.structure_own (a UInt8) ENGINE = Memory' });
+    await dest.client.command({ query: 'CREATE TABLE IF NOT EXISTS default.structure_own ENGINE = Memory AS SELECT toUInt8(1) AS a' });
     const q = async (query: string) => {
       const res = await c.request('POST', '/v1/sql', { query }, R);
       expect(res.status, JSON.stringify(res.body)).toBe(200);
