@@ -246,6 +246,28 @@ describe('locked down: the guards parse, they do not read text', () => {
       expect(await tableExists(body.name)).toBe(false);
     });
 
+    it('the same type attacks by PATCH and in a .datasource file: 400, the spec unchanged, no file, no table', async () => {
+      const body = spec();
+      const ok = await c.request('POST', '/v1/datasources', body, A);
+      expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+      created.push(body.name);
+      const path = outfile();
+      const table = uid('pwn');
+      const attack = typeAttack((x) => `JSON(/*'*/ max_dynamic_paths = 1${x}')`)(path, table);
+      const patched = await c.request('PATCH', `/v1/datasources/${body.name}`, { columns: [{ name: 'ts', type: 'DateTime' }, { name: 'id', type: attack }] }, A);
+      refused(patched, 'columns.1.type', /./);
+      expect((await c.request('GET', `/v1/datasources/${body.name}`, undefined, A)).body.columns[1]).toEqual({ name: 'id', type: 'UInt64' });
+      const name = uid('stf');
+      const file = ['SCHEMA >', '    `ts` DateTime,', `    \`id\` ${attack}`, '', 'ENGINE "MergeTree"', 'ENGINE_SORTING_KEY "ts"', '', 'IMPORT_SERVICE s3', 'IMPORT_CONNECTION_NAME local', `IMPORT_BUCKET_URI s3://${bucket}/s/*.csv`, 'IMPORT_SCHEDULE @on-demand', ''].join('\n');
+      const viaFile = await c.request('POST', `/v1/datasources?name=${name}`, file, { ...A, 'content-type': 'text/plain' });
+      if (viaFile.status === 201) created.push(name);
+      expect(viaFile.status, JSON.stringify(viaFile.body)).toBe(400);
+      expectNothingLeaked(viaFile);
+      expect(existsSync(path)).toBe(false);
+      expect(await tableExists(table)).toBe(false);
+      expect(await tableExists(name)).toBe(false);
+    });
+
     it('a type is stored as ClickHouse prints it: a quoted JSON path with -- in it stays a name', async () => {
       const body = spec({ columns: [{ name: 'ts', type: 'DateTime' }, { name: 'id', type: 'UInt64' }, { name: 'j', type: 'JSON(max_dynamic_paths = 4, `a -- b`.c UInt32)' }] });
       const res = await c.request('POST', '/v1/datasources', body, A);
