@@ -258,8 +258,17 @@ async function canonical(client: ClickHouseClient, sql: string, field: string): 
   }
 }
 
-/** The AST of a canonical SELECT, obtained inside a subquery (see the module comment). */
-async function selectAst(client: ClickHouseClient, canonicalSelect: string, field: string): Promise<AstNode> {
+/**
+ * The AST of a canonical SELECT, obtained inside a subquery (see the module
+ * comment). `tokens` are the canonical text's; strings holding escapes are
+ * blanked first (withPlainStrings), and ClickHouse must format the blanked
+ * text back to itself, which proves its lexer split it where ours did.
+ */
+async function selectAst(client: ClickHouseClient, canon: string, tokens: Token[], field: string): Promise<AstNode> {
+  const canonicalSelect = withPlainStrings(canon, tokens);
+  if (canonicalSelect !== canon && (await canonical(client, canonicalSelect, field)) !== canonicalSelect) {
+    throw new SqlGuardError(field, 'not a query the guard can prove read-only (its string literals do not read the same to ClickHouse)');
+  }
   let explained: string;
   try {
     explained = await explain(client, `EXPLAIN AST SELECT * FROM (\n${canonicalSelect}\n)`);
@@ -506,7 +515,7 @@ export async function guardReadOnlyQuery(client: ClickHouseClient, sql: string, 
   if (!/^(SELECT|WITH|\()/.test(canon)) {
     throw new SqlGuardError(field, 'only SELECT (with WITH, UNION, subqueries), SHOW TABLES, SHOW CREATE TABLE, DESCRIBE TABLE and EXISTS TABLE are allowed');
   }
-  const ast = await selectAst(client, withPlainStrings(canon, tokens), field);
+  const ast = await selectAst(client, canon, tokens, field);
   if (countKind(ast, 'ColumnsApplyTransformer') !== applies) throw new SqlGuardError(field, 'APPLY must name one allowed function');
   walkQuery(ast, null, cat, scope, field);
   return { sql: scopeCatalogue(canon, tokens, scope), params: {} };
@@ -533,7 +542,7 @@ export async function guardExpression(client: ClickHouseClient, expression: stri
   // is refused below. A list (`ts, id`, as Tinybird writes keys) stays a list.
   const canon = await canonical(client, `SELECT\n${expression}\n`, field);
   const { tokens } = checkTokens(canon, field, null);
-  const ast = await selectAst(client, withPlainStrings(canon, tokens), field);
+  const ast = await selectAst(client, canon, tokens, field);
   // SelectWithUnionQuery > ExpressionList > exactly one SelectQuery whose only child is the select list.
   const select = ast.kind === 'SelectWithUnionQuery' && ast.children[0]?.children.length === 1 ? ast.children[0].children[0] : undefined;
   const list = select?.kind === 'SelectQuery' && select.children.length === 1 ? select.children[0] : undefined;
