@@ -1,5 +1,5 @@
 import { partitionName, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
-import { parseClickHouseType, isTimeType } from '../schemas/clickhouse-type.js';
+import { canonicalType, parseClickHouseType, isTimeType } from '../schemas/clickhouse-type.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 
 /**
@@ -404,7 +404,7 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
   // own CSV reader does): the converted rows say which, and the typed view computes the default.
   const defaulted = columns.flatMap((c, i) => (c.default !== undefined ? [i] : []));
   const convertedCols = [
-    ...columns.map((c, i) => `c${i} ${c.type}`),
+    ...columns.map((c, i) => `c${i} ${canonicalType(c.type)}`),
     '_s3ch_ok UInt8', '_s3ch_file String', '_s3ch_etag String', '_s3ch_line UInt64', '_s3ch_column String', '_s3ch_error String', '_s3ch_raw String',
     ...defaulted.map((i) => `_s3ch_absent${i} UInt8`),
   ];
@@ -413,7 +413,7 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
   const target = [
     `CREATE TABLE IF NOT EXISTS ${names.target} (`,
     [
-      ...columns.map((c) => `  ${quoteIdent(c.name)} ${c.type}${c.default !== undefined ? ` DEFAULT ${c.default}` : ''}${c.codec !== undefined ? ` CODEC(${c.codec})` : ''}`),
+      ...columns.map((c) => `  ${quoteIdent(c.name)} ${canonicalType(c.type)}${c.default !== undefined ? ` DEFAULT ${c.default}` : ''}${c.codec !== undefined ? ` CODEC(${c.codec})` : ''}`),
       ...(engine.indexes ?? []).map((ix) => `  INDEX ${quoteIdent(ix.name)} ${ix.expr} TYPE ${ix.type}${ix.granularity !== undefined ? ` GRANULARITY ${ix.granularity}` : ''}`),
     ].join(',\n'),
     `) ENGINE = ${engine.engine}(${[engine.ver, engine.isDeleted].filter((a) => a !== undefined).join(', ')})`,
@@ -470,7 +470,7 @@ function typedView(names: TableNames, columns: ColumnSpec[]): string {
   const q = columns.some((c) => internal.has(c.name)) ? 'src.' : '';
   // A default is computed from the row's other values, as ClickHouse computes a DEFAULT: its
   // identifiers name columns, which here are this SELECT's aliases.
-  const value = (c: ColumnSpec, i: number) => (c.default === undefined ? `${q}c${i}` : `if(${q}_s3ch_absent${i}, CAST((${c.default}) AS ${c.type}), ${q}c${i})`);
+  const value = (c: ColumnSpec, i: number) => (c.default === undefined ? `${q}c${i}` : `if(${q}_s3ch_absent${i}, CAST((${c.default}) AS ${canonicalType(c.type)}), ${q}c${i})`);
   const select = columns.map((c, i) => `${value(c, i)} AS ${quoteIdent(c.name)}`).join(', ');
   return `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.typedView} TO ${names.target} AS SELECT ${select} FROM ${names.converted}${q ? ' AS src' : ''} WHERE ${q}_s3ch_ok`;
 }

@@ -135,7 +135,13 @@ class SerialChdbConnection {
     const p = this.#tail.then(start);
     this.#tail = p.then(
       () => undefined,
-      () => undefined,
+      // chDB keeps what a failed statement (a time limit, a KILL) had already
+      // formatted and hands it out with the next statement's result on this
+      // connection; one statement whose result is thrown away takes it first.
+      () => this.#inner.command({ query: 'SELECT 1' }).then(
+        () => undefined,
+        () => undefined,
+      ),
     );
     return p;
   }

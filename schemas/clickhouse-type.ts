@@ -1,3 +1,5 @@
+import { SqlTokenError, tokenize } from './sql-tokens.js';
+
 /**
  * A small parser for ClickHouse column types. Spec validation uses it so a bad
  * type is rejected with a reason *before* anything is created, instead of
@@ -112,26 +114,6 @@ class Cursor {
       }
     }
     return first;
-  }
-  /** The text of a parenthesised group starting here, parentheses included (quotes respected). */
-  group(): string {
-    this.skipSpace();
-    const start = this.pos;
-    let depth = 0;
-    let quote: string | null = null;
-    for (let i = start; i < this.src.length; i++) {
-      const ch = this.src[i]!;
-      if (quote !== null) {
-        if (ch === '\\') i++;
-        else if (ch === quote) quote = null;
-      } else if (ch === "'" || ch === '`' || ch === '"') quote = ch;
-      else if (ch === '(') depth++;
-      else if (ch === ')' && --depth === 0) {
-        this.pos = i + 1;
-        return this.src.slice(start, i + 1);
-      }
-    }
-    throw new ClickHouseTypeError(`unclosed '(' at position ${start + 1} of '${this.src}'`);
   }
   stringLit(): string {
     this.skipSpace();
@@ -280,7 +262,15 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
       if (!SIMPLE_AGGREGATE_FUNCTIONS.has(fn)) {
         throw new ClickHouseTypeError(`SimpleAggregateFunction does not support ${fn}; use one of ${[...SIMPLE_AGGREGATE_FUNCTIONS].join(', ')}`);
       }
-      const params = c.peek() === '(' ? c.group().replace(/\s+/g, ' ') : '';
+      // Parameters (groupArrayArray(10)) are numbers only, printed back from the numbers read.
+      let params = '';
+      if (c.peek() === '(') {
+        c.expect('(');
+        const ps = [c.int()];
+        while (c.peek() === ',') { c.pos++; ps.push(c.int()); }
+        c.expect(')');
+        params = `(${ps.join(', ')})`;
+      }
       c.expect(',');
       const inner = parseInner(c);
       c.expect(')');
@@ -292,10 +282,10 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
       );
     case 'JSON':
     case 'Dynamic': {
-      // Arguments (max_dynamic_paths=, typed paths, SKIP ...) are checked by ClickHouse itself in the dry-run CREATE TABLE.
+      // Arguments are parsed one by one and printed back from what was read, never copied as text.
       if (!open) return { text: name, base: name, nullable: false };
-      const args = c.group().slice(1, -1).trim().replace(/\s+/g, ' ');
-      return { text: args === '' ? name : `${name}(${args})`, base: name, nullable: false };
+      const args = name === 'JSON' ? jsonArguments(c) : dynamicArguments(c);
+      return { text: args.length === 0 ? name : `${name}(${args.join(', ')})`, base: name, nullable: false };
     }
     case 'Nothing':
       throw new ClickHouseTypeError('Nothing cannot be the type of a table column');
@@ -385,14 +375,126 @@ function parseInner(c: Cursor): { text: string; base: string; nullable: boolean 
   }
 }
 
+/** `name=N` settings a JSON or Dynamic type takes. */
+const JSON_SETTINGS = new Set(['max_dynamic_paths', 'max_dynamic_types']);
+const DYNAMIC_SETTINGS = new Set(['max_types']);
+const PLAIN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** A name as ClickHouse reads it unquoted, or backquoted (backslash and backquote escaped). */
+function quotePathPart(part: string): string {
+  return PLAIN.test(part) ? part : `\`${part.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
+}
+
+/** A JSON path: `a.b`, with backquoted parts (`` `a b`.c ``); printed back part by part. */
+function jsonPath(c: Cursor): string {
+  const parts: string[] = [];
+  for (;;) {
+    c.skipSpace();
+    if (c.src[c.pos] === '`') {
+      const m = /^`((?:[^`\\]|\\[`\\]|``)*)`(?!`)/.exec(c.src.slice(c.pos));
+      if (!m) throw new ClickHouseTypeError(`a quoted path part at position ${c.pos + 1} may escape only \` and \\`);
+      c.pos += m[0].length;
+      const part = m[1]!.replace(/\\([`\\])|``/g, (all, ch: string | undefined) => ch ?? '`');
+      if (part === '') throw new ClickHouseTypeError('a JSON path part must not be empty');
+      parts.push(part);
+    } else parts.push(c.ident());
+    if (c.src[c.pos] !== '.') break;
+    c.pos++;
+  }
+  return parts.map(quotePathPart).join('.');
+}
+
+/** `name = N` for one of `allowed`. */
+function typeSetting(c: Cursor, allowed: Set<string>, what: string): string {
+  const key = c.ident();
+  if (!allowed.has(key)) throw new ClickHouseTypeError(`${what} takes ${[...allowed].join(', ')}, not ${key}`);
+  c.expect('=');
+  return `${key}=${c.int()}`;
+}
+
+/** JSON(max_dynamic_paths=N, max_dynamic_types=N, a.b UInt32, SKIP a.c, SKIP REGEXP 'x'). */
+function jsonArguments(c: Cursor): string[] {
+  c.expect('(');
+  const args: string[] = [];
+  if (c.peek() === ')') { c.pos++; return args; }
+  for (;;) {
+    c.skipSpace();
+    const save = c.pos;
+    const word = /^[A-Za-z_][A-Za-z0-9_]*/.exec(c.src.slice(c.pos))?.[0];
+    if (word?.toUpperCase() === 'SKIP') {
+      c.pos += word.length;
+      c.skipSpace();
+      const next = /^[A-Za-z_][A-Za-z0-9_]*/.exec(c.src.slice(c.pos))?.[0];
+      if (next?.toUpperCase() === 'REGEXP') {
+        c.pos += next.length;
+        args.push(`SKIP REGEXP ${c.stringLit()}`);
+      } else args.push(`SKIP ${jsonPath(c)}`);
+    } else if (word && JSON_SETTINGS.has(word) && /^\s*=/.test(c.src.slice(c.pos + word.length))) {
+      args.push(typeSetting(c, JSON_SETTINGS, 'JSON'));
+    } else {
+      c.pos = save;
+      const path = jsonPath(c);
+      args.push(`${path} ${parseInner(c).text}`);
+    }
+    if (c.peek() === ',') { c.pos++; continue; }
+    if (c.peek() === undefined) throw new ClickHouseTypeError(`unclosed '(' in '${c.src}'`);
+    break;
+  }
+  c.expect(')');
+  return args;
+}
+
+/** Dynamic(max_types=N). */
+function dynamicArguments(c: Cursor): string[] {
+  c.expect('(');
+  const args: string[] = [];
+  if (c.peek() === ')') { c.pos++; return args; }
+  args.push(typeSetting(c, DYNAMIC_SETTINGS, 'Dynamic'));
+  c.expect(')');
+  return args;
+}
+
+/**
+ * What may appear in a type's text at all, read token by token with
+ * ClickHouse's quoting rules: no comment (`--`, `#`, `/* *\/`), no `$$`
+ * string, no `;`, no control character. The parser below then accepts only
+ * the type grammar, and its `text` is printed from what it read, so the text
+ * a DDL statement splices can carry nothing but a type.
+ */
+function checkTypeTokens(text: string) {
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029]/u.test(text)) throw new ClickHouseTypeError('a type must not contain control characters');
+  let tokens;
+  try {
+    tokens = tokenize(text);
+  } catch (e) {
+    if (e instanceof SqlTokenError) throw new ClickHouseTypeError(`${e.reason} at position ${e.at + 1}`);
+    throw e;
+  }
+  for (const t of tokens) {
+    if (t.kind === 'comment') throw new ClickHouseTypeError(`comments are not allowed in a type (at position ${t.at + 1})`);
+    if (t.kind === 'string' && t.text.startsWith('$')) throw new ClickHouseTypeError(`$$ strings are not allowed in a type (at position ${t.at + 1}); quote with '...'`);
+    if (t.text === ';') throw new ClickHouseTypeError(`';' is not allowed in a type (at position ${t.at + 1}): a type is not a statement`);
+    if (t.kind === 'quoted' && t.text.startsWith('"')) throw new ClickHouseTypeError(`double-quoted names are not allowed in a type (at position ${t.at + 1}); use backquotes`);
+  }
+}
+
 /** Parse and canonicalise a ClickHouse type; throws ClickHouseTypeError with a reason. */
 export function parseClickHouseType(text: string): ParsedType {
   if (text.length > 2000) throw new ClickHouseTypeError('type is longer than 2000 characters');
+  checkTypeTokens(text);
   const c = new Cursor(text);
   const t = parseInner(c);
   c.skipSpace();
   if (c.pos !== text.length) throw new ClickHouseTypeError(`unexpected '${text.slice(c.pos)}' after the type`);
   return t;
+}
+
+/**
+ * The text DDL splices for a column type: printed by the parser from what it
+ * read (never the text as written), so it can carry nothing but a type.
+ */
+export function canonicalType(text: string): string {
+  return parseClickHouseType(text).text;
 }
 
 export function isTimeType(base: string): boolean {
