@@ -189,4 +189,33 @@ describe(`typed values load as ClickHouse reads them (seed ${SEED})`, () => {
   it('CSV written by ClickHouse (text forms [\'a\',\'b\'], {\'k\':\'v\'}, (1,\'x\')): every value lands as CSVWithNames reads it', async () => {
     await roundTrip('CSVWithNames', 'csv', 'csv');
   });
+
+  it('NDJSON inference suggests arrays, nested arrays, objects and maps as such (not String), and the rows load', async () => {
+    const key = `${prefix}/inferred/events.ndjson`;
+    const events = [
+      { id: 1, tags: ['a', 'b'], groups: [['x'], ['y', 'z']], user: { name: 'ada', age: 36 }, mixed: [1, 'q'], scores: [1.5, 2] },
+      { id: 2, tags: [], groups: [[]], user: { name: 'it\'s "q"', age: 0 }, mixed: [], scores: [] },
+      { id: 3, tags: ['ü✓', '😀', '\\'], groups: [], user: { name: '', age: -1 }, mixed: ['x', 2.5, true], scores: [-0.25] },
+    ];
+    await put(s3, bucket, key, events.map((e) => JSON.stringify(e)).join('\n') + '\n');
+    const name = uid('tvi');
+    const res = await c.request('POST', '/v1/datasources', { name, connection: 'local', schedule: '@on-demand', bucketUri: `s3://${bucket}/${prefix}/inferred/*.ndjson`, format: 'ndjson' });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    await c.request('POST', `/v1/datasources/${name}/sync`);
+    const ds = await eventually(`${name} settled`, async () => {
+      const r = await c.request('GET', `/v1/datasources/${name}`);
+      const f = r.body.stats?.files;
+      return f && f.success + f.failure === 1 && reportsRunFinished(r.body, `datasource:${name}/1`) ? r.body : null;
+    }, 180_000);
+    const types = Object.fromEntries(ds.columns.map((x: { name: string; type: string }) => [x.name, x.type.replace(/\s+/g, ' ')]));
+    expect(types).toMatchObject({
+      tags: 'Array(String)', groups: 'Array(Array(String))', user: 'Tuple( age Int64, name String)', mixed: 'Array(String)', scores: 'Array(Float64)',
+    });
+    expect(ds.stats).toMatchObject({ rows: 3, quarantinedRows: 0 });
+    expect(await select(`SELECT id, tags, groups, user.name AS uname, user.age AS uage, mixed, scores FROM ${quoteIdent(dest.database)}.${quoteIdent(name)} ORDER BY id`)).toEqual([
+      { id: 1, tags: ['a', 'b'], groups: [['x'], ['y', 'z']], uname: 'ada', uage: 36, mixed: ['1', 'q'], scores: [1.5, 2] },
+      { id: 2, tags: [], groups: [[]], uname: 'it\'s "q"', uage: 0, mixed: [], scores: [] },
+      { id: 3, tags: ['ü✓', '😀', '\\'], groups: [], uname: '', uage: -1, mixed: ['x', '2.5', 'true'], scores: [-0.25] },
+    ]);
+  });
 });
