@@ -107,9 +107,14 @@ export function conversion(rawIn: string, type: string): { value: string; ok: st
   return { value, ok: `(${input} IS NULL OR ${converted} IS NOT NULL)` };
 }
 
-/** Whether a column type is read from NDJSON by jsonConversion: an Array, Map or Tuple. */
-export function isJsonComposite(type: string): boolean {
-  return /^(Array|Map|Tuple)\(/.test(type);
+/**
+ * Whether a column type is read from NDJSON's JSON by jsonConversion: an
+ * Array, Map or Tuple, and Bool, which JSONEachRow reads from `true`/`false`
+ * and numbers but not from a string (`"true"`), and the unquoted text could
+ * not tell which it was.
+ */
+export function readsJsonValue(type: string): boolean {
+  return /^(Array|Map|Tuple)\(/.test(type) || /^(Nullable\()?Bool\)?$/.test(type);
 }
 
 /** The top-level arguments of a type's parentheses (`Map(String, Array(Int8))` -> `String`, `Array(Int8)`), quotes respected. */
@@ -200,7 +205,9 @@ function jsonConversion(j: string, type: string, depth: number): { value: string
     };
   }
   // A scalar: its text as the same value has at the top level of a line (strings unquoted, JSON null is NULL).
-  return conversion(`multiIf(${notNull}, NULL, JSONType(${j}) = 'String', JSONExtractString(${j}), ${j})`, type);
+  const scalar = conversion(`multiIf(${notNull}, NULL, JSONType(${j}) = 'String', JSONExtractString(${j}), ${j})`, type);
+  if (parseClickHouseType(type).base !== 'Bool') return scalar;
+  return { value: scalar.value, ok: `(${scalar.ok} AND (${notNull} OR JSONType(${j}) != 'String'))` };
 }
 
 /** What an NDJSON composite value that does not convert lands as: text no Array, Map or Tuple reads. */
@@ -284,11 +291,11 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
     // JavaScript parser. Top-level keys (the usual case) come from one parse
     // of the line shared by every such column (see ndjsonValues).
     const types = columns.map((c) => parseClickHouseType(c.type).text);
-    const read = ndjsonValues(columns.map((c) => c.path ?? `$.${c.name}`), types.map(isJsonComposite));
+    const read = ndjsonValues(columns.map((c) => c.path ?? `$.${c.name}`), types.map(readsJsonValue));
     return {
       structure: 'line String',
       inputFormat: 'LineAsString',
-      values: read.values.map((v, i) => (isJsonComposite(types[i]!) ? jsonAsText(v, types[i]!) : v)),
+      values: read.values.map((v, i) => (readsJsonValue(types[i]!) ? jsonAsText(v, types[i]!) : v)),
       // A line of valid JSON that is no object (an array, a string, a number) has no keys: loading it
       // would add a row of defaults, so it is quarantined and says why.
       tail: `multiIf(NOT (${read.valid}), 'invalid JSON', NOT ${read.isObject}, 'not a JSON object', '') AS _row_error, line AS _raw_line`,

@@ -30,7 +30,7 @@ const TYPES = [
   'Decimal(9, 2)', 'Decimal(38, 10)', 'UUID', 'IPv4', 'IPv6', 'Date32',
   "DateTime64(3, 'UTC')", "DateTime64(6, 'Asia/Kolkata')", "DateTime('UTC')", 'FixedString(4)',
   "Enum8('a' = 1, 'b' = 2, 'it\\'s' = -128)", "Enum16('x' = -1000, 'y' = 1000)",
-  'Nullable(Int64)', 'Nullable(String)', 'LowCardinality(String)', 'LowCardinality(Nullable(String))',
+  'Nullable(Int64)', 'Nullable(String)', 'Nullable(Bool)', 'LowCardinality(String)', 'LowCardinality(Nullable(String))',
   'Array(String)', 'Array(Array(String))', 'Array(Nullable(Int64))', 'Array(LowCardinality(String))',
   'Array(Decimal(9, 2))', 'Array(UUID)', 'Array(IPv6)', 'Array(Nullable(Date32))', "Array(DateTime64(3, 'UTC'))",
   "Array(Enum8('a' = 1, 'b' = 2, 'it\\'s' = -128))", 'Array(FixedString(4))', 'Array(Float64)', 'Array(Bool)',

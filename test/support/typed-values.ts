@@ -65,7 +65,7 @@ const SCALARS: Record<string, Gen> = {
   UInt64: { edge: [0, new RawJson('18446744073709551615'), '18446744073709551615'], random: (r) => int(r, 0, 2 ** 52) },
   Int8: { edge: [127, -128, 0], random: (r) => int(r, -128, 127) },
   Float64: { edge: [0, -1.5, 0.1, 1e308, -1e-308, 5e-324, 1.7976931348623157e308, 123456789.125], random: (r) => (r() - 0.5) * 10 ** int(r, -5, 15) },
-  Bool: { edge: [true, false], random: (r) => r() < 0.5 },
+  Bool: { edge: [true, false, 1, 0], random: (r) => r() < 0.5, refused: ['"true"', '"1"', '"yes"'] },
   'Decimal(9, 2)': { edge: ['0', new RawJson('0.01'), new RawJson('-9999999.99'), new RawJson('9999999.99'), '12.5', 3], random: (r) => new RawJson((int(r, -99999999, 99999999) / 100).toFixed(2)) },
   'Decimal(38, 10)': { edge: [new RawJson('1234567890123456789012345678.0123456789'), new RawJson('-0.0000000001'), '0'], random: (r) => new RawJson(`${int(r, -1e9, 1e9)}.${pad(int(r, 0, 9999999999), 10)}`) },
   UUID: { edge: ['00000000-0000-0000-0000-000000000000', 'ffffffff-ffff-ffff-ffff-ffffffffffff'], random: uuid, refused: ['"not-a-uuid"', '"0000"'] },
