@@ -1,5 +1,6 @@
-import { beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { queryRows, type Destination } from '../../clickhouse/destination.js';
 import { quoteIdent, quoteString } from '../../schemas/identifiers.js';
@@ -217,5 +218,40 @@ describe(`typed values load as ClickHouse reads them (seed ${SEED})`, () => {
       { id: 2, tags: [], groups: [[]], uname: 'it\'s "q"', uage: 0, mixed: [], scores: [] },
       { id: 3, tags: ['ü✓', '😀', '\\'], groups: [], uname: '', uage: -1, mixed: ['x', '2.5', 'true'], scores: [-0.25] },
     ]);
+  });
+
+  it('Parquet written by pyarrow (list, large_list, nested list, map, struct, list of struct; nulls everywhere): inferred and loaded as ClickHouse\'s Parquet reader reads it', async () => {
+    // test/fixtures/parquet/pyarrow_nested.parquet, written by generate.py (see its README.md).
+    const key = `${prefix}/pyarrow/nested.parquet`;
+    await put(s3, bucket, key, await readFile(fileURLToPath(new URL('../fixtures/parquet/pyarrow_nested.parquet', import.meta.url))));
+    const name = uid('tvp');
+    const res = await c.request('POST', '/v1/datasources', { name, connection: 'local', schedule: '@on-demand', bucketUri: `s3://${bucket}/${prefix}/pyarrow/*.parquet`, format: 'parquet' });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    await c.request('POST', `/v1/datasources/${name}/sync`);
+    const ds = await eventually(`${name} settled`, async () => {
+      const r = await c.request('GET', `/v1/datasources/${name}`);
+      const f = r.body.stats?.files;
+      return f && f.success + f.failure === 1 && reportsRunFinished(r.body, `datasource:${name}/1`) ? r.body : null;
+    }, 180_000);
+    const columns = ds.columns as Array<{ name: string; type: string }>;
+    expect(Object.fromEntries(columns.map((x) => [x.name, x.type.replace(/\s+/g, ' ')]))).toEqual({
+      id: 'Nullable(Int64)', tags: 'Array(Nullable(String))', groups: 'Array(Array(Nullable(String)))', attrs: 'Map(String, Nullable(Int64))',
+      point: 'Tuple( x Nullable(Float64), label Nullable(String))', items: 'Array(Tuple( sku Nullable(String), qty Nullable(Int32)))',
+      big: 'Array(Nullable(Int64))', days: 'Array(Nullable(Date32))', times: "Array(Nullable(DateTime64(3, 'UTC')))",
+    });
+    expect(ds.stats).toMatchObject({ rows: 4, quarantinedRows: 0 });
+    const table = `${quoteIdent(dest.database)}.${quoteIdent(name)}`;
+    const read = uid('ref_pyarrow');
+    await command(`CREATE TABLE ${read} AS ${table} ENGINE = MergeTree ORDER BY tuple()`);
+    const url = `${inject('minioEndpoint')}/${bucket}/${key}`;
+    await command(`INSERT INTO ${read} SELECT * FROM s3(${[url, inject('minioUser'), inject('minioPassword'), 'Parquet', columns.map((x) => `${quoteIdent(x.name)} ${x.type}`).join(', ')].map(quoteString).join(', ')})`);
+    const want = await select<Record<string, unknown>>(`SELECT * FROM ${read} ORDER BY id`);
+    expect(await select(`SELECT * FROM ${table} ORDER BY id`)).toEqual(want);
+    // And the values are the ones generate.py wrote.
+    expect(want.find((r) => r.id === 4)).toMatchObject({
+      tags: ["it's", 'say "hi"', 'back\\slash', 'ü✓', '😀 𝄞', '', null], groups: [[], ['']], attrs: { '': 0, 'ü✓': null },
+      point: { x: -0, label: 'line\nbreak' }, items: [{ sku: null, qty: -2147483648 }], days: ['2299-12-31', null],
+      times: ['1969-12-31 23:59:59.999', null],
+    });
   });
 });
