@@ -56,7 +56,7 @@ function rawText(c: ColumnSpec, i: number): string {
 }
 
 /** Expression converting the raw text `rawIn` (a Nullable(String)) into the column's type, NULL when it does not convert. */
-export function conversion(rawIn: string, type: string): { value: string; ok: string } {
+function conversion(rawIn: string, type: string): { value: string; ok: string } {
   const t = parseClickHouseType(type);
   const base = t.text.replace(/^Nullable\((.*)\)$/, '$1');
   const isString = /^(LowCardinality\()?(Nullable\()?String\)?\)?$/.test(t.text) || /^FixedString/.test(base);
@@ -151,7 +151,7 @@ function tupleElement(arg: string): { name: string | null; type: string } {
 
 /**
  * JSON text -> a column type, as ClickHouse's JSONEachRow reads it, for
- * NDJSON's Array, Map and Tuple columns: `j` is an expression of the
+ * NDJSON's Array, Map, Tuple and Bool columns: `j` is an expression of the
  * value's JSON text (never NULL; JSON `null` is 'null'). An array is a
  * JSON array; a Map a JSON object (keys read as the key type); an unnamed
  * Tuple a JSON array of exactly its length; a named Tuple a JSON object by
@@ -167,13 +167,13 @@ function tupleElement(arg: string): { name: string | null; type: string } {
  * here, and the checks say where it does not fit.
  */
 function jsonConversion(j: string, type: string, depth: number): { value: string; ok: string } {
-  const notNull = `${j} = 'null'`;
+  const isNull = `${j} = 'null'`;
   if (/^Array\(/.test(type)) {
     const e = `e${depth}`;
     const item = jsonConversion(e, typeArgs(type)[0]!, depth + 1);
     const items = `JSONExtractArrayRaw(${j})`;
     const all = item.ok === '1' ? '' : ` AND arrayAll(${e} -> ${item.ok}, ${items})`;
-    return { value: `arrayMap(${e} -> ${item.value}, ${items})`, ok: `(${notNull} OR (JSONType(${j}) = 'Array'${all}))` };
+    return { value: `arrayMap(${e} -> ${item.value}, ${items})`, ok: `(${isNull} OR (JSONType(${j}) = 'Array'${all}))` };
   }
   if (/^Map\(/.test(type)) {
     const [keyType, valueType] = typeArgs(type) as [string, string];
@@ -185,7 +185,7 @@ function jsonConversion(j: string, type: string, depth: number): { value: string
     const all = checks.length ? ` AND arrayAll(${kv} -> ${checks.join(' AND ')}, ${pairs})` : '';
     return {
       value: `mapFromArrays(arrayMap(${kv} -> ${key.value}, ${pairs}), arrayMap(${kv} -> ${val.value}, ${pairs}))`,
-      ok: `(${notNull} OR (JSONType(${j}) = 'Object'${all}))`,
+      ok: `(${isNull} OR (JSONType(${j}) = 'Object'${all}))`,
     };
   }
   if (/^Tuple\(/.test(type)) {
@@ -201,20 +201,20 @@ function jsonConversion(j: string, type: string, depth: number): { value: string
     const checks = convs.map((c) => c.ok).filter((c) => c !== '1');
     return {
       value: `tuple(${convs.map((c) => c.value).join(', ')})`,
-      ok: `(${notNull} OR (${[shape, ...checks].join(' AND ')}))`,
+      ok: `(${isNull} OR (${[shape, ...checks].join(' AND ')}))`,
     };
   }
   // A scalar: its text as the same value has at the top level of a line (strings unquoted, JSON null is NULL).
-  const scalar = conversion(`multiIf(${notNull}, NULL, JSONType(${j}) = 'String', JSONExtractString(${j}), ${j})`, type);
+  const scalar = conversion(`multiIf(${isNull}, NULL, JSONType(${j}) = 'String', JSONExtractString(${j}), ${j})`, type);
   if (parseClickHouseType(type).base !== 'Bool') return scalar;
-  return { value: scalar.value, ok: `(${scalar.ok} AND (${notNull} OR JSONType(${j}) != 'String'))` };
+  return { value: scalar.value, ok: `(${scalar.ok} AND (${isNull} OR JSONType(${j}) != 'String'))` };
 }
 
-/** What an NDJSON composite value that does not convert lands as: text no Array, Map or Tuple reads. */
+/** What an NDJSON value that jsonConversion refuses lands as: text that no Array, Map, Tuple or Bool reads. */
 const NOT_CONVERTIBLE = "'<JSON value that does not convert>'";
 
 /**
- * An NDJSON Array, Map or Tuple value, from its JSON text `json` (NULL when
+ * An NDJSON Array, Map, Tuple or Bool value, from its JSON text `json` (NULL when
  * absent or null) to the column's text form, which the conversion view
  * reads as every format's text: the value as jsonConversion reads it,
  * rendered by ClickHouse, or NOT_CONVERTIBLE (quarantined there with the
@@ -408,6 +408,9 @@ function topLevelValue(key: string, rawJson = false): string {
  * Tuple by position, so only a line that is an object is read that way.
  * Keys a Tuple element cannot be named (a backtick, a backslash) share the
  * parse into keys and raw values; other paths are read by JSONPath.
+ * `rawJson[i]`: path i is read as its JSON text, strings quoted (the
+ * columns readsJsonValue takes apart), from the shared parse into keys and
+ * raw values for a top-level key.
  */
 export function ndjsonValues(paths: string[], rawJson: boolean[] = []): { values: string[]; valid: string; isObject: string } {
   const keys = paths.map(topLevelKey);
