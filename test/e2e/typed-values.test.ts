@@ -29,13 +29,13 @@ const PER_TYPE = 40;
 const TYPES = [
   'String', 'Int64', 'UInt64', 'Int8', 'Float64', 'Bool',
   'Decimal(9, 2)', 'Decimal(38, 10)', 'UUID', 'IPv4', 'IPv6', 'Date32',
-  "DateTime64(3, 'UTC')", "DateTime64(6, 'Asia/Kolkata')", "DateTime('UTC')", 'FixedString(4)',
+  "DateTime64(3, 'UTC')", "DateTime64(6, 'Asia/Kolkata')", "DateTime('UTC')", "DateTime64(3, 'Europe/Berlin')", 'FixedString(4)',
   "Enum8('a' = 1, 'b' = 2, 'it\\'s' = -128)", "Enum16('x' = -1000, 'y' = 1000)",
   'Nullable(Int64)', 'Nullable(String)', 'Nullable(Bool)', 'LowCardinality(String)', 'LowCardinality(Nullable(String))',
   'Array(String)', 'Array(Array(String))', 'Array(Nullable(Int64))', 'Array(LowCardinality(String))',
   'Array(Decimal(9, 2))', 'Array(UUID)', 'Array(IPv6)', 'Array(Nullable(Date32))', "Array(DateTime64(3, 'UTC'))",
   "Array(Enum8('a' = 1, 'b' = 2, 'it\\'s' = -128))", 'Array(FixedString(4))', 'Array(Float64)', 'Array(Bool)',
-  'Map(String, Int64)', 'Map(String, Array(Nullable(String)))', 'Map(String, Map(String, String))', 'Map(LowCardinality(String), Bool)',
+  'Array(Int8)', 'Map(String, Int64)', 'Map(Int64, String)', 'Map(String, Array(Nullable(String)))', 'Map(String, Map(String, String))', 'Map(LowCardinality(String), Bool)',
   'Tuple(Int64, String)', 'Tuple(a Int64, b Nullable(String))', 'Tuple(s String, t Tuple(Float64, Array(String)))',
   'Array(Tuple(String, Nullable(Float64)))', 'Array(Tuple(k String, v UInt64))',
 ];

@@ -61,9 +61,11 @@ const SCALARS: Record<string, Gen> = {
     edge: [0, -1, 1, new RawJson('9223372036854775807'), new RawJson('-9223372036854775808'), '42', '-7'],
     random: (r) => int(r, -1e12, 1e12),
     refused: ['1.5', '"abc"', '[1]', '{"a":1}'],
+    checked: ['9223372036854775808'],
   },
   UInt64: { edge: [0, new RawJson('18446744073709551615'), '18446744073709551615'], random: (r) => int(r, 0, 2 ** 52) },
-  Int8: { edge: [127, -128, 0], random: (r) => int(r, -128, 127) },
+  // ClickHouse wraps a value past the type's range (128 reads as -128); the connector's range check refuses it.
+  Int8: { edge: [127, -128, 0], random: (r) => int(r, -128, 127), checked: ['128', '-129', '"300"'] },
   Float64: { edge: [0, -1.5, 0.1, 1e308, -1e-308, 5e-324, 1.7976931348623157e308, 123456789.125], random: (r) => (r() - 0.5) * 10 ** int(r, -5, 15) },
   Bool: { edge: [true, false, 1, 0], random: (r) => r() < 0.5, refused: ['"true"', '"1"', '"yes"'] },
   'Decimal(9, 2)': { edge: ['0', new RawJson('0.01'), new RawJson('-9999999.99'), new RawJson('9999999.99'), '12.5', 3], random: (r) => new RawJson((int(r, -99999999, 99999999) / 100).toFixed(2)) },
@@ -80,6 +82,11 @@ const SCALARS: Record<string, Gen> = {
   "DateTime64(6, 'Asia/Kolkata')": {
     edge: ['2024-01-01 05:30:00.000001', '1970-01-01 05:30:00.000000'],
     random: (r) => `${int(r, 1901, 2298)}-${pad(int(r, 1, 12))}-${pad(int(r, 1, 28))} ${pad(int(r, 0, 23))}:${pad(int(r, 0, 59))}:${pad(int(r, 0, 59))}.${pad(int(r, 0, 999999), 6)}`,
+  },
+  // A zone with daylight saving: the hour that does not exist in spring, the one that happens twice in autumn.
+  "DateTime64(3, 'Europe/Berlin')": {
+    edge: ['2024-03-31 02:30:00.000', '2024-10-27 02:30:00.000', '2024-10-27T00:30:00Z', '2024-10-27T01:30:00Z', '2024-10-27 02:30:00+01:00', '1900-01-01 00:00:00', '1711846800'],
+    random: (r) => `${int(r, 1901, 2298)}-${pad(int(r, 1, 12))}-${pad(int(r, 1, 28))}T${pad(int(r, 0, 23))}:${pad(int(r, 0, 59))}:${pad(int(r, 0, 59))}${pick(r, ['', 'Z', '+05:30', '-08:00'])}`,
   },
   "DateTime('UTC')": { edge: ['1970-01-01 00:00:00', '2106-02-07 06:28:15'], random: (r) => `${int(r, 1970, 2105)}-${pad(int(r, 1, 12))}-${pad(int(r, 1, 28))} ${pad(int(r, 0, 23))}:${pad(int(r, 0, 59))}:${pad(int(r, 0, 59))}` },
   'FixedString(4)': { edge: ['abcd', '', 'a', 'ü✓'.slice(0, 1)], random: (r) => Array.from({ length: int(r, 0, 4) }, () => pick(r, ['a', 'b', '"', '\\', 'x'])).join(''), refused: ['"abcde"', '"ü✓"'] },
@@ -106,14 +113,17 @@ function generator(type: string): Gen {
       checked: g.checked?.map((x) => `[${x}]`),
     };
   }
-  if ((m = /^Map\((String|LowCardinality\(String\)), (.*)\)$/.exec(type))) {
+  if ((m = /^Map\((String|LowCardinality\(String\)|Int64), (.*)\)$/.exec(type))) {
     const g = generator(m[2]!);
+    const intKeys = m[1] === 'Int64';
+    const EDGE_KEYS = intKeys ? ['0', '-1', '9223372036854775807', '42'] : EDGE_STRINGS;
+    const randomKey = intKeys ? (r: Rand) => String(int(r, -1e9, 1e9)) : randomString;
     const obj = (entries: Array<[string, unknown]>) => new RawJson(`{${entries.map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`).join(',')}}`);
     return {
-      edge: [obj([]), obj([['', g.edge[0]]]), obj(EDGE_STRINGS.map((k, i) => [k, g.edge[i % g.edge.length]])), null],
-      random: (r) => obj(Array.from({ length: int(r, 0, 4) }, () => [randomString(r), r() < 0.5 ? pick(r, g.edge) : g.random(r)])),
-      refused: ['[]', '"{}"', ...(g.refused ?? []).map((x) => `{"k":${x}}`)],
-      checked: g.checked?.map((x) => `{"k":${x}}`),
+      edge: [obj([]), obj([[EDGE_KEYS[0]!, g.edge[0]]]), obj(EDGE_KEYS.map((k, i) => [k, g.edge[i % g.edge.length]])), null],
+      random: (r) => obj(Array.from({ length: int(r, 0, 4) }, () => [randomKey(r), r() < 0.5 ? pick(r, g.edge) : g.random(r)])),
+      refused: ['[]', '"{}"', ...(intKeys ? ['{"x":null}', '{"1.5":null}'] : []), ...(g.refused ?? []).map((x) => `{"${EDGE_KEYS[3]}":${x}}`)],
+      checked: g.checked?.map((x) => `{"${EDGE_KEYS[3]}":${x}}`),
     };
   }
   if ((m = /^Tuple\((.*)\)$/.exec(type))) {
