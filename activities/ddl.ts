@@ -70,6 +70,14 @@ function conversion(rawIn: string, type: string): { value: string; ok: string } 
     // through a Variant (which can be NULL) and the value is taken back out.
     const variant = `Variant(${base})`;
     const converted = `accurateCastOrNull(${input}, ${quoteString(variant)})`;
+    if (/\bDecimal/.test(base)) {
+      // A cast from text into a Variant infers the text's type first, and inference never gives a Decimal
+      // (`[0.01]` infers Array(Float64)): the shape is checked with every Decimal as Float64, and the value
+      // cast from text that passed that check.
+      const shadow = `Variant(${base.replace(/\bDecimal(32|64|128|256)?\([^)]*\)/g, 'Float64')})`;
+      const ok = `(${input} IS NULL OR accurateCastOrNull(${input}, ${quoteString(shadow)}) IS NOT NULL)`;
+      return { value: `CAST(if(${ok}, ifNull(${input}, toString(defaultValueOfTypeName(${quoteString(base)}))), toString(defaultValueOfTypeName(${quoteString(base)}))), ${quoteString(base)})`, ok };
+    }
     return { value: `variantElement(${converted}, ${quoteString(base)})`, ok: `(${input} IS NULL OR ${converted} IS NOT NULL)` };
   }
   let converted: string;
@@ -83,9 +91,139 @@ function conversion(rawIn: string, type: string): { value: string; ok: string } 
   } else if (t.base === 'Float32') {
     // A finite value too large for Float32 would become inf: it does not fit, so it is quarantined.
     converted = `if(isFinite(toFloat64OrNull(${input})) AND NOT isFinite(accurateCastOrNull(${input}, 'Float32')), NULL, accurateCastOrNull(${input}, 'Float32'))`;
+  } else if (/^Enum(8|16)$/.test(t.base) && /=\s*-?\d/.test(base)) {
+    // A name (or number) the Enum lacks makes the cast throw, failing the whole file: it is looked up
+    // first, and only a member is cast. The names are the type's own literals, already quoted.
+    const items = [...base.matchAll(/('(?:[^'\\]|\\.)*')\s*=\s*(-?\d+)/g)];
+    const names = items.map((m) => m[1]!).join(', ');
+    const numbers = items.map((m) => m[2]!).join(', ');
+    const n = `toInt64OrNull(${input})`;
+    converted = `multiIf(${input} IN (${names}), CAST(if(${input} IN (${names}), ${input}, ${items[0]![1]}), ${quoteString(base)}), ${n} IN (${numbers}), CAST(if(${n} IN (${numbers}), ${n}, ${items[0]![2]}), ${quoteString(base)}), NULL)`;
   } else converted = `accurateCastOrNull(${input}, ${quoteString(base)})`;
-  const value = t.nullable ? converted : `ifNull(${converted}, defaultValueOfTypeName(${quoteString(base)}))`;
+  // A value that is absent takes the column's default: for Date32 that is 1970-01-01 (what an omitted
+  // field gets), though defaultValueOfTypeName('Date32') says 1900-01-01.
+  const absent = t.base === 'Date32' ? `CAST(toDate32(0), ${quoteString(base)})` : `defaultValueOfTypeName(${quoteString(base)})`;
+  const value = t.nullable ? converted : `ifNull(${converted}, ${absent})`;
   return { value, ok: `(${input} IS NULL OR ${converted} IS NOT NULL)` };
+}
+
+/**
+ * Whether a column type is read from NDJSON's JSON by jsonConversion: an
+ * Array, Map or Tuple, and Bool, which JSONEachRow reads from `true`/`false`
+ * and numbers but not from a string (`"true"`), and the unquoted text could
+ * not tell which it was.
+ */
+export function readsJsonValue(type: string): boolean {
+  return /^(Array|Map|Tuple)\(/.test(type) || /^(Nullable\()?Bool\)?$/.test(type);
+}
+
+/** The top-level arguments of a type's parentheses (`Map(String, Array(Int8))` -> `String`, `Array(Int8)`), quotes respected. */
+function typeArgs(type: string): string[] {
+  const inner = type.slice(type.indexOf('(') + 1, -1);
+  const out: string[] = [];
+  let depth = 0;
+  let quote: string | null = null;
+  let start = 0;
+  for (let i = 0; i < inner.length; i++) {
+    const ch = inner[i]!;
+    if (quote) {
+      if (ch === '\\') i++;
+      else if (ch === quote) quote = null;
+    } else if (ch === "'" || ch === '`' || ch === '"') quote = ch;
+    else if (ch === '(') depth++;
+    else if (ch === ')') depth--;
+    else if (ch === ',' && depth === 0) {
+      out.push(inner.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  out.push(inner.slice(start).trim());
+  return out;
+}
+
+/** A Tuple element: `name Type` (a named tuple) or `Type`. */
+function tupleElement(arg: string): { name: string | null; type: string } {
+  const m = /^(`(?:[^`\\]|\\.)*`|[A-Za-z_][A-Za-z0-9_]*)\s+(.+)$/s.exec(arg);
+  if (!m) return { name: null, type: arg };
+  const name = m[1]!.startsWith('`') ? m[1]!.slice(1, -1).replace(/\\(.)/g, '$1') : m[1]!;
+  return { name, type: m[2]! };
+}
+
+/**
+ * JSON text -> a column type, as ClickHouse's JSONEachRow reads it, for
+ * NDJSON's Array, Map, Tuple and Bool columns: `j` is an expression of the
+ * value's JSON text (never NULL; JSON `null` is 'null'). An array is a
+ * JSON array; a Map a JSON object (keys read as the key type); an unnamed
+ * Tuple a JSON array of exactly its length; a named Tuple a JSON object by
+ * element name (missing elements take their default, unknown ones are
+ * ignored). `null`, anywhere, is NULL in a Nullable and the default
+ * otherwise. Every element converts as the same value would in a column of
+ * the element's type, so `[1, "x"]` into Array(Int64) is refused, like
+ * JSONEachRow does, instead of becoming `[1, 0]`.
+ *
+ * ClickHouse's own cast from text (`accurateCastOrNull`) reads its text form
+ * (`['a','b']`), which JSON is not; JSONExtract and the JSON type read JSON
+ * but turn what does not fit into defaults; so the value is taken apart
+ * here, and the checks say where it does not fit.
+ */
+function jsonConversion(j: string, type: string, depth: number): { value: string; ok: string } {
+  const isNull = `${j} = 'null'`;
+  if (/^Array\(/.test(type)) {
+    const e = `e${depth}`;
+    const item = jsonConversion(e, typeArgs(type)[0]!, depth + 1);
+    const items = `JSONExtractArrayRaw(${j})`;
+    const all = item.ok === '1' ? '' : ` AND arrayAll(${e} -> ${item.ok}, ${items})`;
+    return { value: `arrayMap(${e} -> ${item.value}, ${items})`, ok: `(${isNull} OR (JSONType(${j}) = 'Array'${all}))` };
+  }
+  if (/^Map\(/.test(type)) {
+    const [keyType, valueType] = typeArgs(type) as [string, string];
+    const kv = `kv${depth}`;
+    const key = conversion(`${kv}.1`, keyType);
+    const val = jsonConversion(`${kv}.2`, valueType, depth + 1);
+    const pairs = `JSONExtractKeysAndValuesRaw(${j})`;
+    const checks = [key.ok, val.ok].filter((c) => c !== '1');
+    const all = checks.length ? ` AND arrayAll(${kv} -> ${checks.join(' AND ')}, ${pairs})` : '';
+    return {
+      value: `mapFromArrays(arrayMap(${kv} -> ${key.value}, ${pairs}), arrayMap(${kv} -> ${val.value}, ${pairs}))`,
+      ok: `(${isNull} OR (JSONType(${j}) = 'Object'${all}))`,
+    };
+  }
+  if (/^Tuple\(/.test(type)) {
+    const elements = typeArgs(type).map(tupleElement);
+    const named = elements.every((el) => el.name !== null);
+    // An element the JSON lacks is `null` here: its default (a named tuple's missing key, or the whole tuple null).
+    const at = (el: { name: string | null }, k: number) =>
+      named
+        ? `ifNull(nullIf(arrayFirst(t${depth} -> t${depth}.1 = ${quoteString(el.name!)}, JSONExtractKeysAndValuesRaw(${j})).2, ''), 'null')`
+        : `ifNull(nullIf(JSONExtractArrayRaw(${j})[${k + 1}], ''), 'null')`;
+    const convs = elements.map((el, k) => jsonConversion(at(el, k), el.type, depth + 1));
+    const shape = named ? `JSONType(${j}) = 'Object'` : `JSONType(${j}) = 'Array' AND length(JSONExtractArrayRaw(${j})) = ${elements.length}`;
+    const checks = convs.map((c) => c.ok).filter((c) => c !== '1');
+    return {
+      value: `tuple(${convs.map((c) => c.value).join(', ')})`,
+      ok: `(${isNull} OR (${[shape, ...checks].join(' AND ')}))`,
+    };
+  }
+  // A scalar: its text as the same value has at the top level of a line (strings unquoted, JSON null is NULL).
+  const scalar = conversion(`multiIf(${isNull}, NULL, JSONType(${j}) = 'String', JSONExtractString(${j}), ${j})`, type);
+  if (parseClickHouseType(type).base !== 'Bool') return scalar;
+  return { value: scalar.value, ok: `(${scalar.ok} AND (${isNull} OR JSONType(${j}) != 'String'))` };
+}
+
+/** What an NDJSON value that jsonConversion refuses lands as: text that no Array, Map, Tuple or Bool reads. */
+const NOT_CONVERTIBLE = "'<JSON value that does not convert>'";
+
+/**
+ * An NDJSON Array, Map, Tuple or Bool value, from its JSON text `json` (NULL when
+ * absent or null) to the column's text form, which the conversion view
+ * reads as every format's text: the value as jsonConversion reads it,
+ * rendered by ClickHouse, or NOT_CONVERTIBLE (quarantined there with the
+ * column and reason). The conversion views are one per data source,
+ * whatever format each file has, so JSON is read here, where the format is known.
+ */
+function jsonAsText(json: string, type: string): string {
+  const j = jsonConversion(`assumeNotNull(${json})`, type, 0);
+  return `multiIf(${json} IS NULL, NULL, ${j.ok}, toString(${j.value}), ${NOT_CONVERTIBLE})`;
 }
 
 /** Ranges ClickHouse can store; a value outside is quarantined instead of wrapping around. */
@@ -109,7 +247,8 @@ function timeConversion(input: string, type: string, base: string): string {
   const parsed = `parseDateTime64BestEffortOrNull(${input}, ${scale}, ${quoteString(tz)})`;
   const [lo, hiRange] = TIME_RANGES[base]!;
   // Bounds at the parse scale (mixed scales would widen to 9 and overflow past 2262).
-  const hi = scale >= 9 && hiRange > '2262-04-11 23:47:16' ? '2262-04-11 23:47:16' : hiRange;
+  // The last second of the range includes its fractions (23:59:59.999 at scale 3).
+  const hi = scale >= 9 && hiRange > '2262-04-11 23:47:16' ? '2262-04-11 23:47:16' : `${hiRange}.${'9'.repeat(scale)}`;
   const inRange = `${parsed} BETWEEN toDateTime64(${quoteString(lo)}, ${scale}, ${quoteString(tz)}) AND toDateTime64(${quoteString(hi)}, ${scale}, ${quoteString(tz)})`;
   // Explicit conversions: accurateCastOrNull from a pre-1970 DateTime64 to a date clamps instead of converting.
   const convert =
@@ -151,11 +290,12 @@ function landingSelect(spec: DataSourceSpec, columns: ColumnSpec[], format: Reso
     // `json:$.a.b` columns, nested objects and invalid lines work without a
     // JavaScript parser. Top-level keys (the usual case) come from one parse
     // of the line shared by every such column (see ndjsonValues).
-    const read = ndjsonValues(columns.map((c) => c.path ?? `$.${c.name}`));
+    const types = columns.map((c) => parseClickHouseType(c.type).text);
+    const read = ndjsonValues(columns.map((c) => c.path ?? `$.${c.name}`), types.map(readsJsonValue));
     return {
       structure: 'line String',
       inputFormat: 'LineAsString',
-      values: read.values,
+      values: read.values.map((v, i) => (readsJsonValue(types[i]!) ? jsonAsText(v, types[i]!) : v)),
       // A line of valid JSON that is no object (an array, a string, a number) has no keys: loading it
       // would add a row of defaults, so it is quarantined and says why.
       tail: `multiIf(NOT (${read.valid}), 'invalid JSON', NOT ${read.isObject}, 'not a JSON object', '') AS _row_error, line AS _raw_line`,
@@ -219,10 +359,17 @@ export function parquetReadType(type: string): string {
   const t = parseClickHouseType(type);
   const inner = t.text.replace(/^LowCardinality\((.*)\)$/, '$1').replace(/^Nullable\((.*)\)$/, '$1');
   if (/^(Array|Map|Tuple|JSON|Dynamic)\b/.test(inner)) return inner;
+  // Addresses are stored as numbers (IPv4 as UInt32) or 16 bytes (IPv6) by ClickHouse's writer, and as
+  // text by others: ClickHouse's reader reads all of them, the text of the number or the bytes would not.
+  if (t.base === 'IPv4' || t.base === 'IPv6') return `Nullable(${t.base})`;
   if (t.base === 'Date' || t.base === 'Date32') return 'Nullable(Date32)';
   if (t.base === 'DateTime' || t.base === 'DateTime64') {
+    // DateTime64 at its declared precision, as ClickHouse's Parquet reader reads into the column;
+    // DateTime at microseconds, so a time just before 1970 is not truncated into range. Both wide enough
+    // for the range check (DateTime64(9) would overflow on dates past 2262 and fail the file).
     const tz = /'([^']+)'/.exec(inner)?.[1] ?? 'UTC';
-    return `Nullable(DateTime64(9, ${quoteString(tz)}))`;
+    const precision = t.base === 'DateTime64' ? Number(/DateTime64\((\d+)/.exec(inner)?.[1] ?? 3) : 6;
+    return `Nullable(DateTime64(${precision}, ${quoteString(tz)}))`;
   }
   return 'Nullable(String)';
 }
@@ -241,8 +388,9 @@ export function topLevelKey(path: string): string | null {
  * objects and arrays as JSON text, NULL when absent or null), from the
  * line's parsed keys and values; the first of duplicate keys, as JSONPath.
  */
-function topLevelValue(key: string): string {
+function topLevelValue(key: string, rawJson = false): string {
   const raw = `arrayFirst(kv -> kv.1 = ${quoteString(key)}, ${LINE_KEYS_AND_VALUES}).2`;
+  if (rawJson) return `nullIf(nullIf(${raw}, ''), 'null')`;
   return `multiIf(${raw} IN ('', 'null'), NULL, startsWith(${raw}, '"'), JSONExtractString(${raw}), ${raw})`;
 }
 
@@ -260,10 +408,13 @@ function topLevelValue(key: string): string {
  * Tuple by position, so only a line that is an object is read that way.
  * Keys a Tuple element cannot be named (a backtick, a backslash) share the
  * parse into keys and raw values; other paths are read by JSONPath.
+ * `rawJson[i]`: path i is read as its JSON text, strings quoted (the
+ * columns readsJsonValue takes apart), from the shared parse into keys and
+ * raw values for a top-level key.
  */
-export function ndjsonValues(paths: string[]): { values: string[]; valid: string; isObject: string } {
+export function ndjsonValues(paths: string[], rawJson: boolean[] = []): { values: string[]; valid: string; isObject: string } {
   const keys = paths.map(topLevelKey);
-  const named = [...new Set(keys.filter((k): k is string => k !== null && !/[`\\]/.test(k)))];
+  const named = [...new Set(keys.filter((k, i): k is string => k !== null && !rawJson[i] && !/[`\\]/.test(k)))];
   // An object's line starts with '{', after any JSON whitespace (the regex only for the rare line
   // that does not); any other line is read as '' (no keys). The guard is on the input, not on each
   // value: a value under `if` would run the extraction again for every column (short-circuit
@@ -272,11 +423,12 @@ export function ndjsonValues(paths: string[]): { values: string[]; valid: string
   const tuple = `JSONExtract(if(${isObject}, line, ''), ${quoteString(`Tuple(${named.map((k) => `\`${k}\` Nullable(String)`).join(', ')})`)})`;
   const values = paths.map((p, i) => {
     const key = keys[i];
-    if (key === null || key === undefined) return jsonPathExtract(p);
+    if (key === null || key === undefined) return jsonPathExtract(p, rawJson[i]);
+    if (rawJson[i]) return topLevelValue(key, true);
     return named.includes(key) ? `tupleElement(${tuple}, ${quoteString(key)})` : topLevelValue(key);
   });
   // A line with keys parsed is valid JSON: only the others are checked on their own.
-  const parsed = keys.some((k) => k !== null && !named.includes(k));
+  const parsed = keys.some((k, i) => k !== null && (rawJson[i] || !named.includes(k)));
   return { values, valid: `${parsed ? `notEmpty(${LINE_KEYS_AND_VALUES}) OR ` : ''}isValidJSON(line)`, isObject };
 }
 
@@ -287,7 +439,7 @@ export function ndjsonValues(paths: string[]): { values: string[]; valid: string
  * the path over every element of the array, giving a JSON array that the
  * column's Array type is read from.
  */
-export function jsonPathExtract(path: string): string {
+export function jsonPathExtract(path: string, rawJson = false): string {
   // Each segment is a JSONExtract argument (a quoted key or a 1-based index), or null for `[:]`.
   const segments: (string | null)[] = [];
   const re = /\.([^.[\]]+)|\[(\d+)\]|\[(:)\]|\.?\['([^']+)'\]/g;
@@ -315,8 +467,9 @@ export function jsonPathExtract(path: string): string {
     return `nullIf(nullIf(${extract('line', segments, 0)}, ''), 'null')`;
   }
   const args = ['line', ...(segments as string[])].join(', ');
-  const rawJson = `JSONExtractRaw(${args})`;
-  return `multiIf(${rawJson} IN ('', 'null'), NULL, JSONType(${args}) = 'String', JSONExtractString(${args}), ${rawJson})`;
+  const text = `JSONExtractRaw(${args})`;
+  if (rawJson) return `nullIf(nullIf(${text}, ''), 'null')`;
+  return `multiIf(${text} IN ('', 'null'), NULL, JSONType(${args}) = 'String', JSONExtractString(${args}), ${text})`;
 }
 
 /**

@@ -105,6 +105,9 @@ export function createSchemaTools({ destination, s3 }: { destination: Destinatio
         format_csv_delimiter: csv.delimiter,
         input_format_csv_skip_first_lines: csv.skipLines,
         input_format_json_infer_incomplete_types_as_strings: 1,
+        // An array of mixed values (`[1, "x"]`) is suggested as Array(String), as JSONEachRow reads it,
+        // not Array(Dynamic).
+        input_format_json_infer_array_of_dynamic_from_array_of_different_types: 0,
       },
     );
     return rows.map((r, i) => ({
