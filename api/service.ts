@@ -9,12 +9,14 @@ import type { Destination } from '../clickhouse/destination.js';
 import { queryRows } from '../clickhouse/destination.js';
 import { ATTEMPTS, FILE_STATUSES, LATEST_STATUS, LEDGER_TABLE, Ledger, RUNS_TABLE, latestOf, type LedgerStats } from '../activities/ledger.js';
 import { ReusedReads } from './reused-reads.js';
+import { EventStats, type NotificationHealth } from '../events/stats.js';
 import type { S3Connections } from '../s3/connections.js';
 import { createSchemaTools, suggestTimeColumn } from '../activities/schema.js';
 import { dataSourcePatchSchema, dataSourceSpecSchema, normalizeSpec, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
 import { quoteIdent } from '../schemas/identifiers.js';
 import { compileGlob, describeBucketUri, noMatchWarning, parseBucketUri } from '../schemas/glob.js';
 import { extractObjectRefs, type ObjectRef } from '../schemas/s3-event.js';
+import { keyOutsideGlob, matchingKeys } from '../schemas/event-routing.js';
 import { DatasourceFileError, readDatasourceFile } from '../schemas/datasource-file.js';
 import type { DataSourceInput } from '../workflows/datasource.js';
 import {
@@ -46,6 +48,8 @@ export interface ServiceDeps {
   destination: Destination;
   s3: S3Connections;
   metaDatabase?: string;
+  /** This process's event counters (webhooks here, SQS in the worker of the same process). */
+  events?: EventStats;
 }
 
 export interface DataSourceResource extends DataSourceSpec {
@@ -54,6 +58,8 @@ export interface DataSourceResource extends DataSourceSpec {
   inferredFrom: string | null;
   schemaChanges: StatusView['schemaChanges'];
   lastRun: StatusView['lastRun'];
+  /** Event notifications this API process handed to the data source (webhooks, and SQS when the worker runs in the same process). */
+  notifications: NotificationHealth;
 }
 
 const QUERY_TIMEOUT_MS = 5000;
@@ -136,17 +142,6 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms (is a worker running?)`)), ms).unref())]);
 }
 
-/**
- * Why a key named by a caller (notification, retry) is not one the data
- * source imports, or null when it is. Dot segments are refused outright: an
- * HTTP layer on the way to S3 may resolve `a/../b` to `b`, outside the glob.
- */
-function keyOutsideGlob(key: string, match: (key: string) => boolean, pattern: string): string | null {
-  if (key.split('/').some((segment) => segment === '.' || segment === '..')) return `'${key.slice(0, 256)}' has a '.' or '..' path segment`;
-  if (!match(key)) return `'${key.slice(0, 256)}' does not match the data source's glob '${pattern}'`;
-  return null;
-}
-
 function updateRejection(err: unknown): never {
   if (err instanceof WorkflowUpdateFailedError) throw conflict(err.cause?.message ?? err.message);
   if (err instanceof WorkflowNotFoundError) throw notFound('no such data source');
@@ -194,8 +189,10 @@ export class DataSourceService {
    * for the scratch database once, not per create.
    */
   private readonly acceptedDdl = new Set<string>();
+  readonly events: EventStats;
 
   constructor(private readonly deps: ServiceDeps) {
+    this.events = deps.events ?? new EventStats();
     this.metaDb = deps.metaDatabase ?? deps.destination.database;
     this.ledger = new Ledger(deps.destination.client, this.metaDb);
     this.schema = createSchemaTools({ destination: deps.destination, s3: deps.s3 });
@@ -486,6 +483,7 @@ export class DataSourceService {
       inferredFrom: view?.inferredFrom ?? null,
       schemaChanges: view?.schemaChanges ?? [],
       lastRun: view?.lastRun ?? null,
+      notifications: this.events.notifications(spec.name),
     };
   }
 
@@ -543,6 +541,7 @@ export class DataSourceService {
       inferredFrom: null,
       schemaChanges: [],
       lastRun: null,
+      notifications: this.events.notifications(f.name),
     };
   }
 
@@ -639,7 +638,10 @@ export class DataSourceService {
   async notify(name: string, body: unknown): Promise<{ accepted: number; ignored: number }> {
     const spec = await this.currentSpec(name);
     const keys = this.matchingKeys(spec, extractObjectRefs(body));
-    if (keys.length) await this.handle(name).signal(syncSignal, { reason: 'notify', keys });
+    if (keys.length) {
+      await this.handle(name).signal(syncSignal, { reason: 'notify', keys });
+      this.events.recordEvent(name, keys.length, 'webhook');
+    }
     const total = extractObjectRefs(body).length;
     return { accepted: keys.length, ignored: total - keys.length };
   }
@@ -656,6 +658,7 @@ export class DataSourceService {
       const keys = this.matchingKeys(spec, refs);
       if (!keys.length) continue;
       await this.deps.temporal.workflow.getHandle(wf.workflowId).signal(syncSignal, { reason: 'notify', keys });
+      this.events.recordEvent(spec.name, keys.length, 'webhook');
       hit.push(spec.name);
       accepted += keys.length;
     }
@@ -663,9 +666,7 @@ export class DataSourceService {
   }
 
   private matchingKeys(spec: DataSourceSpec, refs: ObjectRef[]): string[] {
-    const { bucket, pattern } = parseBucketUri(spec.bucketUri);
-    const match = compileGlob(pattern);
-    return [...new Set(refs.filter((r) => r.bucket === bucket && keyOutsideGlob(r.key, match, pattern) === null).map((r) => r.key))].slice(0, MAX_NOTIFIED_KEYS);
+    return matchingKeys(spec.bucketUri, refs).slice(0, MAX_NOTIFIED_KEYS);
   }
 
   /** Create from a Tinybird `.datasource` file; the name comes from the request (the file name). */
