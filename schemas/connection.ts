@@ -3,7 +3,7 @@ import { z } from 'zod';
 /** The SQS queue of a connection: where its URL is, and the SQS API to reach it through. */
 export const sqsQueueSchema = z.strictObject({
   /** `https://sqs.<region>.amazonaws.com/<account>/<queue>` (or an SQS-compatible server's queue URL). */
-  queueUrl: z.url({ message: 'sqs.queueUrl must be the http(s) URL of the queue' }).refine((u) => new URL(u).pathname.split('/').filter(Boolean).length >= 1, 'sqs.queueUrl must name a queue (…/<account>/<queue>)'),
+  queueUrl: z.url({ message: 'sqs.queueUrl must be the http(s) URL of the queue' }).refine((u) => URL.canParse(u) && new URL(u).pathname.split('/').some(Boolean), 'sqs.queueUrl must name a queue (…/<account>/<queue>)'),
   /** SQS API endpoint for SQS-compatible servers; unset = AWS's endpoint for the region. */
   endpoint: z.url({ message: 'sqs.endpoint must be an http(s) URL' }).optional(),
   /** Region of the queue. @default the connection's region */
