@@ -124,6 +124,7 @@ class QueueConsumer {
       try {
         if (Date.now() - this.attributesAt >= ATTRIBUTES_EVERY_MS) await this.readAttributes();
         this.stats.polling = true;
+        this.stats.receives++;
         const res = await this.client.send(
           new ReceiveMessageCommand({
             QueueUrl: this.queue.queueUrl,

@@ -36,6 +36,8 @@ export interface QueueStats {
   lastError: string | null;
   /** SQS API requests this process made for the queue (receives, deletes, attribute reads). */
   requests: number;
+  /** ReceiveMessage requests (long polls) among them. */
+  receives: number;
   /** Age in seconds of the oldest message of the last batch when it arrived (SentTimestamp); 0 once a poll finds the queue empty. */
   lagSeconds: number;
   lastMessageAt: string | null;
@@ -70,7 +72,7 @@ export class EventStats {
     if (!q) {
       q = {
         connection, queueUrl, polling: false, received: 0, matched: 0, unmatched: 0, testEvents: 0, deleted: 0, redelivered: 0,
-        unparseable: 0, lastUnparseable: null, signalErrors: 0, errors: 0, lastError: null, requests: 0, lagSeconds: 0,
+        unparseable: 0, lastUnparseable: null, signalErrors: 0, errors: 0, lastError: null, requests: 0, receives: 0, lagSeconds: 0,
         lastMessageAt: null, lastPollAt: null, approximateMessages: null, approximateMessagesInFlight: null,
         visibilityTimeoutSeconds: null, deadLetterQueue: null, attributesAt: null,
       };
