@@ -489,7 +489,7 @@ describe('connection secrets never leave the configuration', () => {
     expect(conns.status).toBe(200);
     const secretconn = conns.body.items.find((i: { name: string }) => i.name === 'secretconn');
     expect(secretconn).toEqual({ name: 'secretconn', kind: 'static', region: 'us-east-1', endpoint: inject('minioEndpoint'), forcePathStyle: true, sqsQueueUrl: null });
-    for (const item of conns.body.items) expect(Object.keys(item).sort()).toEqual(['endpoint', 'forcePathStyle', 'kind', 'name', 'region']);
+    for (const item of conns.body.items) expect(Object.keys(item).sort()).toEqual(['endpoint', 'forcePathStyle', 'kind', 'name', 'region', 'sqsQueueUrl']);
 
     // Two good CSV files (one row of which is quarantined) and one bad file.
     await put(s3, bucket, 'sec/a.csv', 'ts,id,v\n2024-01-01 00:00:00,1,a\n2024-01-01 00:00:01,2,b\n');

@@ -550,8 +550,8 @@ function overviewCards(ds) {
       stat('In flight', fmtInt(st.inFlight?.length ?? 0)),
       // Notification health: keys that event notifications (webhook, SQS) named since the API process started.
       ds.notifications ? stat('Events', ds.notifications.lastEventAt
-        ? `${fmtInt(ds.notifications.events)} since start, last ${relTime(ds.notifications.lastEventAt)}`
-        : `none since start (${relTime(ds.notifications.since)})`) : null),
+        ? h('span', {}, fmtInt(ds.notifications.events), ' · last ', relTime(ds.notifications.lastEventAt))
+        : 'none yet') : null),
     h('div', { class: 'files-summary' }, h('span', { class: 'muted' }, 'Files: '), fileChips(ds.stats.files)),
     h('dl', { class: 'props' },
       h('dt', {}, 'Bucket URI'), h('dd', { class: 'wide' }, h('code', {}, ds.bucketUri)),
