@@ -76,7 +76,10 @@ describe('webhook events wait while the API is down', () => {
     const ds = (await c.request('GET', `/v1/datasources/${name}`)).body;
     expect(ds.notifications.byChannel.webhook).toBe(3);
     expect(ds.notifications.lastEventAt).not.toBeNull();
-    const runs = (await c.request('GET', `/v1/datasources/${name}/runs`)).body.items;
+    const runs = await eventually('the runs to be recorded', async () => {
+      const items = (await c.request('GET', `/v1/datasources/${name}/runs`)).body.items;
+      return items.length ? items : null;
+    });
     expect(runs.every((r: { trigger: string }) => r.trigger === 'notify')).toBe(true);
   });
 });
