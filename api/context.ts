@@ -4,6 +4,7 @@ import type { Destination } from '../clickhouse/destination.js';
 import type { S3Connections } from '../s3/connections.js';
 import type { DataSourceService } from './service.js';
 import type { EventStats } from '../events/stats.js';
+import type { EventStatsStore } from '../events/stats-store.js';
 
 export interface ApiDeps {
   temporal: Client;
@@ -19,6 +20,8 @@ export interface ApiDeps {
   fetch?: typeof fetch;
   /** Event notification counters shared with this process's SQS consumers. */
   events?: EventStats;
+  /** The counters worker processes report (shown with this process's own). */
+  eventStore?: EventStatsStore;
 }
 
 export interface AppEnv {

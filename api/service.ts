@@ -10,6 +10,7 @@ import { queryRows } from '../clickhouse/destination.js';
 import { ATTEMPTS, FILE_STATUSES, LATEST_STATUS, LEDGER_TABLE, Ledger, RUNS_TABLE, latestOf, type LedgerStats } from '../activities/ledger.js';
 import { ReusedReads } from './reused-reads.js';
 import { EventStats, type NotificationHealth } from '../events/stats.js';
+import { mergeNotifications, mergeQueues, type EventStatsStore, type ProcessReport } from '../events/stats-store.js';
 import type { S3Connections } from '../s3/connections.js';
 import { createSchemaTools, suggestTimeColumn } from '../activities/schema.js';
 import { dataSourcePatchSchema, dataSourceSpecSchema, normalizeSpec, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
@@ -50,6 +51,8 @@ export interface ServiceDeps {
   metaDatabase?: string;
   /** This process's event counters (webhooks here, SQS in the worker of the same process). */
   events?: EventStats;
+  /** Where worker processes report theirs (a split deployment's API shows them). */
+  eventStore?: EventStatsStore;
 }
 
 export interface DataSourceResource extends DataSourceSpec {
@@ -425,10 +428,11 @@ export class DataSourceService {
     const viewing = this.status(name);
     const counting = this.ledgerStats(name);
     counting.catch(() => undefined);
+    const noting = this.notificationsByName();
     const d = await this.describe(name);
-    const [view, stats] = await Promise.all([viewing, counting]);
+    const [view, stats, notes] = await Promise.all([viewing, counting, noting]);
     const spec = (view?.spec ?? (d.memo?.spec as DataSourceSpec));
-    return this.resource(spec, view, stats, d.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined);
+    return this.resource(spec, view, stats, d.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined, notes);
   }
 
   /** Ledger counters by data source: callers asking at the same moment share one read, and a costly read is reused a while (statsReuseMs). */
@@ -465,7 +469,33 @@ export class DataSourceService {
     this.pageReads.forgetPrefix('');
   }
 
-  private resource(spec: DataSourceSpec, view: StatusView | null, stats: DataSourceResource['stats'], fallbackState?: DataSourceState): DataSourceResource {
+  private eventsRead: { at: number; value: Promise<ProcessReport[]> } | null = null;
+
+  /** Other processes' event counters (the workers of a split deployment), read at most every 2 s; none when unreadable. */
+  private otherProcesses(): Promise<ProcessReport[]> {
+    const store = this.deps.eventStore;
+    if (!store) return Promise.resolve([]);
+    if (!this.eventsRead || Date.now() - this.eventsRead.at > 2000) {
+      this.eventsRead = { at: Date.now(), value: store.live(this.events.process).catch(() => []) };
+    }
+    return this.eventsRead.value;
+  }
+
+  /** Event notification health: this process's counters and those other live processes reported. */
+  async eventsView(): Promise<{ since: string; queues: ReturnType<EventStats['queues']>; dataSources: ReturnType<EventStats['allNotifications']> }> {
+    const others = await this.otherProcesses();
+    return {
+      since: this.events.since,
+      queues: mergeQueues([this.events.queues(), ...others.map((o) => o.queues)]),
+      dataSources: mergeNotifications([this.events.allNotifications(), ...others.map((o) => o.dataSources)]),
+    };
+  }
+
+  private async notificationsByName(): Promise<Map<string, NotificationHealth>> {
+    return new Map((await this.eventsView()).dataSources.map(({ dataSource, ...h }) => [dataSource, h]));
+  }
+
+  private resource(spec: DataSourceSpec, view: StatusView | null, stats: DataSourceResource['stats'], fallbackState?: DataSourceState, notes?: Map<string, NotificationHealth>): DataSourceResource {
     return {
       ...spec,
       columns: view?.columns ?? spec.columns,
@@ -483,7 +513,7 @@ export class DataSourceService {
       inferredFrom: view?.inferredFrom ?? null,
       schemaChanges: view?.schemaChanges ?? [],
       lastRun: view?.lastRun ?? null,
-      notifications: this.events.notifications(spec.name),
+      notifications: notes?.get(spec.name) ?? this.events.notifications(spec.name),
     };
   }
 
@@ -514,15 +544,18 @@ export class DataSourceService {
     // A page's counters are reused as one data source's are, by the ledger events they cost.
     const { byName: stats } = await this.pageReads.get(JSON.stringify(names), () => pageStats(this.deps.destination.client, this.metaDb, names));
     // Without the search attribute the state is known only to the workflow: ask each (bounded, in parallel).
-    const views = this.deps.searchAttributes ? null : await mapLimit(page.items, 16, (f) => this.status(f.name, LIST_QUERY_TIMEOUT_MS));
+    const [views, notes] = await Promise.all([
+      this.deps.searchAttributes ? null : mapLimit(page.items, 16, (f) => this.status(f.name, LIST_QUERY_TIMEOUT_MS)),
+      this.notificationsByName(),
+    ]);
     return {
-      items: page.items.map((f, i) => (views ? this.resource(views[i]?.spec ?? f.spec, views[i] ?? null, withoutLastRun(stats.get(f.name)!)) : this.listedResource(f, stats.get(f.name)!))),
+      items: page.items.map((f, i) => (views ? this.resource(views[i]?.spec ?? f.spec, views[i] ?? null, withoutLastRun(stats.get(f.name)!), undefined, notes) : this.listedResource(f, stats.get(f.name)!, notes))),
       nextCursor: page.nextToken ? encodeCursor(page.nextToken, query) : null,
     };
   }
 
   /** A list item from visibility and the ledger alone. */
-  private listedResource(f: ListedDataSource, stats: PageStats): DataSourceResource {
+  private listedResource(f: ListedDataSource, stats: PageStats, notes?: Map<string, NotificationHealth>): DataSourceResource {
     const state = f.state ?? 'idle';
     const m = f.memoStatus ?? {};
     const lastRunAt = m.lastRunAt ?? stats.lastRunAt;
@@ -541,7 +574,7 @@ export class DataSourceService {
       inferredFrom: null,
       schemaChanges: [],
       lastRun: null,
-      notifications: this.events.notifications(f.name),
+      notifications: notes?.get(f.name) ?? this.events.notifications(f.name),
     };
   }
 

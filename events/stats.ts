@@ -63,6 +63,8 @@ export interface NotificationHealth {
 
 export class EventStats {
   readonly since = new Date().toISOString();
+  /** This process among those that report their counters (see stats-store.ts). */
+  readonly process = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
   private readonly queueStats = new Map<string, QueueStats>();
   private readonly perDataSource = new Map<string, NotificationHealth>();
 
@@ -101,6 +103,12 @@ export class EventStats {
   notifications(dataSource: string): NotificationHealth {
     const h = this.perDataSource.get(dataSource);
     return h ? { ...h, byChannel: { ...h.byChannel } } : { lastEventAt: null, events: 0, byChannel: { webhook: 0, sqs: 0 }, since: this.since };
+  }
+
+  /** Changes when a counter worth reporting changes (not the idle poll's own request counts and times). */
+  signature(): string {
+    const queues = this.queues().map(({ requests, receives, lastPollAt, attributesAt, ...rest }) => rest);
+    return JSON.stringify([queues, this.allNotifications()]);
   }
 
   allNotifications(): Array<NotificationHealth & { dataSource: string }> {

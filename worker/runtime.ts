@@ -13,6 +13,7 @@ import { createConnectorWorker } from './worker.js';
 import type { ImportHooks } from '../activities/index.js';
 import { EventStats } from '../events/stats.js';
 import { startSqsConsumers, type SqsConsumerHooks, type SqsConsumers } from '../events/sqs-consumer.js';
+import { EventStatsStore, reportEventStats } from '../events/stats-store.js';
 
 export interface ConnectorOptions {
   env: Env;
@@ -74,9 +75,13 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
   const sqs: SqsConsumers | null = opts.runWorker !== false
     ? startSqsConsumers({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, connections: opts.connections, stats: events, hooks: opts.sqsHooks, log: opts.log ?? ((line) => console.warn(line)) })
     : null;
+  // Its counters go where an API in another process (a split deployment) reads them.
+  const reporting = sqs && [...opts.connections.values()].some((c) => c.sqs)
+    ? reportEventStats(new EventStatsStore(destination.client, destination.database), events, opts.log ?? ((line) => console.warn(line)))
+    : null;
 
   // The API reads through its own connections (destination.api), so it answers while imports run.
-  const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination: destination.api, s3, tokens, allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS), events });
+  const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination: destination.api, s3, tokens, allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS), events, eventStore: new EventStatsStore(destination.api.client, destination.database) });
   const listening = opts.serveApi ? await listen(app, env, tokens) : null;
   const apiUrl = listening?.apiUrl ?? null;
 
@@ -88,6 +93,7 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
       stopped = true;
       await listening?.close();
       await sqs?.stop();
+      await reporting?.stop();
       if (worker) {
         // The SDK's runtime may already be draining the worker on SIGINT/SIGTERM.
         if (worker.getState() === 'RUNNING') worker.shutdown();

@@ -48,8 +48,8 @@ export function registerMetricsRoute(app: OpenAPIHono<AppEnv>) {
     family('s3ch_runs_total', 'counter', 'Sync runs finished.', runs.map((r) => [{ datasource: r.datasource }, r.runs]));
     family('s3ch_last_run_finished_seconds', 'gauge', 'Unix time the last sync run finished.', runs.map((r) => [{ datasource: r.datasource }, r.lastFinished]));
     // Event notifications seen by this process (SQS queues of its worker, webhooks of its API).
-    const events = c.var.service.events;
-    const queues = events.queues();
+    const events = await c.var.service.eventsView();
+    const queues = events.queues;
     const perQueue = (pick: (q: (typeof queues)[number]) => number) => queues.map((q): [Record<string, string>, number] => [{ connection: q.connection, queue: q.queueUrl }, pick(q)]);
     family('s3ch_sqs_messages_received_total', 'counter', 'SQS messages received, redeliveries included.', perQueue((q) => q.received));
     family('s3ch_sqs_messages_matched_total', 'counter', 'SQS messages naming an object some data source imports.', perQueue((q) => q.matched));
@@ -62,7 +62,7 @@ export function registerMetricsRoute(app: OpenAPIHono<AppEnv>) {
     family('s3ch_sqs_requests_total', 'counter', 'SQS API requests made.', perQueue((q) => q.requests));
     family('s3ch_sqs_lag_seconds', 'gauge', 'Age of the oldest message of the last batch on arrival (0 once the queue is empty).', perQueue((q) => q.lagSeconds));
     family('s3ch_sqs_polling', 'gauge', '1 while the long poll runs.', perQueue((q) => (q.polling ? 1 : 0)));
-    const notified = events.allNotifications();
+    const notified = events.dataSources;
     family('s3ch_notified_keys_total', 'counter', 'Keys event notifications handed to a data source, by channel.', notified.flatMap((n) => (['webhook', 'sqs'] as const).map((ch): [Record<string, string>, number] => [{ datasource: n.dataSource, channel: ch }, n.byChannel[ch]])));
     family('s3ch_last_notification_seconds', 'gauge', 'Unix time an event last named a key of the data source.', notified.filter((n) => n.lastEventAt).map((n) => [{ datasource: n.dataSource }, Math.round(Date.parse(n.lastEventAt!) / 1000)]));
     const mem = process.memoryUsage();

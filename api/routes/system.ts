@@ -54,7 +54,7 @@ const routes = {
               testEvents: z.number(), deleted: z.number(), redelivered: z.number(), unparseable: z.number(), signalErrors: z.number(), errors: z.number(),
               requests: z.number(), lagSeconds: z.number().describe('Age of the oldest message of the last batch on arrival; 0 once a poll finds the queue empty'),
             }),
-          ).describe('The SQS queues this process consumes (the worker in the same process; empty for an API-only process)'),
+          ).describe('The SQS queues consumed by this process and by the worker processes that reported their counters within 3 minutes (summed)'),
           dataSources: z.array(z.looseObject({ dataSource: z.string(), lastEventAt: z.string().nullable(), events: z.number() })),
         }),
         'Counters since the process started',
@@ -94,9 +94,8 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>) {
     return c.json({ ok, clickhouse: deps.destination.kind, checks }, ok ? 200 : 503);
   });
 
-  app.openapi(routes.events, (c) => {
-    const events = c.var.service.events;
-    return c.json({ since: events.since, queues: events.queues(), dataSources: events.allNotifications() }, 200);
+  app.openapi(routes.events, async (c) => {
+    return c.json(await c.var.service.eventsView(), 200);
   });
 
   app.openapi(routes.connections, (c) =>

@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { createBucket, eventually, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { createBucket, eventually, processDestination, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { startConnector } from '../../worker/runtime.js';
+import { envSchema } from '../../schemas/config.js';
+import { callApp } from '../../api/app.js';
 import { createQueue, eventBridge, queueConnection, s3Records, s3TestEvent, send, snsEnvelope, testSqs } from '../support/sqs.js';
 
 /**
@@ -161,6 +164,33 @@ describe('events from SQS', () => {
     await eventually('the schedule to import the file', async () => (await rows(name)) === 3, 60_000, 500);
     expect((await queueStats()).received - before.received).toBe(0);
     await eventually('the run to be recorded', async () => (await c.request('GET', `/v1/datasources/${name}/runs`)).body.items.some((r: { filesImported: number }) => r.filesImported === 1));
+  });
+
+  it('an API in another process (a split deployment) shows the workers\' queue counters and notification health', async () => {
+    // An API-only connector on the same ClickHouse and task queue, with no worker and no queue of its own.
+    const api = await startConnector({
+      env: envSchema.parse({ TEMPORAL_TASK_QUEUE: c.taskQueue }), connections: new Map([['aws', queueConnection(queue.url)]]),
+      temporalAddress: inject('temporalAddress'), runWorker: false, destination: await processDestination(),
+    });
+    try {
+      const name = uid('split');
+      await create(name, `s3://${bucket}/split/*.csv`);
+      await put(s3, bucket, 'split/one.csv', 'id,v\n1,x\n');
+      await send(sqs, queue.url, s3Records(bucket, 'split/one.csv'));
+      await eventually('the file to be imported', async () => (await rows(name)) === 1, 60_000, 200);
+      const expected = await queueStats();
+      const seen = await eventually('the API process to show the worker\'s counters', async () => {
+        const r = await callApp(api.app, 'GET', '/v1/events');
+        const q = r.body.queues.find((x: { connection: string }) => x.connection === 'aws');
+        return q && q.deleted >= expected.deleted ? q : null;
+      }, 60_000, 500);
+      expect(seen).toMatchObject({ queueUrl: queue.url, polling: true });
+      expect(api.events.queues()).toEqual([]);
+      const ds = (await callApp(api.app, 'GET', `/v1/datasources/${name}`)).body;
+      expect(ds.notifications).toMatchObject({ events: 1, byChannel: { sqs: 1, webhook: 0 } });
+    } finally {
+      await api.stop();
+    }
   });
 
   it('shows the queue in /metrics and in /v1/connections, with no secret', async () => {
