@@ -29,7 +29,13 @@ export function routeObjectRefs(dataSources: Iterable<{ name: string; bucketUri:
   const out = new Map<string, string[]>();
   if (refs.length === 0) return out;
   for (const ds of dataSources) {
-    const keys = matchingKeys(ds.bucketUri, refs);
+    let keys: string[];
+    try {
+      keys = matchingKeys(ds.bucketUri, refs);
+    } catch {
+      // A bucket URI this version no longer accepts concerns no event; it must not hold up the others.
+      continue;
+    }
     if (keys.length) out.set(ds.name, keys);
   }
   return out;

@@ -49,6 +49,9 @@ describe('event routing', () => {
     const route = routeObjectRefs(ds, [{ bucket: 'bkt', key: 'in/x.csv' }, { bucket: 'bkt', key: 'in/deep/y.csv' }, { bucket: 'bkt', key: 'in/x.csv' }]);
     expect(Object.fromEntries(route)).toEqual({ a: ['in/x.csv'], b: ['in/x.csv', 'in/deep/y.csv'] });
   });
+  it('a data source whose bucket URI no longer parses concerns nothing, and holds up no other', () => {
+    expect(Object.fromEntries(routeObjectRefs([{ name: 'bad', bucketUri: 's3://b/x' }, ...ds], [{ bucket: 'bkt', key: 'in/x.csv' }]))).toEqual({ a: ['in/x.csv'], b: ['in/x.csv'] });
+  });
   it('refuses dot segments and other buckets', () => {
     expect(routeObjectRefs(ds, [{ bucket: 'bkt', key: 'in/../in/x.csv' }, { bucket: 'xyz', key: 'in/x.csv' }]).size).toBe(0);
   });
