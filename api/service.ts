@@ -469,21 +469,32 @@ export class DataSourceService {
     this.pageReads.forgetPrefix('');
   }
 
-  private eventsRead: { at: number; value: Promise<ProcessReport[]> } | null = null;
+  private others: { reports: ProcessReport[]; at: number; reading: Promise<void> | null } = { reports: [], at: 0, reading: null };
 
-  /** Other processes' event counters (the workers of a split deployment), read at most every 2 s; none when unreadable. */
-  private otherProcesses(): Promise<ProcessReport[]> {
+  /**
+   * Other processes' event counters (the workers of a split deployment),
+   * read at most every 2 s; the last ones read while a read is under way, and
+   * none when unreadable. A data source's status never waits for this read.
+   */
+  private otherProcesses(wait: boolean): Promise<ProcessReport[]> {
     const store = this.deps.eventStore;
     if (!store) return Promise.resolve([]);
-    if (!this.eventsRead || Date.now() - this.eventsRead.at > 2000) {
-      this.eventsRead = { at: Date.now(), value: store.live(this.events.process).catch(() => []) };
+    const o = this.others;
+    if (!o.reading && Date.now() - o.at > 2000) {
+      o.reading = store
+        .live(this.events.process)
+        .then((reports) => void (o.reports = reports), () => undefined)
+        .finally(() => {
+          o.at = Date.now();
+          o.reading = null;
+        });
     }
-    return this.eventsRead.value;
+    return wait && o.reading ? o.reading.then(() => o.reports) : Promise.resolve(o.reports);
   }
 
-  /** Event notification health: this process's counters and those other live processes reported. */
-  async eventsView(): Promise<{ since: string; queues: ReturnType<EventStats['queues']>; dataSources: ReturnType<EventStats['allNotifications']> }> {
-    const others = await this.otherProcesses();
+  /** Event notification health: this process's counters and those other live processes reported (`wait`: read them afresh first). */
+  async eventsView(wait = true): Promise<{ since: string; queues: ReturnType<EventStats['queues']>; dataSources: ReturnType<EventStats['allNotifications']> }> {
+    const others = await this.otherProcesses(wait);
     return {
       since: this.events.since,
       queues: mergeQueues([this.events.queues(), ...others.map((o) => o.queues)]),
@@ -492,7 +503,7 @@ export class DataSourceService {
   }
 
   private async notificationsByName(): Promise<Map<string, NotificationHealth>> {
-    return new Map((await this.eventsView()).dataSources.map(({ dataSource, ...h }) => [dataSource, h]));
+    return new Map((await this.eventsView(false)).dataSources.map(({ dataSource, ...h }) => [dataSource, h]));
   }
 
   private resource(spec: DataSourceSpec, view: StatusView | null, stats: DataSourceResource['stats'], fallbackState?: DataSourceState, notes?: Map<string, NotificationHealth>): DataSourceResource {

@@ -288,6 +288,8 @@ function listView() {
   let lastAt = 0;
   const p = poller(async () => {
     // The list is paged; follow the cursor so the console shows every data source.
+    // The event queues are asked for beside the list pages, not after them.
+    const eventsAsked = api('GET', '/v1/events').catch(() => null);
     const items = [];
     let cursor = null;
     for (let pages = 0; pages < 50; pages++) {
@@ -296,7 +298,7 @@ function listView() {
       cursor = page.nextCursor;
       if (!cursor) break;
     }
-    const events = await api('GET', '/v1/events').catch(() => null);
+    const events = await eventsAsked;
     const queues = events?.queues ?? [];
     const sig = JSON.stringify([items, queues]) + session.readOnlyReason;
     // Relative times ("12 s ago") age, so redraw now and then even when nothing changed.
