@@ -3,6 +3,8 @@ import type { Client } from '@temporalio/client';
 import type { Destination } from '../clickhouse/destination.js';
 import type { S3Connections } from '../s3/connections.js';
 import type { DataSourceService } from './service.js';
+import type { EventStats } from '../events/stats.js';
+import type { EventStatsStore } from '../events/stats-store.js';
 
 export interface ApiDeps {
   temporal: Client;
@@ -16,6 +18,10 @@ export interface ApiDeps {
   allowedHosts?: Array<{ name: string; port: string | null }>;
   /** How an SNS subscription is confirmed (GET of its SubscribeURL); replaceable so tests need no internet. @default globalThis.fetch */
   fetch?: typeof fetch;
+  /** Event notification counters shared with this process's SQS consumers. */
+  events?: EventStats;
+  /** The counters worker processes report (shown with this process's own). */
+  eventStore?: EventStatsStore;
 }
 
 export interface AppEnv {

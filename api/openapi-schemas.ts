@@ -44,6 +44,14 @@ export const dataSourceResourceSchema = z
         .describe('How the data source polls: live from its workflow (null or absent when the workflow did not answer, and in list items)'),
     }),
     stats: z.object({ files: fileCounts, rows: z.number(), bytes: z.number(), quarantinedRows: z.number() }),
+    notifications: z
+      .object({
+        lastEventAt: z.string().nullable().describe('When an event notification last named a key this data source imports'),
+        events: z.number().describe('Keys event notifications named for it since `since`'),
+        byChannel: z.object({ webhook: z.number(), sqs: z.number() }),
+        since: z.string().describe('When the counting processes started'),
+      })
+      .describe('Notification health: what the webhooks of this API process and the SQS consumers of the live worker processes handed to it'),
   })
   .meta({ id: 'DataSource' });
 

@@ -10,6 +10,7 @@ import { closeConnection, connectClient, hasSearchAttributes } from '../temporal
 import { createApp } from './app.js';
 import { parseAllowedHosts, parseTokens } from './auth.js';
 import { listen } from './listen.js';
+import { EventStatsStore } from '../events/stats-store.js';
 
 try {
   const env = loadEnv();
@@ -27,6 +28,8 @@ try {
     s3,
     tokens,
     allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS),
+    // The SQS queues are consumed by the worker processes: their counters come from the table they report to.
+    eventStore: new EventStatsStore(destination.client, destination.database),
   });
   const listening = await listen(app, env, tokens);
   console.log(`[api] listening on ${listening.apiUrl}`);

@@ -9,12 +9,15 @@ import type { Destination } from '../clickhouse/destination.js';
 import { queryRows } from '../clickhouse/destination.js';
 import { ATTEMPTS, FILE_STATUSES, LATEST_STATUS, LEDGER_TABLE, Ledger, RUNS_TABLE, latestOf, type LedgerStats } from '../activities/ledger.js';
 import { ReusedReads } from './reused-reads.js';
+import { EventStats, type NotificationHealth } from '../events/stats.js';
+import { mergeNotifications, mergeQueues, type EventStatsStore, type ProcessReport } from '../events/stats-store.js';
 import type { S3Connections } from '../s3/connections.js';
 import { createSchemaTools, suggestTimeColumn } from '../activities/schema.js';
 import { dataSourcePatchSchema, dataSourceSpecSchema, normalizeSpec, type ColumnSpec, type DataSourceSpec } from '../schemas/datasource.js';
 import { quoteIdent } from '../schemas/identifiers.js';
 import { compileGlob, describeBucketUri, noMatchWarning, parseBucketUri } from '../schemas/glob.js';
 import { extractObjectRefs, type ObjectRef } from '../schemas/s3-event.js';
+import { keyOutsideGlob, matchingKeys } from '../schemas/event-routing.js';
 import { DatasourceFileError, readDatasourceFile } from '../schemas/datasource-file.js';
 import type { DataSourceInput } from '../workflows/datasource.js';
 import {
@@ -46,6 +49,10 @@ export interface ServiceDeps {
   destination: Destination;
   s3: S3Connections;
   metaDatabase?: string;
+  /** This process's event counters (webhooks here, SQS in the worker of the same process). */
+  events?: EventStats;
+  /** Where worker processes report theirs (a split deployment's API shows them). */
+  eventStore?: EventStatsStore;
 }
 
 export interface DataSourceResource extends DataSourceSpec {
@@ -54,6 +61,8 @@ export interface DataSourceResource extends DataSourceSpec {
   inferredFrom: string | null;
   schemaChanges: StatusView['schemaChanges'];
   lastRun: StatusView['lastRun'];
+  /** Event notifications this API process handed to the data source (webhooks, and SQS when the worker runs in the same process). */
+  notifications: NotificationHealth;
 }
 
 const QUERY_TIMEOUT_MS = 5000;
@@ -136,17 +145,6 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms (is a worker running?)`)), ms).unref())]);
 }
 
-/**
- * Why a key named by a caller (notification, retry) is not one the data
- * source imports, or null when it is. Dot segments are refused outright: an
- * HTTP layer on the way to S3 may resolve `a/../b` to `b`, outside the glob.
- */
-function keyOutsideGlob(key: string, match: (key: string) => boolean, pattern: string): string | null {
-  if (key.split('/').some((segment) => segment === '.' || segment === '..')) return `'${key.slice(0, 256)}' has a '.' or '..' path segment`;
-  if (!match(key)) return `'${key.slice(0, 256)}' does not match the data source's glob '${pattern}'`;
-  return null;
-}
-
 function updateRejection(err: unknown): never {
   if (err instanceof WorkflowUpdateFailedError) throw conflict(err.cause?.message ?? err.message);
   if (err instanceof WorkflowNotFoundError) throw notFound('no such data source');
@@ -194,8 +192,10 @@ export class DataSourceService {
    * for the scratch database once, not per create.
    */
   private readonly acceptedDdl = new Set<string>();
+  readonly events: EventStats;
 
   constructor(private readonly deps: ServiceDeps) {
+    this.events = deps.events ?? new EventStats();
     this.metaDb = deps.metaDatabase ?? deps.destination.database;
     this.ledger = new Ledger(deps.destination.client, this.metaDb);
     this.schema = createSchemaTools({ destination: deps.destination, s3: deps.s3 });
@@ -428,10 +428,11 @@ export class DataSourceService {
     const viewing = this.status(name);
     const counting = this.ledgerStats(name);
     counting.catch(() => undefined);
+    const noting = this.notificationsByName();
     const d = await this.describe(name);
-    const [view, stats] = await Promise.all([viewing, counting]);
+    const [view, stats, notes] = await Promise.all([viewing, counting, noting]);
     const spec = (view?.spec ?? (d.memo?.spec as DataSourceSpec));
-    return this.resource(spec, view, stats, d.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined);
+    return this.resource(spec, view, stats, d.searchAttributes?.DataSourceState?.[0] as DataSourceState | undefined, notes);
   }
 
   /** Ledger counters by data source: callers asking at the same moment share one read, and a costly read is reused a while (statsReuseMs). */
@@ -468,7 +469,44 @@ export class DataSourceService {
     this.pageReads.forgetPrefix('');
   }
 
-  private resource(spec: DataSourceSpec, view: StatusView | null, stats: DataSourceResource['stats'], fallbackState?: DataSourceState): DataSourceResource {
+  private others: { reports: ProcessReport[]; at: number; reading: Promise<void> | null } = { reports: [], at: 0, reading: null };
+
+  /**
+   * Other processes' event counters (the workers of a split deployment),
+   * read at most every 2 s; the last ones read while a read is under way, and
+   * none when unreadable. A data source's status never waits for this read.
+   */
+  private otherProcesses(wait: boolean): Promise<ProcessReport[]> {
+    const store = this.deps.eventStore;
+    if (!store) return Promise.resolve([]);
+    const o = this.others;
+    if (!o.reading && Date.now() - o.at > 2000) {
+      o.reading = store
+        .live(this.events.process)
+        .then((reports) => void (o.reports = reports), () => undefined)
+        .finally(() => {
+          o.at = Date.now();
+          o.reading = null;
+        });
+    }
+    return wait && o.reading ? o.reading.then(() => o.reports) : Promise.resolve(o.reports);
+  }
+
+  /** Event notification health: this process's counters and those other live processes reported (`wait`: read them afresh first). */
+  async eventsView(wait = true): Promise<{ since: string; queues: ReturnType<EventStats['queues']>; dataSources: ReturnType<EventStats['allNotifications']> }> {
+    const others = await this.otherProcesses(wait);
+    return {
+      since: this.events.since,
+      queues: mergeQueues([this.events.queues(), ...others.map((o) => o.queues)]),
+      dataSources: mergeNotifications([this.events.allNotifications(), ...others.map((o) => o.dataSources)]),
+    };
+  }
+
+  private async notificationsByName(): Promise<Map<string, NotificationHealth>> {
+    return new Map((await this.eventsView(false)).dataSources.map(({ dataSource, ...h }) => [dataSource, h]));
+  }
+
+  private resource(spec: DataSourceSpec, view: StatusView | null, stats: DataSourceResource['stats'], fallbackState?: DataSourceState, notes?: Map<string, NotificationHealth>): DataSourceResource {
     return {
       ...spec,
       columns: view?.columns ?? spec.columns,
@@ -486,6 +524,7 @@ export class DataSourceService {
       inferredFrom: view?.inferredFrom ?? null,
       schemaChanges: view?.schemaChanges ?? [],
       lastRun: view?.lastRun ?? null,
+      notifications: notes?.get(spec.name) ?? this.events.notifications(spec.name),
     };
   }
 
@@ -516,15 +555,18 @@ export class DataSourceService {
     // A page's counters are reused as one data source's are, by the ledger events they cost.
     const { byName: stats } = await this.pageReads.get(JSON.stringify(names), () => pageStats(this.deps.destination.client, this.metaDb, names));
     // Without the search attribute the state is known only to the workflow: ask each (bounded, in parallel).
-    const views = this.deps.searchAttributes ? null : await mapLimit(page.items, 16, (f) => this.status(f.name, LIST_QUERY_TIMEOUT_MS));
+    const [views, notes] = await Promise.all([
+      this.deps.searchAttributes ? null : mapLimit(page.items, 16, (f) => this.status(f.name, LIST_QUERY_TIMEOUT_MS)),
+      this.notificationsByName(),
+    ]);
     return {
-      items: page.items.map((f, i) => (views ? this.resource(views[i]?.spec ?? f.spec, views[i] ?? null, withoutLastRun(stats.get(f.name)!)) : this.listedResource(f, stats.get(f.name)!))),
+      items: page.items.map((f, i) => (views ? this.resource(views[i]?.spec ?? f.spec, views[i] ?? null, withoutLastRun(stats.get(f.name)!), undefined, notes) : this.listedResource(f, stats.get(f.name)!, notes))),
       nextCursor: page.nextToken ? encodeCursor(page.nextToken, query) : null,
     };
   }
 
   /** A list item from visibility and the ledger alone. */
-  private listedResource(f: ListedDataSource, stats: PageStats): DataSourceResource {
+  private listedResource(f: ListedDataSource, stats: PageStats, notes?: Map<string, NotificationHealth>): DataSourceResource {
     const state = f.state ?? 'idle';
     const m = f.memoStatus ?? {};
     const lastRunAt = m.lastRunAt ?? stats.lastRunAt;
@@ -543,6 +585,7 @@ export class DataSourceService {
       inferredFrom: null,
       schemaChanges: [],
       lastRun: null,
+      notifications: notes?.get(f.name) ?? this.events.notifications(f.name),
     };
   }
 
@@ -639,7 +682,10 @@ export class DataSourceService {
   async notify(name: string, body: unknown): Promise<{ accepted: number; ignored: number }> {
     const spec = await this.currentSpec(name);
     const keys = this.matchingKeys(spec, extractObjectRefs(body));
-    if (keys.length) await this.handle(name).signal(syncSignal, { reason: 'notify', keys });
+    if (keys.length) {
+      await this.handle(name).signal(syncSignal, { reason: 'notify', keys });
+      this.events.recordEvent(name, keys.length, 'webhook');
+    }
     const total = extractObjectRefs(body).length;
     return { accepted: keys.length, ignored: total - keys.length };
   }
@@ -656,6 +702,7 @@ export class DataSourceService {
       const keys = this.matchingKeys(spec, refs);
       if (!keys.length) continue;
       await this.deps.temporal.workflow.getHandle(wf.workflowId).signal(syncSignal, { reason: 'notify', keys });
+      this.events.recordEvent(spec.name, keys.length, 'webhook');
       hit.push(spec.name);
       accepted += keys.length;
     }
@@ -663,9 +710,7 @@ export class DataSourceService {
   }
 
   private matchingKeys(spec: DataSourceSpec, refs: ObjectRef[]): string[] {
-    const { bucket, pattern } = parseBucketUri(spec.bucketUri);
-    const match = compileGlob(pattern);
-    return [...new Set(refs.filter((r) => r.bucket === bucket && keyOutsideGlob(r.key, match, pattern) === null).map((r) => r.key))].slice(0, MAX_NOTIFIED_KEYS);
+    return matchingKeys(spec.bucketUri, refs).slice(0, MAX_NOTIFIED_KEYS);
   }
 
   /** Create from a Tinybird `.datasource` file; the name comes from the request (the file name). */

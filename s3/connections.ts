@@ -8,23 +8,18 @@ export class UnknownConnectionError extends Error {
   }
 }
 
-function clientConfig(conn: Connection): S3ClientConfig {
-  const base: S3ClientConfig = {
-    region: conn.region,
-    endpoint: conn.endpoint,
-    forcePathStyle: conn.forcePathStyle,
-    // Retries belong to Temporal's retry policy (with backoff and visibility);
-    // a couple of SDK-level retries absorb only momentary blips.
-    maxAttempts: 3,
-  };
+/**
+ * How a connection signs AWS requests: the same for S3 and for its SQS queue
+ * (static keys, the default chain, AssumeRole with ExternalId, or unsigned).
+ */
+export function signingConfig(conn: Connection): Pick<S3ClientConfig, 'credentials' | 'signer'> {
   switch (conn.kind) {
     case 'static':
-      return { ...base, credentials: { accessKeyId: conn.accessKeyId, secretAccessKey: conn.secretAccessKey, sessionToken: conn.sessionToken } };
+      return { credentials: { accessKeyId: conn.accessKeyId, secretAccessKey: conn.secretAccessKey, sessionToken: conn.sessionToken } };
     case 'default-chain':
-      return { ...base, credentials: fromNodeProviderChain() };
+      return { credentials: fromNodeProviderChain() };
     case 'assume-role':
       return {
-        ...base,
         credentials: fromTemporaryCredentials({
           params: { RoleArn: conn.roleArn, ExternalId: conn.externalId, RoleSessionName: conn.sessionName },
           clientConfig: { region: conn.region },
@@ -32,8 +27,20 @@ function clientConfig(conn: Connection): S3ClientConfig {
       };
     case 'anonymous':
       // Unsigned requests for public buckets.
-      return { ...base, credentials: { accessKeyId: '', secretAccessKey: '' }, signer: { sign: async (req) => req } };
+      return { credentials: { accessKeyId: '', secretAccessKey: '' }, signer: { sign: async (req) => req } };
   }
+}
+
+function clientConfig(conn: Connection): S3ClientConfig {
+  return {
+    region: conn.region,
+    endpoint: conn.endpoint,
+    forcePathStyle: conn.forcePathStyle,
+    // Retries belong to Temporal's retry policy (with backoff and visibility);
+    // a couple of SDK-level retries absorb only momentary blips.
+    maxAttempts: 3,
+    ...signingConfig(conn),
+  };
 }
 
 export interface S3Credentials {

@@ -1,5 +1,18 @@
 import { z } from 'zod';
 
+/** The SQS queue of a connection: where its URL is, and the SQS API to reach it through. */
+export const sqsQueueSchema = z.strictObject({
+  /** `https://sqs.<region>.amazonaws.com/<account>/<queue>` (or an SQS-compatible server's queue URL). */
+  queueUrl: z.url({ message: 'sqs.queueUrl must be the http(s) URL of the queue' }).refine((u) => URL.canParse(u) && new URL(u).pathname.split('/').some(Boolean), 'sqs.queueUrl must name a queue (…/<account>/<queue>)'),
+  /** SQS API endpoint for SQS-compatible servers; unset = AWS's endpoint for the region. */
+  endpoint: z.url({ message: 'sqs.endpoint must be an http(s) URL' }).optional(),
+  /** Region of the queue. @default the connection's region */
+  region: z.string().min(1).optional(),
+  /** Seconds a receive waits for a message (SQS's long poll, at most 20). @default 20 */
+  waitTimeSeconds: z.number().int().min(1).max(20).default(20),
+});
+export type SqsQueue = z.infer<typeof sqsQueueSchema>;
+
 /** Fields every connection kind shares: where the S3 API is. */
 const endpointFields = {
   /** AWS region; S3-compatible stores usually accept any. @default "us-east-1" */
@@ -8,6 +21,12 @@ const endpointFields = {
   endpoint: z.url({ message: 'endpoint must be an http(s) URL' }).optional(),
   /** Path-style addressing (needed by most S3-compatible stores). @default false */
   forcePathStyle: z.boolean().default(false),
+  /**
+   * An SQS queue that receives this bucket's S3 event notifications (S3 -> SQS,
+   * S3 -> SNS -> SQS, or EventBridge -> SQS). Workers long-poll it with the
+   * connection's credentials and import each new object at once.
+   */
+  sqs: sqsQueueSchema.optional(),
 };
 
 const staticKeys = z.strictObject({
@@ -44,8 +63,10 @@ export interface ConnectionSummary {
   region: string;
   endpoint: string | null;
   forcePathStyle: boolean;
+  /** The SQS queue whose S3 events it takes, if any (a queue URL is no secret). */
+  sqsQueueUrl: string | null;
 }
 
 export function summarizeConnection(name: string, c: Connection): ConnectionSummary {
-  return { name, kind: c.kind, region: c.region, endpoint: c.endpoint ?? null, forcePathStyle: c.forcePathStyle };
+  return { name, kind: c.kind, region: c.region, endpoint: c.endpoint ?? null, forcePathStyle: c.forcePathStyle, sqsQueueUrl: c.sqs?.queueUrl ?? null };
 }

@@ -103,3 +103,51 @@ export function snsSubscribeUrl(body: unknown): { url: URL } | { error: string }
   if (!SNS_HOST.test(url.hostname)) return { error: `must be on sns.<region>.amazonaws.com or sns.<region>.amazonaws.com.cn (got ${url.hostname.slice(0, 253)})` };
   return { url };
 }
+
+/**
+ * What one SQS message body is, for a queue fed by S3 (directly, through SNS
+ * with or without raw delivery, or through EventBridge):
+ * - `objects`: a notification S3 sends; `refs` are its created objects (none
+ *   for, say, a delete event: it is understood and acknowledged all the same);
+ * - `test`: the `s3:TestEvent` S3 sends when a notification is configured;
+ * - `unparseable`: anything else. Such a message is never deleted, so the
+ *   queue's visibility timeout and redrive policy decide its fate (a
+ *   dead-letter queue), and no event is dropped on a misreading.
+ */
+export type QueueMessage =
+  | { kind: 'objects'; refs: ObjectRef[] }
+  | { kind: 'test' }
+  | { kind: 'unparseable'; reason: string };
+
+export function classifyQueueMessage(body: string | undefined): QueueMessage {
+  if (body === undefined || body.trim() === '') return { kind: 'unparseable', reason: 'empty body' };
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return { kind: 'unparseable', reason: 'not JSON' };
+  }
+  let root = obj(json);
+  // SNS without raw delivery: the S3 (or EventBridge) event is the JSON text of `Message`.
+  if (root && root.Type === 'Notification' && typeof root.Message === 'string') {
+    try {
+      root = obj(JSON.parse(root.Message));
+    } catch {
+      return { kind: 'unparseable', reason: 'an SNS notification whose Message is not JSON' };
+    }
+  }
+  if (!root) return { kind: 'unparseable', reason: 'not a JSON object' };
+  if (root.Event === 's3:TestEvent') return { kind: 'test' };
+  if (Array.isArray(root.Records)) {
+    const bad = root.Records.findIndex((r) => !str(obj(obj(obj(r)?.s3)?.bucket)?.name) || !str(obj(obj(obj(r)?.s3)?.object)?.key));
+    if (bad >= 0) return { kind: 'unparseable', reason: `Records[${bad}] has no s3.bucket.name or s3.object.key` };
+    return { kind: 'objects', refs: extractObjectRefs(root) };
+  }
+  if (typeof root['detail-type'] === 'string' && obj(root.detail)) {
+    if (!/^Object /.test(root['detail-type'])) return { kind: 'unparseable', reason: `an EventBridge event of type '${root['detail-type'].slice(0, 64)}', not an S3 object event` };
+    const detail = obj(root.detail)!;
+    if (!str(obj(detail.bucket)?.name) || !str(obj(detail.object)?.key)) return { kind: 'unparseable', reason: 'an EventBridge S3 event without detail.bucket.name or detail.object.key' };
+    return { kind: 'objects', refs: extractObjectRefs(root) };
+  }
+  return { kind: 'unparseable', reason: 'neither S3 Records, an SNS notification, nor an EventBridge S3 event' };
+}

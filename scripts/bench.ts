@@ -23,7 +23,9 @@
  *   discovery_idle_list_calls_tracked, _ordered
  *                    ListObjectsV2 calls per idle tick over 2,000 / 100,000 keys, target 2 (bench/discovery-idle.ts)
  *   event_latency_p95  upload + S3 event notification until the row answers POST /v1/sql, ms, target 1000 (bench/event-latency.ts)
- * `--only ingest,many_sources,discovery,events` runs a subset (default: all).
+ *   sqs_event_latency_p95, sqs_idle_receives_per_hour
+ *                    the same through an SQS queue (ElasticMQ), target 1000 ms; long polls per hour on an idle queue, target 180 (bench/sqs-events.ts)
+ * `--only ingest,many_sources,discovery,events,sqs` runs a subset (default: all).
  *
  * `--out FILE` writes JSON with a `summary` array of { name, value, unit,
  * ceiling, ratio } and the details. BENCH_SCALE=small runs a quick version.
@@ -59,6 +61,7 @@ import { formatThreadCpu, startThreadCpu } from './bench/thread-cpu.js';
 import { runManySources } from './bench/many-sources.js';
 import { runDiscoveryIdle } from './bench/discovery-idle.js';
 import { runEventLatency } from './bench/event-latency.js';
+import { runSqsEvents } from './bench/sqs-events.js';
 
 // ---------------------------------------------------------------------------------------
 // Options
@@ -67,7 +70,7 @@ import { runEventLatency } from './bench/event-latency.js';
  * The scenarios, in run order. `ingest` is the import-rate run (the table above); the
  * others each start their own stack after it has stopped.
  */
-const SCENARIOS = ['ingest', 'many_sources', 'discovery', 'events'] as const;
+const SCENARIOS = ['ingest', 'many_sources', 'discovery', 'events', 'sqs'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const USAGE = `usage: npx tsx scripts/bench.ts [options]
@@ -356,6 +359,10 @@ async function runOtherScenarios(opts: Options): Promise<SummaryItem[]> {
   if (opts.only.has('events')) {
     step('events: upload + notification until the rows answer /v1/sql ...');
     out.push(...(await runEventLatency()));
+  }
+  if (opts.only.has('sqs')) {
+    step('sqs: upload + S3 event through an SQS queue until the rows answer /v1/sql; SQS requests while idle ...');
+    out.push(...(await runSqsEvents()));
   }
   return out;
 }

@@ -10,7 +10,7 @@
  *   SIGKILLs it if the parent disappears without running exit handlers (SIGKILL, OOM).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
@@ -455,6 +455,62 @@ export async function startMinio(opts: MinioOptions): Promise<RunningService & {
   );
 
   return { name: 'minio', pid: m.child.pid!, stop: m.stop, endpoint };
+}
+
+// ---------------------------------------------------------------------------------------
+// ElasticMQ (an SQS-compatible server; see ensureElasticmq in tools.ts for why not goaws)
+
+export interface ElasticmqOptions {
+  java: string;
+  /** Directory of ElasticMQ's jars. */
+  lib: string;
+  /** Where its configuration file goes. */
+  dir: string;
+  port: number;
+  logFile?: string;
+  readyTimeoutMs?: number;
+}
+
+/** ElasticMQ on 127.0.0.1:`port`, queue URLs `http://127.0.0.1:<port>/000000000000/<name>`, region us-east-1. */
+export async function startElasticmq(opts: ElasticmqOptions): Promise<RunningService & { endpoint: string }> {
+  const logFile = await prepareLogFile(opts.logFile);
+  const dir = resolve(opts.dir);
+  await mkdir(dir, { recursive: true });
+  const conf = resolve(dir, 'elasticmq.conf');
+  writeFileSync(
+    conf,
+    [
+      'include classpath("application.conf")',
+      `node-address { protocol = "http", host = "127.0.0.1", port = ${opts.port}, context-path = "" }`,
+      `rest-sqs { enabled = true, bind-port = ${opts.port}, bind-hostname = "127.0.0.1", sqs-limits = strict }`,
+      'rest-stats { enabled = false }',
+      'aws { region = "us-east-1", accountId = "000000000000" }',
+      // Its DEBUG default logs every request.
+      'pekko.loglevel = "WARNING"',
+      '',
+    ].join('\n'),
+  );
+  const args = ['-Xmx256m', '-XX:+UseSerialGC', `-Dconfig.file=${conf}`, '-cp', `${resolve(opts.lib)}/*`, 'org.elasticmq.server.Main'];
+  const m = startChild('elasticmq', opts.java, args, { logFile });
+  const endpoint = `http://127.0.0.1:${opts.port}`;
+  await waitReady(
+    'elasticmq',
+    m,
+    `ElasticMQ on ${endpoint}`,
+    async () => {
+      const res = await fetch(endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': 'AmazonSQS.ListQueues' },
+        body: '{}',
+        signal: AbortSignal.timeout(2000),
+      });
+      await res.body?.cancel();
+      return res.status === 200;
+    },
+    opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+    logFile,
+  );
+  return { name: 'elasticmq', pid: m.child.pid!, stop: m.stop, endpoint };
 }
 
 // ---------------------------------------------------------------------------------------

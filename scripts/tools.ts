@@ -365,6 +365,73 @@ async function acquireLock(lockDir: string, what: string, log: (line: string) =>
 }
 
 // ---------------------------------------------------------------------------------------
+// ElasticMQ: the SQS-compatible server the tests and the SQS benchmark run against.
+//
+// goaws (the Go one) was tried first: v0.4.5, the newest on the Go module proxy, speaks only
+// SQS's old query protocol (form-encoded `Action=...`, XML answers) and answers 400 "Bad
+// Request - Action:" to @aws-sdk/client-sqs, which speaks AWS JSON 1.0 as Amazon SQS does
+// today. ElasticMQ speaks both, with visibility timeouts, long polling, receive counts and
+// dead-letter queues. Its jars come from Maven Central (`mvn dependency:copy-dependencies`)
+// into the tool cache: `<tools>/elasticmq-<version>/lib/*.jar`, run with `java -cp`.
+
+export const ELASTICMQ = { group: 'org.elasticmq', artifact: 'elasticmq-server_2.13', version: '1.7.1', main: 'org.elasticmq.server.Main' } as const;
+
+/** The directory of ElasticMQ's jars (`S3CH_ELASTICMQ_LIB` overrides), fetched once with Maven. */
+export async function ensureElasticmq(opts: EnsureToolOptions = {}): Promise<{ java: string; lib: string }> {
+  const log = opts.log ?? defaultLog;
+  const java = process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', exeName('java')) : 'java';
+  const override = process.env.S3CH_ELASTICMQ_LIB;
+  if (override && override.trim() !== '') return { java, lib: resolve(override) };
+  const root = toolsDir();
+  const dir = join(root, `elasticmq-${ELASTICMQ.version}`);
+  const lib = join(dir, 'lib');
+  const complete = join(dir, 'complete');
+  if (await stat(complete).then(() => true, () => false)) return { java, lib };
+  await mkdir(root, { recursive: true });
+  const release = await acquireLock(`${dir}.lock`, `elasticmq@${ELASTICMQ.version}`, log);
+  try {
+    if (await stat(complete).then(() => true, () => false)) return { java, lib };
+    await removeLeftoverTempDirs(root, 'elasticmq');
+    const tmp = join(root, `.tmp-elasticmq-${process.pid}-${Date.now().toString(36)}`);
+    await mkdir(tmp, { recursive: true });
+    try {
+      await writeFile(
+        join(tmp, 'pom.xml'),
+        `<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>` +
+          `<groupId>local.s3ch</groupId><artifactId>elasticmq-tool</artifactId><version>1</version><packaging>pom</packaging>` +
+          `<dependencies><dependency><groupId>${ELASTICMQ.group}</groupId><artifactId>${ELASTICMQ.artifact}</artifactId><version>${ELASTICMQ.version}</version></dependency></dependencies></project>\n`,
+      );
+      log(`Fetching ElasticMQ ${ELASTICMQ.version} from Maven Central (mvn dependency:copy-dependencies); one time, cached in ${root}.`);
+      const started = Date.now();
+      await new Promise<void>((res, rej) => {
+        const child = spawn('mvn', ['-B', '-q', 'dependency:copy-dependencies', `-DoutputDirectory=${join(tmp, 'lib')}`], { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+        const tail: string[] = [];
+        const onData = (b: Buffer) => tail.push(...b.toString('utf8').split(/\r?\n/).filter((l) => l.trim()).slice(-40));
+        child.stdout.on('data', onData);
+        child.stderr.on('data', onData);
+        const timer = setInterval(() => log(`... still fetching elasticmq: ${fmtElapsed(Date.now() - started)} elapsed`), PROGRESS_EVERY_MS);
+        child.on('error', (err) => (clearInterval(timer), rej(new Error(`cannot run mvn (Maven is needed once to fetch ElasticMQ): ${err.message}`))));
+        child.on('close', (code) => {
+          clearInterval(timer);
+          if (code === 0) res();
+          else rej(new Error(`mvn dependency:copy-dependencies for ElasticMQ failed (exit code ${code}):\n${tail.slice(-40).join('\n')}`));
+        });
+      });
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      await rename(join(tmp, 'lib'), lib);
+      await writeFile(complete, `${ELASTICMQ.group}:${ELASTICMQ.artifact}:${ELASTICMQ.version}\n`);
+      log(`ElasticMQ ${ELASTICMQ.version} cached in ${dir} (${fmtElapsed(Date.now() - started)}).`);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+    return { java, lib };
+  } finally {
+    await release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 
 const invokedDirectly = (() => {
   const entry = process.argv[1];

@@ -11,6 +11,9 @@ import { closeConnection, connectClient, hasSearchAttributes } from '../temporal
 import { connectWorker } from './temporal.js';
 import { createConnectorWorker } from './worker.js';
 import type { ImportHooks } from '../activities/index.js';
+import { EventStats } from '../events/stats.js';
+import { startSqsConsumers, type SqsConsumerHooks, type SqsConsumers } from '../events/sqs-consumer.js';
+import { EventStatsStore, reportEventStats } from '../events/stats-store.js';
 
 export interface ConnectorOptions {
   env: Env;
@@ -26,6 +29,8 @@ export interface ConnectorOptions {
   hooks?: ImportHooks;
   /** Where to print one line per sync run (progress for people watching the process). */
   log?: (line: string) => void;
+  /** Fault-injection points of the SQS consumer. */
+  sqsHooks?: SqsConsumerHooks;
 }
 
 export interface Connector {
@@ -35,6 +40,7 @@ export interface Connector {
   worker: Worker | null;
   app: App;
   apiUrl: string | null;
+  events: EventStats;
   stop(): Promise<void>;
 }
 
@@ -64,19 +70,30 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
     });
     workerRun = worker.run();
   }
+  // The worker pool consumes the connections' SQS queues: one long poll per queue per process.
+  const events = new EventStats();
+  const sqs: SqsConsumers | null = opts.runWorker !== false
+    ? startSqsConsumers({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, connections: opts.connections, stats: events, hooks: opts.sqsHooks, log: opts.log ?? ((line) => console.warn(line)) })
+    : null;
+  // Its counters go where an API in another process (a split deployment) reads them.
+  const reporting = sqs && [...opts.connections.values()].some((c) => c.sqs)
+    ? reportEventStats(new EventStatsStore(destination.client, destination.database), events, opts.log ?? ((line) => console.warn(line)))
+    : null;
 
   // The API reads through its own connections (destination.api), so it answers while imports run.
-  const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination: destination.api, s3, tokens, allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS) });
+  const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination: destination.api, s3, tokens, allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS), events, eventStore: new EventStatsStore(destination.api.client, destination.database) });
   const listening = opts.serveApi ? await listen(app, env, tokens) : null;
   const apiUrl = listening?.apiUrl ?? null;
 
   let stopped = false;
   return {
-    destination, s3, client, worker, app, apiUrl,
+    destination, s3, client, worker, app, apiUrl, events,
     async stop() {
       if (stopped) return;
       stopped = true;
       await listening?.close();
+      await sqs?.stop();
+      await reporting?.stop();
       if (worker) {
         // The SDK's runtime may already be draining the worker on SIGINT/SIGTERM.
         if (worker.getState() === 'RUNNING') worker.shutdown();

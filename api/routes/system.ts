@@ -42,6 +42,25 @@ const routes = {
     request: { body: { content: { 'application/json': { schema: previewBody } }, required: true } },
     responses: { 200: json(z.looseObject({ files: z.array(z.looseObject({})), glob: globDescriptionSchema, warnings: z.array(z.string()) }), 'Preview'), 400: problem('Invalid request') },
   }),
+  events: createRoute({
+    method: 'get', path: '/v1/events', tags: ['system'], summary: 'Event notification health: per SQS queue, and per data source, since this process started',
+    responses: {
+      200: json(
+        z.object({
+          since: z.string(),
+          queues: z.array(
+            z.looseObject({
+              connection: z.string(), queueUrl: z.string(), polling: z.boolean(), received: z.number(), matched: z.number(), unmatched: z.number(),
+              testEvents: z.number(), deleted: z.number(), redelivered: z.number(), unparseable: z.number(), signalErrors: z.number(), errors: z.number(),
+              requests: z.number(), lagSeconds: z.number().describe('Age of the oldest message of the last batch on arrival; 0 once a poll finds the queue empty'),
+            }),
+          ).describe('The SQS queues consumed by this process and by the worker processes that reported their counters within 3 minutes (summed)'),
+          dataSources: z.array(z.looseObject({ dataSource: z.string(), lastEventAt: z.string().nullable(), events: z.number() })),
+        }),
+        'Counters since the process started',
+      ),
+    },
+  }),
   sql: createRoute({
     method: 'post', path: '/v1/sql', tags: ['system'], summary: 'Read-only SQL on the destination (readonly=1)',
     request: { body: { content: { 'application/json': { schema: sqlBody } }, required: true } },
@@ -73,6 +92,10 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>) {
     }
     const ok = Object.values(checks).every((x) => x.ok);
     return c.json({ ok, clickhouse: deps.destination.kind, checks }, ok ? 200 : 503);
+  });
+
+  app.openapi(routes.events, async (c) => {
+    return c.json(await c.var.service.eventsView(), 200);
   });
 
   app.openapi(routes.connections, (c) =>

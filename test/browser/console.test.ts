@@ -9,6 +9,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBucket, put, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
 import { launchBrowser, screenshot, seriousA11yViolations, serveApp } from './support/browser.js';
+import { createQueue, queueConnection, testSqs } from '../support/sqs.js';
 
 const ADMIN = `adm-${uid('tok')}`;
 const READ_ONLY = `ro-${uid('tok')}`;
@@ -23,6 +24,7 @@ let server: { url: string; close: () => Promise<void> };
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
+let queueUrl: string;
 const name = uid('console');
 const prefix = uid('events');
 const auth = { authorization: `Bearer ${ADMIN}` };
@@ -36,7 +38,11 @@ async function expectAccessible(label: string) {
 const fileRow = (key: string) => page.locator(`tr[data-key="${prefix}/${key}"]`);
 
 beforeAll(async () => {
-  c = await startTestConnector({ S3CH_API_TOKENS: `admin:${ADMIN},ro:${READ_ONLY}` });
+  // A connection with an SQS queue, so the list shows the event queues.
+  const sqs = testSqs();
+  queueUrl = (await createQueue(sqs)).url;
+  sqs.destroy();
+  c = await startTestConnector({ S3CH_API_TOKENS: `admin:${ADMIN},ro:${READ_ONLY}` }, { queued: queueConnection(queueUrl) });
   s3 = testS3();
   bucket = await createBucket(s3);
   await put(s3, bucket, `${prefix}/2024-01-01.csv`, rowsFor('01', 5));
@@ -156,6 +162,8 @@ describe('web console', () => {
     await expect(page.locator('#spec-datasource-note').textContent()).resolves.toContain('columns[2].source');
     expect(await page.getByRole('link', { name: /Temporal UI/ }).getAttribute('href')).toContain(`/workflows/datasource%3A${name}`);
     expect(await page.evaluate(() => (window as unknown as { noReload?: boolean }).noReload)).toBe(true);
+    // Notification health: no event named a key of this data source (it was synced by hand).
+    await expect(page.locator('dl.stats').textContent()).resolves.toMatch(/Eventsnone yet/);
     await expectAccessible('datasource');
   });
 
@@ -204,6 +212,12 @@ describe('web console', () => {
     expect(await row.textContent()).toContain('csv · @on-demand · tracked');
     expect(await row.textContent()).toContain('11'); // 5 + 3 + 3 rows
     for (const label of [`Sync now: ${name}`, `Pause ${name}`, `Delete ${name}`]) expect(await page.getByRole('button', { name: label }).isEnabled()).toBe(true);
+    // The SQS queue the worker long-polls, with its counters.
+    const queues = page.getByRole('region', { name: 'Event queues table' });
+    await queues.waitFor();
+    const queueRow = queues.locator('tbody tr', { hasText: queueUrl });
+    expect(await queueRow.locator('td').nth(0).textContent()).toBe('queued');
+    expect(await queueRow.locator('td').nth(2).textContent()).toBe('yes');
     await expectAccessible('list');
     // Keyboard: from the page's first link, Tab reaches the row's actions.
     await page.locator('.brand').focus();

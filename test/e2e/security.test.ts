@@ -488,8 +488,8 @@ describe('connection secrets never leave the configuration', () => {
     const conns = await c.request('GET', '/v1/connections');
     expect(conns.status).toBe(200);
     const secretconn = conns.body.items.find((i: { name: string }) => i.name === 'secretconn');
-    expect(secretconn).toEqual({ name: 'secretconn', kind: 'static', region: 'us-east-1', endpoint: inject('minioEndpoint'), forcePathStyle: true });
-    for (const item of conns.body.items) expect(Object.keys(item).sort()).toEqual(['endpoint', 'forcePathStyle', 'kind', 'name', 'region']);
+    expect(secretconn).toEqual({ name: 'secretconn', kind: 'static', region: 'us-east-1', endpoint: inject('minioEndpoint'), forcePathStyle: true, sqsQueueUrl: null });
+    for (const item of conns.body.items) expect(Object.keys(item).sort()).toEqual(['endpoint', 'forcePathStyle', 'kind', 'name', 'region', 'sqsQueueUrl']);
 
     // Two good CSV files (one row of which is quarantined) and one bad file.
     await put(s3, bucket, 'sec/a.csv', 'ts,id,v\n2024-01-01 00:00:00,1,a\n2024-01-01 00:00:01,2,b\n');

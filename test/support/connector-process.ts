@@ -6,6 +6,9 @@
  * S3CH_TEST_FAULT=kill-after-insert:<key> SIGKILLs the process right after
  * that file's rows are inserted and before its ledger entry says success.
  * Every insert prints `INSERT START <key> <attempt>` as it begins.
+ *
+ * S3CH_TEST_FAULT=kill-before-sqs-delete SIGKILLs the process after its SQS
+ * consumer signalled a batch's keys and before it deletes the messages.
  */
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { envSchema } from '../../schemas/config.js';
@@ -32,6 +35,15 @@ const connector = await startConnector({
   temporalAddress: config.temporalAddress,
   serveApi: true,
   workflowBundle: { codePath: config.workflowBundlePath },
+  sqsHooks: {
+    beforeDelete(ids) {
+      process.stdout.write(`SQS DELETE ${ids.join(',')}\n`);
+      if (fault === 'kill-before-sqs-delete') {
+        process.stdout.write('FAULT kill-before-sqs-delete\n');
+        process.kill(process.pid, 'SIGKILL');
+      }
+    },
+  },
   hooks: {
     // Tells a test that kills this process when a file's insert has begun (no query can see it: chDB runs one statement at a time).
     beforeInsert(file, attempt) {

@@ -3,8 +3,8 @@ import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { ensureTools } from '../../scripts/tools.js';
-import { startLocalServices } from '../../scripts/services.js';
+import { ensureElasticmq, ensureTools } from '../../scripts/tools.js';
+import { freePort, startElasticmq, startLocalServices } from '../../scripts/services.js';
 import { workflowsPath } from '../../worker/worker.js';
 
 declare module 'vitest' {
@@ -16,6 +16,8 @@ declare module 'vitest' {
     workflowBundlePath: string;
     temporalBin: string;
     minioBin: string;
+    /** ElasticMQ, the SQS-compatible server (region us-east-1, account 000000000000). */
+    sqsEndpoint: string;
   }
 }
 
@@ -24,6 +26,9 @@ export default async function setup(project: TestProject) {
   const dir = await mkdtemp(join(tmpdir(), 's3ch-test-'));
   const log = (line: string) => process.stderr.write(`[setup] ${line}\n`);
   const tools = await ensureTools({ log });
+  // SQS: started beside the others, stopped after them.
+  const sqsStarting = ensureElasticmq({ log }).then(async (emq) => startElasticmq({ ...emq, dir: join(dir, 'elasticmq'), port: await freePort(), logFile: join(dir, 'elasticmq.log') }));
+  sqsStarting.catch(() => undefined);
   const [{ temporal, minio, stop }, bundle] = await Promise.all([
     startLocalServices({ tools, dir, minioUser: 'testadmin', minioPassword: 'testadmin-secret-key' }),
     bundleWorkflowCode({ workflowsPath, logger: { info() {}, warn() {}, error: console.error, debug() {}, trace() {}, log() {} } }),
@@ -37,7 +42,10 @@ export default async function setup(project: TestProject) {
   project.provide('workflowBundlePath', bundlePath);
   project.provide('temporalBin', tools.temporal);
   project.provide('minioBin', tools.minio);
+  const sqs = await sqsStarting;
+  project.provide('sqsEndpoint', sqs.endpoint);
   return async () => {
+    await sqs.stop();
     await stop();
     await rm(dir, { recursive: true, force: true });
   };

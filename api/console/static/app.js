@@ -288,6 +288,8 @@ function listView() {
   let lastAt = 0;
   const p = poller(async () => {
     // The list is paged; follow the cursor so the console shows every data source.
+    // The event queues are asked for beside the list pages, not after them.
+    const eventsAsked = api('GET', '/v1/events').catch(() => null);
     const items = [];
     let cursor = null;
     for (let pages = 0; pages < 50; pages++) {
@@ -296,14 +298,37 @@ function listView() {
       cursor = page.nextCursor;
       if (!cursor) break;
     }
-    const sig = JSON.stringify(items) + session.readOnlyReason;
+    const events = await eventsAsked;
+    const queues = events?.queues ?? [];
+    const sig = JSON.stringify([items, queues]) + session.readOnlyReason;
     // Relative times ("12 s ago") age, so redraw now and then even when nothing changed.
     if (sig === lastSig && Date.now() - lastAt < 15_000) return;
     lastSig = sig;
     lastAt = Date.now();
-    redraw(body, () => (items.length ? dsTable(items, () => p.now()) : emptyList()));
+    redraw(body, () => [items.length ? dsTable(items, () => p.now()) : emptyList(), queues.length ? queueTable(queues) : null]);
   }, 2500, errorEl);
   return p;
+}
+
+/** The SQS queues this process's worker consumes: what came in, what went out, what is stuck. */
+function queueTable(queues) {
+  const cols = ['Connection', 'Queue', 'Polling', 'Received', 'Matched', 'Deleted', 'Redelivered', 'Unparseable', 'Ignored', 'Lag'];
+  return h('section', { class: 'queues', 'aria-label': 'Event queues' },
+    h('h2', {}, 'Event queues (SQS)'),
+    h('div', { class: 'table-wrap', role: 'region', 'aria-label': 'Event queues table', tabindex: 0 },
+      h('table', { class: 'queue-table' },
+        h('thead', {}, h('tr', {}, cols.map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, queues.map((q) => h('tr', {},
+          h('td', {}, q.connection),
+          h('td', {}, h('code', {}, q.queueUrl)),
+          h('td', {}, q.polling ? 'yes' : h('span', { class: 'error-text' }, q.lastError ?? 'no')),
+          h('td', { class: 'num' }, fmtInt(q.received)),
+          h('td', { class: 'num' }, fmtInt(q.matched)),
+          h('td', { class: 'num' }, fmtInt(q.deleted)),
+          h('td', { class: 'num' }, fmtInt(q.redelivered)),
+          h('td', { class: 'num' }, q.unparseable ? h('span', { class: 'error-text', title: q.lastUnparseable ?? '' }, fmtInt(q.unparseable)) : '0'),
+          h('td', { class: 'num' }, fmtInt(q.unmatched + q.testEvents)),
+          h('td', { class: 'num' }, `${q.lagSeconds.toFixed(1)} s`)))))));
 }
 
 function emptyList() {
@@ -524,7 +549,11 @@ function overviewCards(ds) {
       stat('Last run', relTime(st.lastRunAt)),
       stat('Next run', st.state === 'paused' ? 'paused' : relTime(st.nextRunAt)),
       stat('Backlog', st.backlog ? 'yes, continuing' : 'none'),
-      stat('In flight', fmtInt(st.inFlight?.length ?? 0))),
+      stat('In flight', fmtInt(st.inFlight?.length ?? 0)),
+      // Notification health: keys that event notifications (webhook, SQS) named since the API process started.
+      ds.notifications ? stat('Events', ds.notifications.lastEventAt
+        ? h('span', {}, fmtInt(ds.notifications.events), ' · last ', relTime(ds.notifications.lastEventAt))
+        : 'none yet') : null),
     h('div', { class: 'files-summary' }, h('span', { class: 'muted' }, 'Files: '), fileChips(ds.stats.files)),
     h('dl', { class: 'props' },
       h('dt', {}, 'Bucket URI'), h('dd', { class: 'wide' }, h('code', {}, ds.bucketUri)),
