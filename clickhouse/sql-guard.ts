@@ -555,6 +555,17 @@ export async function guardExpression(client: ClickHouseClient, expression: stri
 }
 
 /**
+ * ClickHouse prints a named Tuple over several lines (`Tuple(\n    a Int64,\n
+ * b String)`). That line breaking is layout only: names and literals inside a
+ * type are printed quoted with escapes, so a raw line break there can only be
+ * the printer's. Folded to one line, so that DDL and specs carry one-line
+ * types and every other control character still means refusal.
+ */
+function singleLineType(printed: string): string {
+  return printed.replace(/\(\n\s*/g, '(').replace(/,\n\s*/g, ', ');
+}
+
+/**
  * ClickHouse's canonical text of a column type: parsed by ClickHouse's own
  * type parser from a query parameter (data, never statement text), printed
  * back by the type itself. A type that ClickHouse would print differently
@@ -565,7 +576,7 @@ export async function canonicalColumnType(client: ClickHouseClient, type: string
   const run = async (t: string) => {
     try {
       const rs = await client.query({ query: q, query_params: { t }, format: 'JSONEachRow' });
-      return (await rs.json<{ t: string }>())[0]!.t;
+      return singleLineType((await rs.json<{ t: string }>())[0]!.t);
     } catch (err) {
       throw new SqlGuardError(field, `ClickHouse does not accept this type: ${parserReason(err)}`);
     }
