@@ -50,7 +50,7 @@ import type { Connection } from '../schemas/connection.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 import { startConnector, type Connector } from '../worker/runtime.js';
 import { BENCH_COLUMNS, STRUCTURE, csvString, writeCsvFile } from './bench/data.js';
-import { startLocalServices } from './services.js';
+import { startEmbeddedClickHouse, startLocalServices } from './services.js';
 import { callApp } from '../api/app.js';
 import { LEDGER_TABLE } from '../activities/ledger.js';
 import { ensureTools } from './tools.js';
@@ -430,12 +430,15 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   cleanups.push(async () => s3.destroy());
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
 
-  // 2. chDB and the connector (worker + API in-process, API not served).
-  step('starting chDB and the connector (bundling workflows) ...');
-  // The engine's own settings (S3CH_CHDB_IMPORT_SLOTS, ...) come from the environment, as for `npm start`.
-  const engine = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('S3CH_CHDB_')));
-  const env = loadEnv({ ...engine, S3CH_DATA_DIR: join(root, 'connector'), TEMPORAL_TASK_QUEUE: 's3ch-bench', LOG_LEVEL: 'warn' });
-  const destination: Destination = createDestination({ ...env, CLICKHOUSE_URL: undefined });
+  // 2. The ClickHouse engine process and the connector (worker + API in-process, API not served).
+  step('starting the ClickHouse engine and the connector (bundling workflows) ...');
+  // The engine's own settings (S3CH_CHDB_MAX_MEMORY, ...) come from the environment, as for `npm start`.
+  const engineSettings = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('S3CH_CHDB_')));
+  const base = loadEnv({ ...engineSettings, S3CH_DATA_DIR: join(root, 'connector'), LOG_LEVEL: 'warn' });
+  const engine = await startEmbeddedClickHouse({ dir: join(root, 'clickhouse'), database: 's3ch', maxMemory: base.S3CH_CHDB_MAX_MEMORY, cacheSize: base.S3CH_CHDB_CACHE_SIZE, log: step });
+  cleanups.push(engine.stop);
+  const env = loadEnv({ ...engineSettings, ...engine.env, S3CH_DATA_DIR: join(root, 'connector'), TEMPORAL_TASK_QUEUE: 's3ch-bench', LOG_LEVEL: 'warn' });
+  const destination: Destination = createDestination(env);
   cleanups.push(async () => destination.close().catch(() => undefined));
   const connector: Connector = await startConnector({ env, connections: new Map([['local', local]]), temporalAddress: temporal.address, serveApi: false, destination });
   cleanups.push(async () => connector.stop().catch((e) => console.error(`[bench] stopping the connector: ${(e as Error).message}`)));
@@ -546,7 +549,7 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   }, 50);
   const trackedTimer = setInterval(() => {
     if (!connectorRunning) return;
-    void queryRows<{ v: string }>(destination.api.client, "SELECT value AS v FROM system.metrics WHERE metric = 'MemoryTracking'")
+    void queryRows<{ v: string }>(destination.client, "SELECT value AS v FROM system.metrics WHERE metric = 'MemoryTracking'")
       .then(([r]) => (chdbTrackedPeak = Math.max(chdbTrackedPeak, Number(r?.v ?? 0))))
       .catch(() => undefined);
   }, 1000);

@@ -1,7 +1,8 @@
 /**
- * `npm start`: the whole connector on embedded defaults in one process —
- * Temporal dev server (with its Web UI), MinIO with a demo bucket, chDB as
- * ClickHouse, the worker and the API — and a demo data source.
+ * `npm start`: the whole connector on embedded defaults in one process tree —
+ * Temporal dev server (with its Web UI), MinIO with a demo bucket and the
+ * ClickHouse engine as child processes, the worker and the API — and a demo
+ * data source. Ctrl-C stops them all.
  */
 import { CreateBucketCommand, HeadBucketCommand, PutBucketNotificationConfigurationCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
@@ -15,7 +16,7 @@ import { parseTokens } from '../api/auth.js';
 import { startConnector, type Connector } from '../worker/runtime.js';
 import { callApp } from '../api/app.js';
 import { DEMO_FILES, demoCsv } from './demo-data.js';
-import { startMinio, startTemporalDevServer, tcpOpen, type RunningService } from './services.js';
+import { startEmbeddedClickHouse, startMinio, startTemporalDevServer, tcpOpen, type RunningService } from './services.js';
 import { ensureTool } from './tools.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -105,7 +106,32 @@ async function main() {
       connections = new Map([['local', local]]);
     }
 
-    say('starting worker and API (ClickHouse: ' + (env.CLICKHOUSE_URL ? env.CLICKHOUSE_URL : `embedded chDB in ${join(dataDir, 'chdb')}`) + ') ...');
+    let clickhouse = env.CLICKHOUSE_URL ?? '';
+    if (!env.CLICKHOUSE_URL) {
+      if (await tcpOpen('127.0.0.1', 8123)) {
+        throw new Error('port 8123 is already in use: is another `npm start` running? Stop it, or set CLICKHOUSE_URL to use that server.');
+      }
+      say('starting the ClickHouse engine ...');
+      const engine = await startEmbeddedClickHouse({
+        dir: join(dataDir, 'clickhouse'),
+        port: 8123,
+        database: env.CLICKHOUSE_DATABASE,
+        maxMemory: env.S3CH_CHDB_MAX_MEMORY,
+        cacheSize: env.S3CH_CHDB_CACHE_SIZE,
+        log: (l) => say(`[tools] ${l}`),
+      });
+      services.push(engine);
+      // The worker and the API reach it as any ClickHouse server: over HTTP, with users of their own.
+      env = { ...env, ...engine.env };
+      clickhouse = `${engine.url} (engine process, data in ${join(dataDir, 'clickhouse')})`;
+      // A crashed engine takes the stack down with a clear line rather than leaving it failing every statement.
+      void engine.exited.then((info) => {
+        if (stopping) return;
+        console.error(`the ClickHouse engine exited (${info.signal ? `signal ${info.signal}` : `exit code ${info.code}`}); see ${engine.logFile} and ${join(dataDir, 'clickhouse', 'logs', 'clickhouse.err.log')}`);
+        void stop(1);
+      });
+    }
+    say(`starting worker and API (ClickHouse: ${clickhouse}) ...`);
     connector = await startConnector({ env, connections, temporalAddress, serveApi: true, log: say });
     const api = connector.apiUrl!;
     if (!env.TEMPORAL_ADDRESS) {
@@ -125,6 +151,7 @@ async function main() {
     say(`  API           ${api}   (contract: ${api}/openapi.json)`);
     say(`  Temporal UI   ${temporalUi}`);
     if (minioConsole) say(`  MinIO console ${minioConsole}   (demo credentials minioadmin / minioadmin)`);
+    say(`  ClickHouse    ${clickhouse}`);
     say(`  data dir      ${dataDir}`);
     say('');
     say('Rows imported into the demo table:');

@@ -3,8 +3,8 @@ import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { ensureTools } from '../../scripts/tools.js';
-import { startLocalServices } from '../../scripts/services.js';
+import { ensureEngine, ensureTools } from '../../scripts/tools.js';
+import { freePort, startClickHouseEngine, startLocalServices } from '../../scripts/services.js';
 import { workflowsPath } from '../../worker/worker.js';
 
 declare module 'vitest' {
@@ -16,6 +16,16 @@ declare module 'vitest' {
     workflowBundlePath: string;
     temporalBin: string;
     minioBin: string;
+    /** The run's ClickHouse engine process and its users (see harness.ts processDestination). */
+    clickhouseUrl: string;
+    clickhouseUser: string;
+    clickhousePassword: string;
+    clickhouseReaderUser: string;
+    clickhouseReaderPassword: string;
+    /** Grant pattern of the databases the test users own: each test process uses one of its own. */
+    clickhouseDatabasePrefix: string;
+    engineLauncher: string;
+    engineLibrary: string;
   }
 }
 
@@ -24,8 +34,12 @@ export default async function setup(project: TestProject) {
   const dir = await mkdtemp(join(tmpdir(), 's3ch-test-'));
   const log = (line: string) => process.stderr.write(`[setup] ${line}\n`);
   const tools = await ensureTools({ log });
-  const [{ temporal, minio, stop }, bundle] = await Promise.all([
+  const engineBins = await ensureEngine({ log });
+  const [{ temporal, minio, stop }, engine, bundle] = await Promise.all([
     startLocalServices({ tools, dir, minioUser: 'testadmin', minioPassword: 'testadmin-secret-key' }),
+    // One ClickHouse server process for the whole run, as in production: every
+    // test file talks to it over HTTP in a database of its own.
+    startClickHouseEngine({ ...engineBins, dir: join(dir, 'clickhouse'), port: await freePort(), databases: ['s3ch_t_*'], maxMemory: 4 * 1024 ** 3, cacheSize: 64 * 1024 ** 2 }),
     bundleWorkflowCode({ workflowsPath, logger: { info() {}, warn() {}, error: console.error, debug() {}, trace() {}, log() {} } }),
   ]);
   const bundlePath = join(dir, 'workflow-bundle.js');
@@ -37,8 +51,16 @@ export default async function setup(project: TestProject) {
   project.provide('workflowBundlePath', bundlePath);
   project.provide('temporalBin', tools.temporal);
   project.provide('minioBin', tools.minio);
+  project.provide('clickhouseUrl', engine.url);
+  project.provide('clickhouseUser', engine.connector.user);
+  project.provide('clickhousePassword', engine.connector.password);
+  project.provide('clickhouseReaderUser', engine.reader.user);
+  project.provide('clickhouseReaderPassword', engine.reader.password);
+  project.provide('clickhouseDatabasePrefix', 's3ch_t_');
+  project.provide('engineLauncher', engineBins.launcher);
+  project.provide('engineLibrary', engineBins.library);
   return async () => {
-    await stop();
+    await Promise.all([stop(), engine.stop()]);
     await rm(dir, { recursive: true, force: true });
   };
 }
