@@ -1,4 +1,4 @@
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { ConfigError, type Env } from '../schemas/config.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 import { IMPORT_MAX_SECONDS } from './import-settings.js';
@@ -59,7 +59,9 @@ class ServerDestination implements Destination {
 
   constructor(c: DestinationConfig) {
     this.#config = c;
-    const common = { url: c.url, database: c.database, request_timeout: REQUEST_TIMEOUT_MS, max_open_connections: MAX_OPEN_CONNECTIONS } as const;
+    // Failed statements reach the caller as errors (classified, scrubbed of
+    // secrets); the client's own log of each would print them a second time, unscrubbed.
+    const common = { url: c.url, database: c.database, request_timeout: REQUEST_TIMEOUT_MS, max_open_connections: MAX_OPEN_CONNECTIONS, log: { level: ClickHouseLogLevel.OFF } } as const;
     this.client = createClient({
       ...common,
       username: c.user,

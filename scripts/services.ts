@@ -532,6 +532,11 @@ export interface ClickHouseEngineOptions {
   cacheSize: number;
   /** Users' passwords; fresh random ones when omitted (give the same ones to a restart). */
   passwords?: { connector: string; reader: string; control: string };
+  /**
+   * A user `s3ch_admin` with every right, for test fixtures only (writing
+   * Parquet with file(), tables of engines the connector may not create).
+   */
+  adminPassword?: string;
   /** Readiness timeout (default 60 s). */
   readyTimeoutMs?: number;
 }
@@ -598,7 +603,7 @@ export function readerGrants(databases: string[]): string[] {
   return [...databases.map((db) => `GRANT SELECT ON ${db}.*`), `GRANT ${CATALOGUE_TABLES.map((t) => `SELECT ON system.${t}`).join(', ')}`];
 }
 
-function engineUsersXml(o: { databases: string[]; passwords: { connector: string; reader: string; control: string } }): string {
+function engineUsersXml(o: { databases: string[]; passwords: { connector: string; reader: string; control: string }; adminPassword?: string }): string {
   const grants = (qs: string[]) => `<grants>${qs.map((q) => `<query>${xmlText(q)}</query>`).join('')}</grants>`;
   const user = (name: string, password: string | null, profile: string, qs: string[]) =>
     `<${name}>${password === null ? '<password></password>' : `<password_sha256_hex>${sha256Hex(password)}</password_sha256_hex>`}` +
@@ -627,6 +632,7 @@ function engineUsersXml(o: { databases: string[]; passwords: { connector: string
     ${user('s3ch', o.passwords.connector, 'default', connectorGrants(o.databases))}
     ${user('s3ch_reader', o.passwords.reader, 'reader', readerGrants(o.databases))}
     ${user('s3ch_control', o.passwords.control, 'default', ['GRANT KILL QUERY ON *.*', 'GRANT SELECT ON system.processes'])}
+    ${o.adminPassword ? user('s3ch_admin', o.adminPassword, 'default', ['GRANT ALL ON *.*']) : ''}
   </users>
 </clickhouse>
 `;
@@ -685,7 +691,7 @@ export async function startClickHouseEngine(opts: ClickHouseEngineOptions): Prom
   const passwords = opts.passwords ?? { connector: randomBytes(18).toString('base64url'), reader: randomBytes(18).toString('base64url'), control: randomBytes(18).toString('base64url') };
   const usersFile = join(dir, 'users.xml');
   await writeFile(join(dir, 'config.xml'), engineConfigXml({ port: opts.port, dir, maxMemory: opts.maxMemory, cacheSize: opts.cacheSize }), { mode: 0o600 });
-  await writeFile(usersFile, engineUsersXml({ databases: opts.databases, passwords }), { mode: 0o600 });
+  await writeFile(usersFile, engineUsersXml({ databases: opts.databases, passwords, adminPassword: opts.adminPassword }), { mode: 0o600 });
   const logFile = join(dir, 'logs', 'engine.out.log');
   const args = [
     opts.library,

@@ -1,4 +1,5 @@
 import { bundleWorkflowCode } from '@temporalio/worker';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,8 @@ declare module 'vitest' {
     clickhousePassword: string;
     clickhouseReaderUser: string;
     clickhouseReaderPassword: string;
+    /** A user with every right, for fixtures the connector's user may not make (see harness.ts adminClient). */
+    clickhouseAdminPassword: string;
     /** Grant pattern of the databases the test users own: each test process uses one of its own. */
     clickhouseDatabasePrefix: string;
     engineLauncher: string;
@@ -35,11 +38,12 @@ export default async function setup(project: TestProject) {
   const log = (line: string) => process.stderr.write(`[setup] ${line}\n`);
   const tools = await ensureTools({ log });
   const engineBins = await ensureEngine({ log });
+  const adminPassword = randomBytes(12).toString('hex');
   const [{ temporal, minio, stop }, engine, bundle] = await Promise.all([
     startLocalServices({ tools, dir, minioUser: 'testadmin', minioPassword: 'testadmin-secret-key' }),
     // One ClickHouse server process for the whole run, as in production: every
     // test file talks to it over HTTP in a database of its own.
-    startClickHouseEngine({ ...engineBins, dir: join(dir, 'clickhouse'), port: await freePort(), databases: ['s3ch_t_*'], maxMemory: 4 * 1024 ** 3, cacheSize: 64 * 1024 ** 2 }),
+    startClickHouseEngine({ ...engineBins, dir: join(dir, 'clickhouse'), port: await freePort(), databases: ['s3ch_t_*'], adminPassword, maxMemory: 4 * 1024 ** 3, cacheSize: 64 * 1024 ** 2 }),
     bundleWorkflowCode({ workflowsPath, logger: { info() {}, warn() {}, error: console.error, debug() {}, trace() {}, log() {} } }),
   ]);
   const bundlePath = join(dir, 'workflow-bundle.js');
@@ -57,6 +61,7 @@ export default async function setup(project: TestProject) {
   project.provide('clickhouseReaderUser', engine.reader.user);
   project.provide('clickhouseReaderPassword', engine.reader.password);
   project.provide('clickhouseDatabasePrefix', 's3ch_t_');
+  project.provide('clickhouseAdminPassword', adminPassword);
   project.provide('engineLauncher', engineBins.launcher);
   project.provide('engineLibrary', engineBins.library);
   return async () => {

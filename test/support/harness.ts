@@ -2,6 +2,7 @@ import { CreateBucketCommand, PutObjectCommand, DeleteObjectCommand, S3Client } 
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { createDestination, type Destination } from '../../clickhouse/destination.js';
 import { envSchema } from '../../schemas/config.js';
 import type { Connection } from '../../schemas/connection.js';
@@ -30,6 +31,20 @@ export function clickhouseEnv(database: string): Record<string, string> {
     CLICKHOUSE_READER_PASSWORD: inject('clickhouseReaderPassword'),
     CLICKHOUSE_DATABASE: database,
   };
+}
+
+let admin: Promise<ClickHouseClient> | null = null;
+
+/**
+ * The engine as its administrator, in this process's database: for fixtures
+ * the connector's user may not make (Parquet written with file(), tables of
+ * other engines). Never give it to the connector.
+ */
+export function adminClient(): Promise<ClickHouseClient> {
+  admin ??= processDestination().then((d) =>
+    createClient({ url: inject('clickhouseUrl'), username: 's3ch_admin', password: inject('clickhouseAdminPassword'), database: d.database, log: { level: ClickHouseLogLevel.OFF } }),
+  );
+  return admin;
 }
 
 /** A fresh database name the test users own. */
