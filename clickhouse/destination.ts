@@ -1,4 +1,5 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { randomUUID } from 'node:crypto';
 import { ConfigError, type Env } from '../schemas/config.js';
 import { quoteIdent, quoteString } from '../schemas/identifiers.js';
 import { IMPORT_MAX_SECONDS } from './import-settings.js';
@@ -50,6 +51,42 @@ export interface DestinationConfig {
   reader?: { user: string; password: string };
 }
 
+/**
+ * A client whose statements are killed on the server when their abort signal
+ * fires. Aborting only closes the HTTP request, and a server goes on with an
+ * INSERT whose client has gone: a paused or deleted data source's import
+ * would commit after the pause. Each statement with a signal gets a query id
+ * (when it has none) and an abort sends `KILL QUERY` for it.
+ */
+function killOnAbort(client: ClickHouseClient): ClickHouseClient {
+  const wrap =
+    <P extends { abort_signal?: AbortSignal; query_id?: string }, R>(run: (p: P) => Promise<R>) =>
+    async (params: P): Promise<R> => {
+      const signal = params.abort_signal;
+      if (!signal) return run(params);
+      const queryId = params.query_id ?? randomUUID();
+      const kill = () => {
+        void client.command({ query: 'KILL QUERY WHERE query_id = {id:String} ASYNC', query_params: { id: queryId } }).catch(() => undefined);
+      };
+      if (signal.aborted) throw new Error('The user aborted a request.');
+      signal.addEventListener('abort', kill, { once: true });
+      try {
+        return await run({ ...params, query_id: queryId });
+      } finally {
+        signal.removeEventListener('abort', kill);
+      }
+    };
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop === 'command' || prop === 'exec' || prop === 'query' || prop === 'insert') {
+        const fn = Reflect.get(target, prop, receiver) as (p: object) => Promise<unknown>;
+        return wrap(fn.bind(target));
+      }
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+}
+
 class ServerDestination implements Destination {
   readonly kind = 'server' as const;
   readonly client: ClickHouseClient;
@@ -62,14 +99,14 @@ class ServerDestination implements Destination {
     // Failed statements reach the caller as errors (classified, scrubbed of
     // secrets); the client's own log of each would print them a second time, unscrubbed.
     const common = { url: c.url, database: c.database, request_timeout: REQUEST_TIMEOUT_MS, max_open_connections: MAX_OPEN_CONNECTIONS, log: { level: ClickHouseLogLevel.OFF } } as const;
-    this.client = createClient({
+    this.client = killOnAbort(createClient({
       ...common,
       username: c.user,
       password: c.password,
       // The server answers long inserts only at their end: progress headers keep
       // the connection visibly alive through proxies and idle-timeouts on the way.
       clickhouse_settings: { send_progress_in_http_headers: 1, http_headers_progress_interval_ms: '30000' },
-    });
+    }));
     // The reader's profile is readonly: it may not set anything, so the client sends nothing.
     // Its statements end by the profile's max_execution_time (30 s) long before this timeout.
     this.reader = c.reader ? createClient({ ...common, request_timeout: 120_000, username: c.reader.user, password: c.reader.password }) : this.client;

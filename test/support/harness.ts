@@ -103,7 +103,7 @@ export interface TestConnector extends Connector {
 export async function startTestConnector(
   overrides: Record<string, string> = {},
   extraConnections: Record<string, Connection> = {},
-  options: { hooks?: ImportHooks; temporalAddress?: string } = {},
+  options: { hooks?: ImportHooks; temporalAddress?: string; destination?: Destination } = {},
 ): Promise<TestConnector> {
   const taskQueue = uid('tq');
   const env = envSchema.parse({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
@@ -112,7 +112,7 @@ export async function startTestConnector(
     connections: new Map([['local', minioConnection()], ...Object.entries(extraConnections)]),
     temporalAddress: options.temporalAddress ?? inject('temporalAddress'),
     workflowBundle: { codePath: inject('workflowBundlePath') },
-    destination: await processDestination(),
+    destination: options.destination ?? (await processDestination()),
     hooks: options.hooks,
   });
   return {
