@@ -65,7 +65,7 @@ describe('the engine\'s users', () => {
       'SELECT * FROM system.parts',
       "SELECT * FROM file('/etc/passwd', 'LineAsString')",
       "SELECT * FROM url('http://127.0.0.1:1/x', 'LineAsString')",
-      `SELECT * FROM s3('${minioConnection().endpoint}/b/k.csv', 'CSV', 'a String')`,
+      `SELECT * FROM s3('${minioConnection().endpoint}/some-bucket/k.csv', 'CSV', 'a String')`,
     ]) {
       const a = await reader(q);
       // The catalogue answers, with nothing of what the reader may not see.
