@@ -78,6 +78,17 @@ export const envSchema = z.object({
    * (ClickHouse's server default is 5 GiB each). Ignored with CLICKHOUSE_URL. @default "64MiB"
    */
   S3CH_CHDB_CACHE_SIZE: byteSize('S3CH_CHDB_CACHE_SIZE', 0).default(64 * 1024 ** 2),
+  /**
+   * `npm start` only: run the worker as this many separate processes (the
+   * production shape: several workers on one task queue) instead of inside
+   * the API's process. 0 = in the same process. @default 0
+   */
+  S3CH_WORKERS: z.coerce
+    .number({ message: 'S3CH_WORKERS must be a whole number from 0 to 16' })
+    .int({ message: 'S3CH_WORKERS must be a whole number from 0 to 16' })
+    .min(0, { message: 'S3CH_WORKERS must be a whole number from 0 to 16' })
+    .max(16, { message: 'S3CH_WORKERS must be a whole number from 0 to 16' })
+    .default(0),
   /** JSON file with `{ "connections": { name: {...} } }`. */
   S3CH_CONNECTIONS_FILE: z.string().optional(),
   /** The same JSON inline (handy for containers). */

@@ -6,6 +6,8 @@
  */
 import { CreateBucketCommand, HeadBucketCommand, PutBucketNotificationConfigurationCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { msToTs } from '@temporalio/common/lib/time.js';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -132,7 +134,9 @@ async function main() {
       });
     }
     say(`starting worker and API (ClickHouse: ${clickhouse}) ...`);
-    connector = await startConnector({ env, connections, temporalAddress, serveApi: true, log: say });
+    // S3CH_WORKERS=N: the worker runs as N processes of its own (as in production), the API here.
+    for (let i = 1; i <= env.S3CH_WORKERS; i++) services.push(startWorkerProcess(i, env, connections, temporalAddress));
+    connector = await startConnector({ env, connections, temporalAddress, serveApi: true, runWorker: env.S3CH_WORKERS === 0, log: say });
     const api = connector.apiUrl!;
     if (!env.TEMPORAL_ADDRESS) {
       // Closed runs are kept only for the namespace's retention; the ledger is the durable record.
@@ -167,6 +171,49 @@ async function main() {
     console.error(err instanceof ConfigError ? message : `start failed: ${message}${hint}`);
     await stop(1);
   }
+}
+
+/**
+ * One standalone worker (`worker/main.ts`) against this stack: the same
+ * variables a production worker gets, the connections inline. Its lines are
+ * printed with its number; it stops with the stack.
+ */
+function startWorkerProcess(n: number, env: ReturnType<typeof loadEnv>, connections: Map<string, Connection>, temporalAddress: string): RunningService {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
+    cwd: root,
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: temporalAddress,
+      TEMPORAL_NAMESPACE: env.TEMPORAL_NAMESPACE,
+      TEMPORAL_TASK_QUEUE: env.TEMPORAL_TASK_QUEUE,
+      CLICKHOUSE_URL: env.CLICKHOUSE_URL,
+      CLICKHOUSE_USER: env.CLICKHOUSE_USER,
+      CLICKHOUSE_PASSWORD: env.CLICKHOUSE_PASSWORD,
+      CLICKHOUSE_DATABASE: env.CLICKHOUSE_DATABASE,
+      S3CH_CONNECTIONS: JSON.stringify({ connections: Object.fromEntries(connections) }),
+      S3CH_CONNECTIONS_FILE: '',
+      S3CH_WORKERS: '0',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const prefix = (buf: Buffer) => buf.toString('utf8').split('\n').filter((l) => l.trim() !== '').forEach((l) => say(`[worker ${n}] ${l}`));
+  child.stdout?.on('data', prefix);
+  child.stderr?.on('data', prefix);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  process.once('exit', () => child.kill('SIGKILL'));
+  return {
+    name: `worker ${n}`,
+    pid: child.pid ?? 0,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      // The worker drains its activities on SIGTERM; after 30 s it is killed.
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
 }
 
 async function seedDemoBucket(conn: Connection, connector: Connector) {
