@@ -83,7 +83,7 @@ const USAGE = `usage: npx tsx scripts/bench.ts [options]
   --only LIST       run only these scenarios, comma-separated, of: ${SCENARIOS.join(', ')} (default: all)
   --threads         also print each import run's CPU by thread (engine queries, merges, JS main thread, ...)
 BENCH_SCALE=small  quick defaults: 2 files x 100000 rows, 300 small files
-S3CH_CHDB_*        the embedded engine's settings, as for npm start (e.g. S3CH_CHDB_IMPORT_SLOTS=3)`;
+S3CH_CHDB_*        the embedded engine's settings, as for npm start (e.g. S3CH_CHDB_MAX_MEMORY=2GiB)`;
 
 /** Defaults by scale: the full run, or a quick one for a shared machine. */
 const SCALES = {
