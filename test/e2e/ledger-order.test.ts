@@ -4,6 +4,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { LEDGER_TABLE, Ledger, type FileEvent } from '../../activities/ledger.js';
 import { queryRows } from '../../clickhouse/destination.js';
 import { eventually, processDestination, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
+import { statsReuseMs } from '../../api/service.js';
 import { adminClient, testDatabase } from '../support/harness.js';
 import { reportsRunFinished } from '../support/workflow-wait.js';
 
@@ -244,6 +245,11 @@ describe('the per-file ledger (Temporal dev server + MinIO + chDB)', () => {
       return (res.body.items as Array<{ name: string; stats: { files: { success: number } } }>).find((i) => i.name === name)?.stats.files.success ?? null;
     };
     expect(await eventually(`${name} listed`, listed, 30_000)).toBe(1_000_000);
+    // The reuse window (statsReuseMs: 6 s for 3M events) runs from each read's answer: once the reads
+    // above have expired, read all three afresh, so the window starts here and not at the first read,
+    // however long the reads above took on a busy machine.
+    await new Promise((r) => setTimeout(r, statsReuseMs(3_000_000) + 500));
+    expect([(await get(name)).stats.files.success, await newest(), await listed()]).toEqual([1_000_000, newestBefore, 1_000_000]);
     // One more file lands in the ledger behind the API's back: the next reads reuse the counters and the page.
     const more = new Ledger(client, (await processDestination()).database);
     await more.record([{ datasource: name, key: 'k/extra', etag: 'e', size: 10, attempt: 1, status: 'success', rows: 2, bytes: 10 }]);
