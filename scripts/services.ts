@@ -17,6 +17,7 @@ import { createConnection, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { ensureEngine } from './tools.js';
+import { READ_ONLY_SETTINGS } from '../clickhouse/read-only.js';
 
 export interface RunningService {
   name: string;
@@ -560,19 +561,14 @@ export interface ClickHouseEngine extends RunningService {
 const ENGINE_HOLD_QUERY_ID = 's3ch-engine-hold';
 
 /**
- * Limits of the reader's profile. `readonly` is constant and the others are
- * maxima a query may lower but never raise, whatever a `SETTINGS` clause or
- * URL parameter says (ClickHouse refuses the statement). Small blocks and one
- * thread keep a reader from starving the imports.
+ * Limits of the reader's profile: the ones the API puts on each read-only
+ * statement (READ_ONLY_SETTINGS), here as the profile's constraints, so that
+ * `readonly` is constant and the others are maxima a query may lower but
+ * never raise, whatever a `SETTINGS` clause or URL parameter says (ClickHouse
+ * refuses the statement). Small blocks keep a reader from starving the imports.
  */
-export const READER_LIMITS = {
-  max_execution_time: 30,
-  max_memory_usage: 256 * 1024 * 1024,
-  max_result_rows: 100_000,
-  max_result_bytes: 64 * 1024 * 1024,
-  max_threads: 1,
-  max_block_size: 8192,
-} as const;
+const { readonly: _readonly, result_overflow_mode: _overflow, ...readOnlyLimits } = READ_ONLY_SETTINGS;
+export const READER_LIMITS = { ...readOnlyLimits, max_block_size: 8192 } as const;
 
 /**
  * System tables each user reads (ClickHouse 26 wants a grant for every
