@@ -18,9 +18,7 @@ try {
   process.exit(1);
 }
 
-// Embedded chDB runs each connection's statements on one of libuv's threads: more than Node's default four.
-const env = { UV_THREADPOOL_SIZE: '16', ...process.env };
-const child = spawn(process.execPath, ['--import', tsx, join(root, 'cli', 's3ch.ts'), ...process.argv.slice(2)], { stdio: 'inherit', env });
+const child = spawn(process.execPath, ['--import', tsx, join(root, 'cli', 's3ch.ts'), ...process.argv.slice(2)], { stdio: 'inherit' });
 
 // Ctrl-C reaches the whole foreground process group; a signal sent to this
 // process alone (kill -INT <pid>) is forwarded. The child decides how to exit.

@@ -1,312 +1,205 @@
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
-// The value formatting clickhouse-js uses for `param_*` over HTTP, so chDB binds exactly what a server would.
-import { formatQueryParams } from '@clickhouse/client-common';
-import { Session } from 'chdb';
-import { createChdbConnection } from 'chdb/connection';
-import { mkdirSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
-import { defaultChdbMaxMemory, type Env } from '../schemas/config.js';
-import { quoteString } from '../schemas/identifiers.js';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { randomUUID } from 'node:crypto';
+import { ConfigError, type Env } from '../schemas/config.js';
+import { quoteIdent, quoteString } from '../schemas/identifiers.js';
+import { IMPORT_MAX_SECONDS } from './import-settings.js';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
 
 /**
- * The destination ClickHouse: one `@clickhouse/client` for everything.
- * Embedded chDB and a server run the same statements: ClickHouse reads the
- * objects itself with `s3()`, so no file byte passes through this process.
+ * The destination ClickHouse: a server spoken to over HTTP with
+ * `@clickhouse/client`, whether it is the embedded engine process `npm start`
+ * runs, a server of one's own, a cluster or ClickHouse Cloud. ClickHouse reads
+ * the objects itself with `s3()`, so no file byte passes through this process
+ * (zip entries excepted: they are streamed in the request body).
  */
 export interface Destination {
-  readonly kind: 'chdb' | 'server';
-  /** Short statements: the ledger, DDL, counts. */
+  readonly kind: 'server';
+  /** The connector's user: the ledger, DDL, imports. */
   readonly client: ClickHouseClient;
-  /**
-   * Statements that read objects (inserts, line passes, DESCRIBE of an
-   * object). On chDB they run on connections of their own, several at once
-   * (`S3CH_CHDB_IMPORT_SLOTS`), so files import side by side and the ledger
-   * never waits behind an insert; on a server this is `client`.
-   */
+  /** Statements that read objects (inserts, line passes, DESCRIBE of an object): the same client, whose connection pool runs them side by side. */
   readonly imports: ClickHouseClient;
+  /**
+   * The API's reader (`/v1/sql`): a user with SELECT on the connector's
+   * database under a readonly profile whose limits are constraints
+   * (CLICKHOUSE_READER_USER). Without one configured, the connector's user,
+   * with the read-only settings on each statement.
+   */
+  readonly reader: ClickHouseClient;
   readonly database: string;
-  /**
-   * Local scratch space for zip archives only (chDB's build has no archive
-   * reader, so an archive is fetched and its entries read with `file()`);
-   * null when ClickHouse is a server, which cannot see this machine's files.
-   */
-  readonly spoolDir: string | null;
-  /**
-   * The same destination as the API should use it. On chDB its client runs
-   * on connections of its own, so status, file lists and metrics never wait
-   * behind an insert; a server's HTTP client is already a connection pool,
-   * so there it is this destination itself. Closing it is a no-op: it lives
-   * as long as its parent.
-   */
-  readonly api: Destination;
+  /** Create the connector's database when it is missing (a request outside it: the client's own names it). */
+  ensureDatabase(): Promise<void>;
   close(): Promise<void>;
 }
 
-type ClientConnection = NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']>;
-type ConnParams = { query: string; query_params?: Record<string, unknown>; abort_signal?: AbortSignal };
-
 /**
- * Engine limits of embedded chDB. They are server settings, fixed when the
- * engine starts (the first connection to the data directory passes them).
+ * Longest an HTTP request may wait for its answer: above every statement's
+ * own `max_execution_time` (an import's is IMPORT_MAX_SECONDS), so a
+ * statement ends by ClickHouse's limit, with its error, never by the client
+ * hanging up while the server goes on.
  */
-export interface ChdbEngineOptions {
-  /**
-   * Memory the whole engine may use (every query, merge and cache), bytes:
-   * past it, the query that allocates fails instead of the process growing.
-   * @default 1 GiB
-   */
-  maxMemory: number;
-  /** Size of each of the mark, primary-index and index-mark caches, bytes. @default 64 MiB */
-  cacheSize: number;
-  /** Import statements the engine runs at once. @default defaultImportSlots() */
-  importSlots: number;
-}
+export const REQUEST_TIMEOUT_MS = (IMPORT_MAX_SECONDS + 300) * 1000;
 
-export const CHDB_ENGINE_DEFAULTS: ChdbEngineOptions = { maxMemory: defaultChdbMaxMemory(), cacheSize: 64 * 1024 ** 2, importSlots: defaultImportSlots() };
+/** Connections each client keeps: imports side by side, the ledger and the API never waiting behind them. */
+const MAX_OPEN_CONNECTIONS = 32;
 
-/** The engine's command line for these limits (clickhouse-local form: server settings as `--name=value`). */
-export function chdbEngineArgs(o: ChdbEngineOptions): string[] {
-  // ClickHouse's defaults are sized for a dedicated server (5 GiB mark cache,
-  // 90% of RAM for queries); a connector sharing a small machine needs them
-  // small. The uncompressed cache stays off; the other caches fill only on use
-  // but are capped so that nothing grows without bound.
-  const small = Math.min(o.cacheSize, 16 * 1024 ** 2);
-  return [
-    `--max_server_memory_usage=${o.maxMemory}`,
-    `--mark_cache_size=${o.cacheSize}`,
-    `--primary_index_cache_size=${o.cacheSize}`,
-    `--index_mark_cache_size=${o.cacheSize}`,
-    '--uncompressed_cache_size=0',
-    `--compiled_expression_cache_size=${small}`,
-    `--query_condition_cache_size=${small}`,
-    `--parquet_metadata_cache_size=${small}`,
-  ];
+export interface DestinationConfig {
+  url: string;
+  user: string;
+  password: string;
+  database: string;
+  reader?: { user: string; password: string };
 }
 
 /**
- * Bind query parameters with `SET param_<name> = ...` in front of the
- * statement rather than through chdb-node's native binding. chdb-node runs
- * every bound query of the process through ONE queue (its native binder is
- * not safe across connections), so a minutes-long parameterized insert would
- * hold up every parameterized read, on any connection. A `SET` is local to
- * its connection, and each connection here runs one statement at a time, so
- * the values cannot leak into another statement (every statement sets all of
- * its own). Values are formatted as clickhouse-js formats `param_*` for a
- * server, then quoted as a string literal: ClickHouse parses them by the
- * placeholder's type exactly as it would an HTTP parameter.
+ * A client whose statements are killed on the server when their abort signal
+ * fires. Aborting only closes the HTTP request, and a server goes on with an
+ * INSERT whose client has gone: a paused or deleted data source's import
+ * would commit after the pause. Each statement with a signal gets a query id
+ * (when it has none) and an abort sends `KILL QUERY` for it.
  */
-export function inlineQueryParams<P extends ConnParams>(params: P): P {
-  const entries = Object.entries(params.query_params ?? {});
-  if (entries.length === 0) return params;
-  const sets = entries.map(([name, value]) => {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`invalid query parameter name ${JSON.stringify(name)}: use letters, digits and _`);
-    return `SET param_${name} = ${quoteString(formatQueryParams({ value }))}`;
-  });
-  return { ...params, query: `${sets.join('; ')}; ${params.query}`, query_params: undefined };
-}
-
-/**
- * One chDB connection that runs one statement at a time, queued here in
- * JavaScript. chDB runs a connection's statements one after another anyway,
- * but each call waiting for its turn would hold one of libuv's four worker
- * threads: four queued imports then leave no thread for any other
- * connection's query (or file read), and the API would wait for the inserts
- * after all.
- */
-class SerialChdbConnection {
-  readonly #inner: ClientConnection;
-  #tail: Promise<unknown> = Promise.resolve();
-
-  constructor(path: string) {
-    // chdb's connection implements clickhouse-js's Connection contract against its
-    // own copy of the common types; the shapes are the same.
-    this.#inner = createChdbConnection({ path }) as unknown as ClientConnection;
-  }
-
-  #run<P extends ConnParams, T>(params: P, fn: (p: P) => Promise<T>): Promise<T> {
-    const start = () => {
-      // A statement cancelled while it waited never starts.
-      if (params.abort_signal?.aborted) throw new Error('The user aborted a request.');
-      return fn(inlineQueryParams(params));
+function killOnAbort(client: ClickHouseClient): ClickHouseClient {
+  const wrap =
+    <P extends { abort_signal?: AbortSignal; query_id?: string }, R>(run: (p: P) => Promise<R>) =>
+    async (params: P): Promise<R> => {
+      const signal = params.abort_signal;
+      if (!signal) return run(params);
+      const queryId = params.query_id ?? randomUUID();
+      const kill = () => {
+        void client.command({ query: 'KILL QUERY WHERE query_id = {id:String} ASYNC', query_params: { id: queryId } }).catch(() => undefined);
+      };
+      if (signal.aborted) throw new Error('The user aborted a request.');
+      signal.addEventListener('abort', kill, { once: true });
+      try {
+        return await run({ ...params, query_id: queryId });
+      } finally {
+        signal.removeEventListener('abort', kill);
+      }
     };
-    const p = this.#tail.then(start);
-    this.#tail = p.then(
-      () => undefined,
-      // chDB keeps what a failed statement (a time limit, a KILL) had already
-      // formatted and hands it out with the next statement's result on this
-      // connection; one statement whose result is thrown away takes it first.
-      () => this.#inner.command({ query: 'SELECT 1' }).then(
-        () => undefined,
-        () => undefined,
-      ),
-    );
-    return p;
-  }
-
-  readonly connection: ClientConnection = {
-    ping: (p) => this.#run({ query: 'SELECT 1' }, () => this.#inner.ping(p)),
-    query: (p) => this.#run(p, (q) => this.#inner.query(q)),
-    exec: (p) => this.#run(p, (q) => this.#inner.exec(q)),
-    command: (p) => this.#run(p, (q) => this.#inner.command(q)),
-    insert: (p) => this.#run(p, (q) => this.#inner.insert(q)),
-    close: () => this.#inner.close(),
-  } as ClientConnection;
-}
-
-/**
- * Several connections behind one client: a statement waits (in order of
- * arrival) for the first idle connection. A long statement then occupies one
- * connection while the next ones go on through the others, instead of being
- * queued behind it on a connection picked when they arrived.
- */
-function pooledConnection(members: SerialChdbConnection[]): ClientConnection {
-  const free = [...members];
-  const waiting: Array<{ take: (m: SerialChdbConnection) => void }> = [];
-  const release = (m: SerialChdbConnection) => {
-    const w = waiting.shift();
-    if (w) w.take(m);
-    else free.push(m);
-  };
-  const acquire = (signal: AbortSignal | undefined): Promise<SerialChdbConnection> => {
-    if (signal?.aborted) return Promise.reject(new Error('The user aborted a request.'));
-    const m = free.shift();
-    if (m) return Promise.resolve(m);
-    return new Promise((resolve, reject) => {
-      const w = {
-        take: (c: SerialChdbConnection) => {
-          signal?.removeEventListener('abort', abort);
-          resolve(c);
-        },
-      };
-      // A statement cancelled while it waits leaves the line at once.
-      const abort = () => {
-        waiting.splice(waiting.indexOf(w), 1);
-        reject(new Error('The user aborted a request.'));
-      };
-      signal?.addEventListener('abort', abort, { once: true });
-      waiting.push(w);
-    });
-  };
-  const on = async <T>(p: { abort_signal?: AbortSignal }, fn: (c: ClientConnection) => Promise<T>): Promise<T> => {
-    const member = await acquire(p.abort_signal);
-    try {
-      return await fn(member.connection);
-    } finally {
-      release(member);
-    }
-  };
-  return {
-    ping: (p) => on({}, (c) => c.ping(p)),
-    query: (p) => on(p, (c) => c.query(p)),
-    exec: (p) => on(p, (c) => c.exec(p)),
-    command: (p) => on(p, (c) => c.command(p)),
-    insert: (p) => on(p, (c) => c.insert(p)),
-    close: async () => {
-      await Promise.all(members.map((m) => m.connection.close()));
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop === 'command' || prop === 'exec' || prop === 'query' || prop === 'insert') {
+        const fn = Reflect.get(target, prop, receiver) as (p: object) => Promise<unknown>;
+        return wrap(fn.bind(target));
+      }
+      return Reflect.get(target, prop, receiver);
     },
-  } as ClientConnection;
+  });
 }
 
-/** Connections the API's client spreads its statements over. */
-const API_CONNECTIONS = 2;
-
-/**
- * Import statements embedded chDB runs at once by default: one per core, two
- * to four. One insert parses in parallel but converts and writes its blocks in
- * one stream (so that a retry cuts the same blocks), which leaves cores idle;
- * two side by side on two cores match ClickHouse reading a glob of the same
- * files. Each insert is capped on its own and the engine in all, so more
- * slots cost memory only up to `S3CH_CHDB_MAX_MEMORY`.
- */
-export function defaultImportSlots(): number {
-  return Math.min(4, Math.max(2, availableParallelism()));
-}
-
-/** Embedded: chDB in this process, through clickhouse-js's connection contract. */
-class ChdbDestination implements Destination {
-  readonly kind = 'chdb' as const;
-  readonly client: ClickHouseClient;
-  readonly imports: ClickHouseClient;
-  readonly database: string;
-  readonly spoolDir: string;
-  readonly api: Destination;
-  readonly #engine: Session;
-  readonly #apiClient: ClickHouseClient;
-
-  constructor(dataDir: string, database: string, engine: ChdbEngineOptions) {
-    const chdbDir = resolve(dataDir, 'chdb');
-    this.spoolDir = resolve(dataDir, 'spool');
-    mkdirSync(chdbDir, { recursive: true });
-    mkdirSync(this.spoolDir, { recursive: true });
-    // The first connection to a data directory starts the engine with its
-    // arguments; later ones join it. This one exists to pass the limits, and
-    // is closed last.
-    this.#engine = new Session(chdbDir, { connectionArgs: chdbEngineArgs(engine) });
-    // The worker's short statements (ledger writes, DDL, counts) on one connection;
-    // its imports on a pool of their own, several at once: chDB runs statements of
-    // different connections in parallel, and the engine's memory cap bounds them all.
-    this.client = createClient({ connection: new SerialChdbConnection(chdbDir).connection, database });
-    this.imports = createClient({ connection: pooledConnection(Array.from({ length: engine.importSlots }, () => new SerialChdbConnection(chdbDir))), database });
-    // The API's reads go through connections of their own: chDB runs statements
-    // of different connections in parallel, and they see the parts an insert on
-    // the worker's connection has committed.
-    this.#apiClient = createClient({ connection: pooledConnection(Array.from({ length: API_CONNECTIONS }, () => new SerialChdbConnection(chdbDir))), database });
-    this.database = database;
-    this.api = { kind: 'chdb', client: this.#apiClient, imports: this.#apiClient, database, spoolDir: this.spoolDir, get api() { return this; }, close: async () => undefined };
-  }
-
-  async close() {
-    await this.#apiClient.close();
-    await this.imports.close();
-    await this.client.close();
-    this.#engine.close();
-  }
-}
-
-/** Server: a ClickHouse server or ClickHouse Cloud over HTTP. */
 class ServerDestination implements Destination {
   readonly kind = 'server' as const;
   readonly client: ClickHouseClient;
-  readonly spoolDir = null;
-  constructor(readonly database: string, url: string, username: string, password: string) {
-    this.client = createClient({ url, username, password, database, request_timeout: 3_600_000 });
+  readonly reader: ClickHouseClient;
+  readonly database: string;
+  readonly #config: DestinationConfig;
+
+  constructor(c: DestinationConfig) {
+    this.#config = c;
+    // Failed statements reach the caller as errors (classified, scrubbed of
+    // secrets); the client's own log of each would print them a second time, unscrubbed.
+    const common = { url: c.url, database: c.database, request_timeout: REQUEST_TIMEOUT_MS, max_open_connections: MAX_OPEN_CONNECTIONS, log: { level: ClickHouseLogLevel.OFF } } as const;
+    this.client = killOnAbort(createClient({
+      ...common,
+      username: c.user,
+      password: c.password,
+      // The server answers long inserts only at their end: progress headers keep
+      // the connection visibly alive through proxies and idle-timeouts on the way.
+      clickhouse_settings: { send_progress_in_http_headers: 1, http_headers_progress_interval_ms: '30000' },
+    }));
+    // The reader's profile is readonly: it may not set anything, so the client sends nothing.
+    // Its statements end by the profile's max_execution_time (30 s) long before this timeout.
+    this.reader = c.reader ? createClient({ ...common, request_timeout: 120_000, username: c.reader.user, password: c.reader.password }) : this.client;
+    this.database = c.database;
   }
 
   get imports(): ClickHouseClient {
     return this.client;
   }
 
-  get api(): Destination {
-    return this;
+  async ensureDatabase() {
+    const c = this.#config;
+    const outside = createClient({ url: c.url, username: c.user, password: c.password, request_timeout: 60_000 });
+    try {
+      const [row] = await queryRows<{ n: string }>(outside, 'SELECT count() AS n FROM system.databases WHERE name = {db:String}', { db: c.database });
+      if (Number(row?.n ?? 0) === 0) await outside.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdent(c.database)}` });
+    } finally {
+      await outside.close();
+    }
   }
 
   async close() {
+    if (this.reader !== this.client) await this.reader.close();
     await this.client.close();
   }
 }
 
-type DestinationEnv = Pick<Env, 'CLICKHOUSE_URL' | 'CLICKHOUSE_USER' | 'CLICKHOUSE_PASSWORD' | 'CLICKHOUSE_DATABASE' | 'S3CH_DATA_DIR'> &
-  Partial<Pick<Env, 'S3CH_CHDB_MAX_MEMORY' | 'S3CH_CHDB_CACHE_SIZE' | 'S3CH_CHDB_IMPORT_SLOTS'>>;
+type DestinationEnv = Pick<Env, 'CLICKHOUSE_URL' | 'CLICKHOUSE_USER' | 'CLICKHOUSE_PASSWORD' | 'CLICKHOUSE_DATABASE'> & Partial<Pick<Env, 'CLICKHOUSE_READER_USER' | 'CLICKHOUSE_READER_PASSWORD'>>;
 
 export function createDestination(env: DestinationEnv): Destination {
-  if (env.CLICKHOUSE_URL) {
-    return new ServerDestination(env.CLICKHOUSE_DATABASE, env.CLICKHOUSE_URL, env.CLICKHOUSE_USER, env.CLICKHOUSE_PASSWORD);
+  if (!env.CLICKHOUSE_URL) {
+    throw new ConfigError('CLICKHOUSE_URL: required (the URL of a ClickHouse server; `npm start` starts the embedded engine and sets it)');
   }
-  return new ChdbDestination(env.S3CH_DATA_DIR, env.CLICKHOUSE_DATABASE, {
-    maxMemory: env.S3CH_CHDB_MAX_MEMORY ?? CHDB_ENGINE_DEFAULTS.maxMemory,
-    cacheSize: env.S3CH_CHDB_CACHE_SIZE ?? CHDB_ENGINE_DEFAULTS.cacheSize,
-    importSlots: env.S3CH_CHDB_IMPORT_SLOTS ?? CHDB_ENGINE_DEFAULTS.importSlots,
+  return new ServerDestination({
+    url: env.CLICKHOUSE_URL,
+    user: env.CLICKHOUSE_USER,
+    password: env.CLICKHOUSE_PASSWORD,
+    database: env.CLICKHOUSE_DATABASE,
+    reader: env.CLICKHOUSE_READER_USER ? { user: env.CLICKHOUSE_READER_USER, password: env.CLICKHOUSE_READER_PASSWORD ?? '' } : undefined,
   });
 }
 
+/** The oldest ClickHouse the import path is built and tested on. */
+export const MIN_CLICKHOUSE_VERSION = '26.7';
+
 /**
- * Render settings as a statement's own `SETTINGS` clause. Settings must never
- * go through the client's `clickhouse_settings` on chDB: there they become
- * session-wide `SET`s that leak into every later (and concurrent) query, e.g.
- * one file's deduplication token applied to another file's insert.
+ * Settings the import path relies on for its guarantees (deduplication of
+ * `INSERT ... SELECT` under a token, ETag-pinned ranged reads, ...): a server
+ * without them would import, but without the guarantee.
+ */
+export const REQUIRED_SETTINGS = [
+  'insert_deduplication_token',
+  'deduplicate_insert',
+  'deduplicate_insert_select',
+  's3_validate_etag_on_read',
+  's3_skip_empty_files',
+  'min_chunk_bytes_for_parallel_parsing',
+  'parallelize_output_from_storages',
+] as const;
+
+export class IncompatibleServerError extends Error {}
+
+function versionAtLeast(version: string, min: string): boolean {
+  const a = version.split('.').map(Number);
+  const b = min.split('.').map(Number);
+  for (let i = 0; i < b.length; i++) {
+    if ((a[i] ?? 0) !== b[i]) return (a[i] ?? 0) > b[i]!;
+  }
+  return true;
+}
+
+/**
+ * Check, before anything is imported, that the server is new enough and has
+ * every setting the guarantees rely on; the error names the minimum version.
+ */
+export async function checkServer(client: ClickHouseClient): Promise<{ version: string }> {
+  const [row] = await queryRows<{ version: string; missing: string[] }>(
+    client,
+    'SELECT version() AS version, arrayFilter(s -> s NOT IN (SELECT name FROM system.settings), {required:Array(String)}) AS missing',
+    { required: [...REQUIRED_SETTINGS] },
+  );
+  const version = row?.version ?? '';
+  if (!versionAtLeast(version, MIN_CLICKHOUSE_VERSION) || (row?.missing.length ?? 0) > 0) {
+    const missing = row?.missing.length ? `; it lacks the settings ${row.missing.join(', ')}` : '';
+    throw new IncompatibleServerError(`ClickHouse ${version || '(unknown version)'} is too old for the connector: it needs ClickHouse ${MIN_CLICKHOUSE_VERSION} or newer${missing}`);
+  }
+  return { version };
+}
+
+/**
+ * Render settings as a statement's own `SETTINGS` clause: each statement
+ * carries every setting its guarantee relies on, whatever the user's profile
+ * or server defaults say.
  */
 export function renderSettings(settings: Record<string, string | number>): string {
   const parts = Object.entries(settings).map(([k, v]) => {

@@ -65,6 +65,14 @@ export const S3_READ_SETTINGS = {
 export function dedupSettings(token: string): Record<string, string | number> {
   return {
     insert_deduplicate: 1,
+    // Pinned whatever the server's or profile's defaults: ClickHouse 26's default
+    // for INSERT ... SELECT ('enable_when_possible') silently skips deduplication
+    // when it deems the SELECT unstable; 'force_enable' fails the statement
+    // instead, so a retry can never add rows twice unnoticed.
+    deduplicate_insert_select: 'force_enable',
+    // A server whose profile turns async inserts on would queue an insert and
+    // answer before its rows are committed.
+    async_insert: 0,
     insert_deduplication_token: token,
     deduplicate_blocks_in_dependent_materialized_views: 1,
     input_format_parallel_parsing: 1,

@@ -52,35 +52,43 @@ export const envSchema = z.object({
   TEMPORAL_TASK_QUEUE: z.string().default('s3-clickhouse'),
   TEMPORAL_API_KEY: z.string().optional(),
   TEMPORAL_TLS: bool.default(false),
-  /** ClickHouse HTTP(S) URL. Unset = embedded chDB under the data dir. */
+  /** ClickHouse HTTP(S) URL. Unset = `npm start` runs the embedded engine process and points here at it. */
   CLICKHOUSE_URL: z.url({ message: 'CLICKHOUSE_URL must be an http(s) URL' }).optional(),
   CLICKHOUSE_USER: z.string().default('default'),
   CLICKHOUSE_PASSWORD: z.string().default(''),
+  /**
+   * The API's reader for `/v1/sql` (SELECT on CLICKHOUSE_DATABASE, readonly
+   * profile; docs/operations.md has its GRANTs). Unset = CLICKHOUSE_USER,
+   * with the read-only settings on each statement.
+   */
+  CLICKHOUSE_READER_USER: z.string().optional(),
+  CLICKHOUSE_READER_PASSWORD: z.string().default(''),
   CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'CLICKHOUSE_DATABASE must be a plain identifier').default('default'),
-  /** Where embedded state lives (chDB, Temporal db, MinIO data). @default ".data" */
+  /** Where embedded state lives (the ClickHouse engine's data, Temporal db, MinIO data). @default ".data" */
   S3CH_DATA_DIR: z.string().default('.data'),
   /**
-   * Memory embedded chDB may use in all (queries, merges, caches); past it the
-   * statement that allocates fails rather than the process growing. Bytes, or
+   * Memory the embedded ClickHouse engine process may use in all (queries,
+   * merges, caches); past it the statement that allocates fails rather than
+   * the process growing. Bytes, or
    * with KiB/MiB/GiB. Ignored with CLICKHOUSE_URL. @default a quarter of the machine's memory, from 1GiB to 4GiB (defaultChdbMaxMemory)
    */
   S3CH_CHDB_MAX_MEMORY: byteSize('S3CH_CHDB_MAX_MEMORY', 256 * 1024 ** 2).default(() => defaultChdbMaxMemory()),
   /**
-   * Size of each of embedded chDB's mark, primary-index and index-mark caches
+   * Size of each of the embedded engine's mark, primary-index and index-mark caches
    * (ClickHouse's server default is 5 GiB each). Ignored with CLICKHOUSE_URL. @default "64MiB"
    */
   S3CH_CHDB_CACHE_SIZE: byteSize('S3CH_CHDB_CACHE_SIZE', 0).default(64 * 1024 ** 2),
   /**
-   * Import statements embedded chDB runs at once (files import side by side;
-   * each is capped on its own and all by S3CH_CHDB_MAX_MEMORY). Ignored with
-   * CLICKHOUSE_URL. @default one per core, 2 to 4
+   * `npm start` only: run the worker as this many separate processes (the
+   * production shape: several workers on one task queue) instead of inside
+   * the API's process. 0 = in the same process. @default 0
    */
-  S3CH_CHDB_IMPORT_SLOTS: z.coerce
-    .number({ message: 'S3CH_CHDB_IMPORT_SLOTS must be a whole number from 1 to 16' })
-    .int({ message: 'S3CH_CHDB_IMPORT_SLOTS must be a whole number from 1 to 16' })
-    .min(1, { message: 'S3CH_CHDB_IMPORT_SLOTS must be a whole number from 1 to 16' })
-    .max(16, { message: 'S3CH_CHDB_IMPORT_SLOTS must be a whole number from 1 to 16' })
-    .optional(),
+  S3CH_WORKERS: z.coerce
+    .number({ message: 'S3CH_WORKERS must be a whole number from 0 to 16' })
+    .int({ message: 'S3CH_WORKERS must be a whole number from 0 to 16' })
+    .min(0, { message: 'S3CH_WORKERS must be a whole number from 0 to 16' })
+    .max(16, { message: 'S3CH_WORKERS must be a whole number from 0 to 16' })
+    .default(0),
   /** JSON file with `{ "connections": { name: {...} } }`. */
   S3CH_CONNECTIONS_FILE: z.string().optional(),
   /** The same JSON inline (handy for containers). */

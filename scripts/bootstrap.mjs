@@ -63,10 +63,7 @@ for (let i = 0; i < steps.length; i++) {
   const code = await new Promise((resolve) => {
     // The AWS SDK warns on every start that its 2027 releases will need Node 22;
     // this release runs on Node >= 20.3 (the README says so), so the notice is noise here.
-    // Embedded chDB runs each connection's statements on one of libuv's threads
-    // (the worker's, its import slots', the API's): Node's default of four would
-    // queue them behind one another, so the pool is sized before it starts.
-    const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', UV_THREADPOOL_SIZE: '16', ...process.env };
+    const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env };
     child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', env });
     child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
   });

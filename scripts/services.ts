@@ -10,11 +10,14 @@
  *   SIGKILLs it if the parent disappears without running exit handlers (SIGKILL, OOM).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { closeConnection, openConnection } from '../temporal/client.js';
+import { ensureEngine } from './tools.js';
+import { READ_ONLY_SETTINGS } from '../clickhouse/read-only.js';
 
 export interface RunningService {
   name: string;
@@ -555,4 +558,270 @@ export async function startLocalServices(opts: {
     await stop();
     throw err;
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// ClickHouse: the engine process
+
+/** A ClickHouse user as the engine's configuration knows it. */
+export interface EngineUser {
+  user: string;
+  password: string;
+}
+
+export interface ClickHouseEngineOptions {
+  /** The launcher (scripts/engine/launcher.c, built by ensureEngine) and libchdb.so. */
+  launcher: string;
+  library: string;
+  /** The engine's own directory: config, users, data and logs live under it. */
+  dir: string;
+  port: number;
+  /**
+   * Databases the connector's user owns (DDL and inserts) and the reader may
+   * read, as ClickHouse grant patterns (`name` or `prefix*`). Scratch
+   * databases of the API's DDL check (`s3ch_scratch_*`) are added for the
+   * connector.
+   */
+  databases: string[];
+  /** Memory the whole engine may use (queries, merges, caches), bytes. */
+  maxMemory: number;
+  /** Each of the mark, primary-index and index-mark caches, bytes. */
+  cacheSize: number;
+  /** Users' passwords; fresh random ones when omitted (give the same ones to a restart). */
+  passwords?: { connector: string; reader: string; control: string };
+  /**
+   * A user `s3ch_admin` with every right, for test fixtures only (writing
+   * Parquet with file(), tables of engines the connector may not create).
+   */
+  adminPassword?: string;
+  /** Readiness timeout (default 60 s). */
+  readyTimeoutMs?: number;
+}
+
+export interface ClickHouseEngine extends RunningService {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** DDL and inserts in its databases: the worker's and the API's writes. */
+  connector: EngineUser;
+  /** SELECT on its databases under a readonly profile whose limits are constraints: /v1/sql and reads. */
+  reader: EngineUser;
+  passwords: { connector: string; reader: string; control: string };
+  /** Resolves when the process has exited, for whatever reason. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Exit of the process, once it has happened; for crash detection. */
+  exitInfo(): { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  logFile: string;
+}
+
+/** The statement the engine's own session blocks in while HTTP serves; stopping the engine kills it. */
+const ENGINE_HOLD_QUERY_ID = 's3ch-engine-hold';
+
+/**
+ * Limits of the reader's profile: the ones the API puts on each read-only
+ * statement (READ_ONLY_SETTINGS), here as the profile's constraints, so that
+ * `readonly` is constant and the others are maxima a query may lower but
+ * never raise, whatever a `SETTINGS` clause or URL parameter says (ClickHouse
+ * refuses the statement). Small blocks keep a reader from starving the imports.
+ */
+const { readonly: _readonly, result_overflow_mode: _overflow, timeout_overflow_mode: _timeout, ...readOnlyLimits } = READ_ONLY_SETTINGS;
+// The same values the API's statements carry: a readonly profile accepts a
+// SETTINGS clause only where it changes nothing.
+export const READER_LIMITS = { ...readOnlyLimits } as const;
+
+/**
+ * System tables each user reads (ClickHouse 26 wants a grant for every
+ * system table; the catalogue ones show only what the user may see anyway).
+ */
+const CATALOGUE_TABLES = ['databases', 'tables', 'columns', 'functions', 'table_functions', 'data_type_families', 'settings', 'merge_tree_settings'];
+const CONNECTOR_SYSTEM_TABLES = [...CATALOGUE_TABLES, 'parts', 'processes', 'merges', 'mutations', 'metrics', 'asynchronous_metrics'];
+
+/** Table engines the connector creates (targets, landing and quarantine tables). */
+const CONNECTOR_TABLE_ENGINES = ['MergeTree', 'ReplacingMergeTree', 'SummingMergeTree', 'AggregatingMergeTree', 'Null'];
+
+const xmlText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const sha256Hex = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/** The grants of the connector's user, as GRANT statements (docs/operations.md lists the same for a server). */
+export function connectorGrants(databases: string[]): string[] {
+  const on = [...databases, 's3ch_scratch_*'];
+  return [
+    ...on.map((db) => `GRANT SHOW, SELECT, INSERT, ALTER, CREATE DATABASE, CREATE TABLE, CREATE VIEW, DROP DATABASE, DROP TABLE, DROP VIEW, TRUNCATE, OPTIMIZE ON ${db}.*`),
+    'GRANT READ ON S3',
+    `GRANT ${CONNECTOR_SYSTEM_TABLES.map((t) => `SELECT ON system.${t}`).join(', ')}`,
+    `GRANT ${CONNECTOR_TABLE_ENGINES.map((e) => `TABLE ENGINE ON ${e}`).join(', ')}`,
+  ];
+}
+
+/** The grants of the API's reader: its databases and the catalogue rows of them. */
+export function readerGrants(databases: string[]): string[] {
+  return [...databases.map((db) => `GRANT SELECT ON ${db}.*`), `GRANT ${CATALOGUE_TABLES.map((t) => `SELECT ON system.${t}`).join(', ')}`];
+}
+
+function engineUsersXml(o: { databases: string[]; passwords: { connector: string; reader: string; control: string }; adminPassword?: string }): string {
+  const grants = (qs: string[]) => `<grants>${qs.map((q) => `<query>${xmlText(q)}</query>`).join('')}</grants>`;
+  const user = (name: string, password: string | null, profile: string, qs: string[]) =>
+    `<${name}>${password === null ? '<password></password>' : `<password_sha256_hex>${sha256Hex(password)}</password_sha256_hex>`}` +
+    `<networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>${profile}</profile><quota>default</quota>${grants(qs)}</${name}>`;
+  const limits = Object.entries(READER_LIMITS);
+  return `<clickhouse>
+  <profiles>
+    <default><async_insert>0</async_insert></default>
+    <reader>
+      <readonly>1</readonly>
+      ${limits.map(([k, v]) => `<${k}>${v}</${k}>`).join('')}
+      <result_overflow_mode>${READ_ONLY_SETTINGS.result_overflow_mode}</result_overflow_mode>
+      <timeout_overflow_mode>${READ_ONLY_SETTINGS.timeout_overflow_mode}</timeout_overflow_mode>
+      <constraints><readonly><const/></readonly><timeout_overflow_mode><const/></timeout_overflow_mode>${limits.map(([k, v]) => `<${k}><max>${v}</max></${k}>`).join('')}</constraints>
+    </reader>
+  </profiles>
+  <quotas><default/></quotas>
+  <users>
+    ${
+      // clickhouse-local's own session signs in as 'default' with an empty
+      // password (a password or a network limit stops it from starting), so it
+      // exists with what that session needs and nothing else: no database, no
+      // table function. (ClickHouse does not apply a rewrite of this file to a
+      // running clickhouse-local, so the rights cannot be dropped once serving.)
+      user('default', null, 'default', ['GRANT SYSTEM LISTEN ON *.*', 'GRANT SELECT ON system.numbers'])
+    }
+    ${user('s3ch', o.passwords.connector, 'default', connectorGrants(o.databases))}
+    ${user('s3ch_reader', o.passwords.reader, 'reader', readerGrants(o.databases))}
+    ${user('s3ch_control', o.passwords.control, 'default', ['GRANT KILL QUERY ON *.*', 'GRANT SELECT ON system.processes'])}
+    ${o.adminPassword ? user('s3ch_admin', o.adminPassword, 'default', ['GRANT ALL ON *.*']) : ''}
+  </users>
+</clickhouse>
+`;
+}
+
+function engineConfigXml(o: { port: number; dir: string; maxMemory: number; cacheSize: number }): string {
+  // ClickHouse's defaults are sized for a dedicated server (5 GiB mark cache,
+  // 90% of RAM for queries); an engine sharing a small machine needs them
+  // small. The uncompressed cache stays off; the others fill only on use.
+  const small = Math.min(o.cacheSize, 16 * 1024 ** 2);
+  return `<clickhouse>
+  <http_port>${o.port}</http_port>
+  <listen_host>127.0.0.1</listen_host>
+  <users_config>users.xml</users_config>
+  <max_server_memory_usage>${o.maxMemory}</max_server_memory_usage>
+  <mark_cache_size>${o.cacheSize}</mark_cache_size>
+  <primary_index_cache_size>${o.cacheSize}</primary_index_cache_size>
+  <index_mark_cache_size>${o.cacheSize}</index_mark_cache_size>
+  <uncompressed_cache_size>0</uncompressed_cache_size>
+  <compiled_expression_cache_size>${small}</compiled_expression_cache_size>
+  <query_condition_cache_size>${small}</query_condition_cache_size>
+  <parquet_metadata_cache_size>${small}</parquet_metadata_cache_size>
+  <logger>
+    <level>warning</level>
+    <log>${xmlText(join(o.dir, 'logs', 'clickhouse.log'))}</log>
+    <errorlog>${xmlText(join(o.dir, 'logs', 'clickhouse.err.log'))}</errorlog>
+    <size>50M</size>
+    <count>2</count>
+  </logger>
+</clickhouse>
+`;
+}
+
+async function engineQuery(url: string, who: EngineUser, query: string, timeoutMs = 5000): Promise<Response> {
+  return fetch(`${url}/`, {
+    method: 'POST',
+    headers: { 'X-ClickHouse-User': who.user, 'X-ClickHouse-Key': who.password },
+    body: query,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+}
+
+/**
+ * ClickHouse as a process of its own: clickhouse-local from the chDB library,
+ * serving ClickHouse's HTTP interface on loopback with its access control.
+ * Its session runs `SYSTEM START LISTEN HTTP` and then blocks in one
+ * statement; `stop()` kills that statement, which makes ClickHouse shut down
+ * normally (a SIGTERM would end it hard), and SIGKILLs it only if that fails.
+ * The environment is empty but for PATH and HOME: no token or key of this
+ * process reaches the engine.
+ */
+export async function startClickHouseEngine(opts: ClickHouseEngineOptions): Promise<ClickHouseEngine> {
+  const dir = resolve(opts.dir);
+  await mkdir(join(dir, 'data'), { recursive: true });
+  await mkdir(join(dir, 'logs'), { recursive: true });
+  const passwords = opts.passwords ?? { connector: randomBytes(18).toString('base64url'), reader: randomBytes(18).toString('base64url'), control: randomBytes(18).toString('base64url') };
+  const usersFile = join(dir, 'users.xml');
+  await writeFile(join(dir, 'config.xml'), engineConfigXml({ port: opts.port, dir, maxMemory: opts.maxMemory, cacheSize: opts.cacheSize }), { mode: 0o600 });
+  await writeFile(usersFile, engineUsersXml({ databases: opts.databases, passwords, adminPassword: opts.adminPassword }), { mode: 0o600 });
+  const logFile = join(dir, 'logs', 'engine.out.log');
+  const args = [
+    opts.library,
+    `--config-file=${join(dir, 'config.xml')}`,
+    `--path=${join(dir, 'data')}`,
+    '--log-level=warning',
+    `--query_id=${ENGINE_HOLD_QUERY_ID}`,
+    // One row a second, for ever: the session stays in this statement while HTTP serves.
+    '--query=SYSTEM START LISTEN HTTP; SELECT sleepEachRow(1) FROM system.numbers SETTINGS max_block_size = 1 FORMAT Null',
+  ];
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, TZ: 'UTC' };
+  const m = startChild('clickhouse', opts.launcher, args, { env, logFile });
+  const url = `http://127.0.0.1:${opts.port}`;
+  const connector = { user: 's3ch', password: passwords.connector };
+  const reader = { user: 's3ch_reader', password: passwords.reader };
+  const control = { user: 's3ch_control', password: passwords.control };
+
+  await waitReady(
+    'clickhouse',
+    m,
+    `ClickHouse engine on ${url}`,
+    async () => {
+      const res = await engineQuery(url, connector, 'SELECT 1');
+      await res.body?.cancel();
+      return res.status === 200;
+    },
+    opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+    logFile,
+  );
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (m.exitInfo()) return;
+      const killed = await engineQuery(url, control, `KILL QUERY WHERE query_id = '${ENGINE_HOLD_QUERY_ID}' ASYNC`).then(
+        async (r) => (await r.body?.cancel(), r.ok),
+        () => false,
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const stopped = killed && (await Promise.race([m.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 30_000)))]));
+      clearTimeout(timer);
+      if (!stopped && !m.exitInfo()) {
+        m.child.kill('SIGKILL');
+        await m.exited;
+      }
+    })();
+    return stopping;
+  };
+
+  return { name: 'clickhouse', pid: m.child.pid!, url, connector, reader, passwords, stop, exited: m.exited, exitInfo: m.exitInfo, logFile };
+}
+
+/**
+ * The embedded engine as `npm start`, the benchmark and the tests run it: the
+ * launcher built (once), the process started under `dir`, and the
+ * CLICKHOUSE_* variables that point a worker or an API at it.
+ */
+export async function startEmbeddedClickHouse(opts: {
+  dir: string;
+  database: string;
+  maxMemory: number;
+  cacheSize: number;
+  port?: number;
+  log?: (line: string) => void;
+}): Promise<ClickHouseEngine & { env: Record<'CLICKHOUSE_URL' | 'CLICKHOUSE_USER' | 'CLICKHOUSE_PASSWORD' | 'CLICKHOUSE_READER_USER' | 'CLICKHOUSE_READER_PASSWORD' | 'CLICKHOUSE_DATABASE', string> }> {
+  const bins = await ensureEngine({ log: opts.log });
+  const engine = await startClickHouseEngine({ ...bins, dir: opts.dir, port: opts.port ?? (await freePort()), databases: [opts.database], maxMemory: opts.maxMemory, cacheSize: opts.cacheSize });
+  return {
+    ...engine,
+    env: {
+      CLICKHOUSE_URL: engine.url,
+      CLICKHOUSE_USER: engine.connector.user,
+      CLICKHOUSE_PASSWORD: engine.connector.password,
+      CLICKHOUSE_READER_USER: engine.reader.user,
+      CLICKHOUSE_READER_PASSWORD: engine.reader.password,
+      CLICKHOUSE_DATABASE: opts.database,
+    },
+  };
 }

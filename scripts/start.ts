@@ -1,10 +1,13 @@
 /**
- * `npm start`: the whole connector on embedded defaults in one process —
- * Temporal dev server (with its Web UI), MinIO with a demo bucket, chDB as
- * ClickHouse, the worker and the API — and a demo data source.
+ * `npm start`: the whole connector on embedded defaults in one process tree —
+ * Temporal dev server (with its Web UI), MinIO with a demo bucket and the
+ * ClickHouse engine as child processes, the worker and the API — and a demo
+ * data source. Ctrl-C stops them all.
  */
 import { CreateBucketCommand, HeadBucketCommand, PutBucketNotificationConfigurationCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { msToTs } from '@temporalio/common/lib/time.js';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -15,7 +18,7 @@ import { parseTokens } from '../api/auth.js';
 import { startConnector, type Connector } from '../worker/runtime.js';
 import { callApp } from '../api/app.js';
 import { DEMO_FILES, demoCsv } from './demo-data.js';
-import { startMinio, startTemporalDevServer, tcpOpen, type RunningService } from './services.js';
+import { startEmbeddedClickHouse, startMinio, startTemporalDevServer, tcpOpen, type RunningService } from './services.js';
 import { ensureTool } from './tools.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -105,8 +108,35 @@ async function main() {
       connections = new Map([['local', local]]);
     }
 
-    say('starting worker and API (ClickHouse: ' + (env.CLICKHOUSE_URL ? env.CLICKHOUSE_URL : `embedded chDB in ${join(dataDir, 'chdb')}`) + ') ...');
-    connector = await startConnector({ env, connections, temporalAddress, serveApi: true, log: say });
+    let clickhouse = env.CLICKHOUSE_URL ?? '';
+    if (!env.CLICKHOUSE_URL) {
+      if (await tcpOpen('127.0.0.1', 8123)) {
+        throw new Error('port 8123 is already in use: is another `npm start` running? Stop it, or set CLICKHOUSE_URL to use that server.');
+      }
+      say('starting the ClickHouse engine ...');
+      const engine = await startEmbeddedClickHouse({
+        dir: join(dataDir, 'clickhouse'),
+        port: 8123,
+        database: env.CLICKHOUSE_DATABASE,
+        maxMemory: env.S3CH_CHDB_MAX_MEMORY,
+        cacheSize: env.S3CH_CHDB_CACHE_SIZE,
+        log: (l) => say(`[tools] ${l}`),
+      });
+      services.push(engine);
+      // The worker and the API reach it as any ClickHouse server: over HTTP, with users of their own.
+      env = { ...env, ...engine.env };
+      clickhouse = `${engine.url} (engine process, data in ${join(dataDir, 'clickhouse')})`;
+      // A crashed engine takes the stack down with a clear line rather than leaving it failing every statement.
+      void engine.exited.then((info) => {
+        if (stopping) return;
+        console.error(`the ClickHouse engine exited (${info.signal ? `signal ${info.signal}` : `exit code ${info.code}`}); see ${engine.logFile} and ${join(dataDir, 'clickhouse', 'logs', 'clickhouse.err.log')}`);
+        void stop(1);
+      });
+    }
+    say(`starting worker and API (ClickHouse: ${clickhouse}) ...`);
+    // S3CH_WORKERS=N: the worker runs as N processes of its own (as in production), the API here.
+    for (let i = 1; i <= env.S3CH_WORKERS; i++) services.push(startWorkerProcess(i, env, connections, temporalAddress));
+    connector = await startConnector({ env, connections, temporalAddress, serveApi: true, runWorker: env.S3CH_WORKERS === 0, log: say });
     const api = connector.apiUrl!;
     if (!env.TEMPORAL_ADDRESS) {
       // Closed runs are kept only for the namespace's retention; the ledger is the durable record.
@@ -125,6 +155,7 @@ async function main() {
     say(`  API           ${api}   (contract: ${api}/openapi.json)`);
     say(`  Temporal UI   ${temporalUi}`);
     if (minioConsole) say(`  MinIO console ${minioConsole}   (demo credentials minioadmin / minioadmin)`);
+    say(`  ClickHouse    ${clickhouse}`);
     say(`  data dir      ${dataDir}`);
     say('');
     say('Rows imported into the demo table:');
@@ -140,6 +171,49 @@ async function main() {
     console.error(err instanceof ConfigError ? message : `start failed: ${message}${hint}`);
     await stop(1);
   }
+}
+
+/**
+ * One standalone worker (`worker/main.ts`) against this stack: the same
+ * variables a production worker gets, the connections inline. Its lines are
+ * printed with its number; it stops with the stack.
+ */
+function startWorkerProcess(n: number, env: ReturnType<typeof loadEnv>, connections: Map<string, Connection>, temporalAddress: string): RunningService {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
+    cwd: root,
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: temporalAddress,
+      TEMPORAL_NAMESPACE: env.TEMPORAL_NAMESPACE,
+      TEMPORAL_TASK_QUEUE: env.TEMPORAL_TASK_QUEUE,
+      CLICKHOUSE_URL: env.CLICKHOUSE_URL,
+      CLICKHOUSE_USER: env.CLICKHOUSE_USER,
+      CLICKHOUSE_PASSWORD: env.CLICKHOUSE_PASSWORD,
+      CLICKHOUSE_DATABASE: env.CLICKHOUSE_DATABASE,
+      S3CH_CONNECTIONS: JSON.stringify({ connections: Object.fromEntries(connections) }),
+      S3CH_CONNECTIONS_FILE: '',
+      S3CH_WORKERS: '0',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const prefix = (buf: Buffer) => buf.toString('utf8').split('\n').filter((l) => l.trim() !== '').forEach((l) => say(`[worker ${n}] ${l}`));
+  child.stdout?.on('data', prefix);
+  child.stderr?.on('data', prefix);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  process.once('exit', () => child.kill('SIGKILL'));
+  return {
+    name: `worker ${n}`,
+    pid: child.pid ?? 0,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      // The worker drains its activities on SIGTERM; after 30 s it is killed.
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
 }
 
 async function seedDemoBucket(conn: Connection, connector: Connector) {

@@ -13,11 +13,13 @@
  * Runnable directly: `npx tsx scripts/tools.ts` installs both and prints the paths.
  */
 import { spawn, execFile } from 'node:child_process';
-import { constants as fsConstants, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { constants as fsConstants, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { access, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export type ToolName = 'temporal' | 'minio';
 
@@ -432,6 +434,79 @@ export async function ensureElasticmq(opts: EnsureToolOptions = {}): Promise<{ j
 }
 
 // ---------------------------------------------------------------------------------------
+// The ClickHouse engine: the chDB library from npm, run by a small C launcher
+
+/** Source of the launcher (scripts/engine/launcher.c): the cache key includes its hash. */
+const LAUNCHER_SOURCE = fileURLToPath(new URL('./engine/launcher.c', import.meta.url));
+
+/**
+ * ClickHouse itself: `libchdb.so` of the `@chdb/lib-*` package npm installed
+ * for this platform (ClickHouse 26.7, clickhouse-local's entry point inside).
+ */
+export function chdbLibraryPath(): string {
+  const require = createRequire(import.meta.url);
+  const pkg = `@chdb/lib-${process.platform}-${process.arch}-gnu`;
+  try {
+    return join(dirname(require.resolve(`${pkg}/package.json`)), 'libchdb.so');
+  } catch {
+    throw new Error(`the ClickHouse engine needs the npm package ${pkg} (installed with chdb by \`npm ci\`); it is missing, or this platform has no build of it`);
+  }
+}
+
+/** Where the launcher built from the current source is cached. */
+export function engineLauncherPath(): string {
+  const hash = createHash('sha256').update(readFileSync(LAUNCHER_SOURCE)).digest('hex').slice(0, 12);
+  return join(toolsDir(), `s3ch-engine-${hash}`, 's3ch-engine');
+}
+
+/**
+ * The engine launcher and the library it runs. The launcher is ~40 lines of
+ * C built once with the system's C compiler (`cc`, the one Go's cgo uses),
+ * cached like the Go tools under a name that carries its source's hash.
+ * `S3CH_ENGINE_LAUNCHER` overrides the cache.
+ */
+export async function ensureEngine(opts: EnsureToolOptions = {}): Promise<{ launcher: string; library: string }> {
+  const library = chdbLibraryPath();
+  const override = process.env.S3CH_ENGINE_LAUNCHER;
+  if (override && override.trim() !== '') {
+    const path = resolve(override);
+    if (!(await isExecutable(path))) throw new Error(`S3CH_ENGINE_LAUNCHER=${override} does not point to an executable file`);
+    return { launcher: path, library };
+  }
+  const finalPath = engineLauncherPath();
+  if (await isExecutable(finalPath)) return { launcher: finalPath, library };
+  const log = opts.log ?? defaultLog;
+  const root = toolsDir();
+  await mkdir(root, { recursive: true });
+  const release = await acquireLock(`${dirname(finalPath)}.lock`, 's3ch-engine', log);
+  try {
+    if (await isExecutable(finalPath)) return { launcher: finalPath, library };
+    const tmp = `${finalPath}.tmp-${process.pid}`;
+    await mkdir(dirname(finalPath), { recursive: true });
+    const cc = process.env.CC && process.env.CC.trim() !== '' ? process.env.CC : 'cc';
+    log(`Building the ClickHouse engine launcher (${cc} ${LAUNCHER_SOURCE}).`);
+    await new Promise<void>((res, rej) =>
+      execFile(cc, ['-O2', '-o', tmp, LAUNCHER_SOURCE, '-ldl'], { timeout: 120_000 }, (err, _out, stderr) => {
+        if (!err) return res();
+        const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+        rej(
+          new Error(
+            missing
+              ? `no C compiler: \`${cc}\` is not on PATH. The embedded ClickHouse engine needs one to build its launcher once (install gcc or clang, e.g. \`apt-get install gcc\`; Go's cgo needs the same), or set CLICKHOUSE_URL to use a ClickHouse server.`
+              : `building the engine launcher failed: ${stderr || err.message}`,
+          ),
+        );
+      }),
+    );
+    await rename(tmp, finalPath);
+    log(`engine launcher installed at ${finalPath}`);
+    return { launcher: finalPath, library };
+  } finally {
+    await release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 
 const invokedDirectly = (() => {
   const entry = process.argv[1];
@@ -445,8 +520,9 @@ const invokedDirectly = (() => {
 
 if (invokedDirectly) {
   ensureTools()
-    .then((paths) => {
+    .then(async (paths) => {
       for (const [name, path] of Object.entries(paths)) process.stdout.write(`${name}: ${path}\n`);
+      process.stdout.write(`engine: ${(await ensureEngine()).launcher}\n`);
     })
     .catch((err: unknown) => {
       process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);

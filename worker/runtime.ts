@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
-import { createDestination, type Destination } from '../clickhouse/destination.js';
+import { checkServer, createDestination, type Destination } from '../clickhouse/destination.js';
+import { Ledger } from '../activities/ledger.js';
 import { S3Connections } from '../s3/connections.js';
 import { createApp, type App } from '../api/app.js';
 import { parseAllowedHosts, parseTokens } from '../api/auth.js';
@@ -23,7 +24,7 @@ export interface ConnectorOptions {
   /** Serve the API on HOST:PORT (the app is always built, for in-process use). */
   serveApi?: boolean;
   workflowBundle?: { code: string } | { codePath: string };
-  /** Reuse a destination (e.g. one chDB per process in tests). */
+  /** Reuse a destination (e.g. one client per test process). */
   destination?: Destination;
   /** Fault-injection points for the failure tests. */
   hooks?: ImportHooks;
@@ -48,6 +49,17 @@ export interface Connector {
 export async function startConnector(opts: ConnectorOptions): Promise<Connector> {
   const { env } = opts;
   const destination = opts.destination ?? createDestination(env);
+  // Before anything reads or writes: a server too old for the guarantees fails
+  // here, naming the minimum version, and the connector's own tables are
+  // migrated before the API answers from them.
+  try {
+    await destination.ensureDatabase();
+    await checkServer(destination.client);
+    await new Ledger(destination.client, destination.database).ensureTables();
+  } catch (err) {
+    if (!opts.destination) await destination.close();
+    throw err;
+  }
   const s3 = new S3Connections(opts.connections);
   const client = await connectClient(env, opts.temporalAddress);
   const searchAttributes = await hasSearchAttributes(client, env.TEMPORAL_NAMESPACE);
@@ -80,8 +92,7 @@ export async function startConnector(opts: ConnectorOptions): Promise<Connector>
     ? reportEventStats(new EventStatsStore(destination.client, destination.database), events, opts.log ?? ((line) => console.warn(line)))
     : null;
 
-  // The API reads through its own connections (destination.api), so it answers while imports run.
-  const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination: destination.api, s3, tokens, allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS), events, eventStore: new EventStatsStore(destination.api.client, destination.database) });
+  const app = createApp({ temporal: client, taskQueue: env.TEMPORAL_TASK_QUEUE, searchAttributes, destination, s3, tokens, allowedHosts: parseAllowedHosts(env.S3CH_ALLOWED_HOSTS), events, eventStore: new EventStatsStore(destination.client, destination.database) });
   const listening = opts.serveApi ? await listen(app, env, tokens) : null;
   const apiUrl = listening?.apiUrl ?? null;
 

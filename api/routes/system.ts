@@ -129,7 +129,8 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>) {
     const { destination } = c.var.deps;
     const scope = { databases: [destination.database], defaultDatabase: destination.database };
     try {
-      return c.json(await runReadOnly(destination.client, c.req.valid('json').query, scope), 200);
+      // As the reader user: ClickHouse's own access control stands behind the guard.
+      return c.json(await runReadOnly(destination.reader, c.req.valid('json').query, scope), 200);
     } catch (err) {
       if (err instanceof SqlGuardError) throw badRequest('the query is not allowed', [{ field: err.field, message: err.reason }]);
       throw badRequest('the query failed', [{ field: 'query', message: (err as Error).message.split('\n')[0]! }]);

@@ -1,7 +1,7 @@
 /**
  * A connector stack for one benchmark scenario, in this process: Temporal dev
- * server (in-memory) and MinIO on free loopback ports, embedded chDB, and the
- * worker + API. Each scenario starts its own, so one scenario's leftovers
+ * server (in-memory) and MinIO on free loopback ports, the ClickHouse engine
+ * process, and the worker + API. Each scenario starts its own, so one scenario's leftovers
  * (workflows, tables, timers) cannot skew another's numbers.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
@@ -14,7 +14,7 @@ import { createDestination } from '../../clickhouse/destination.js';
 import { envSchema } from '../../schemas/config.js';
 import type { Connection } from '../../schemas/connection.js';
 import { startConnector } from '../../worker/runtime.js';
-import { startLocalServices } from '../services.js';
+import { startEmbeddedClickHouse, startLocalServices } from '../services.js';
 import { ensureTools } from '../tools.js';
 
 const MINIO_USER = 'benchadmin';
@@ -61,8 +61,11 @@ export async function startBenchStack(opts: {
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     const connection = (endpoint: string): Connection => ({ kind: 'static', endpoint, region: 'us-east-1', forcePathStyle: true, accessKeyId: MINIO_USER, secretAccessKey: MINIO_PASSWORD });
     const connections = await opts.connections(minioEndpoint, { connection });
-    const env = envSchema.parse({ S3CH_DATA_DIR: join(root, 'chdb'), TEMPORAL_TASK_QUEUE: `s3ch-bench-${opts.label}`, LOG_LEVEL: 'warn' });
-    const destination = createDestination({ ...env, CLICKHOUSE_URL: undefined });
+    const base = envSchema.parse({ S3CH_DATA_DIR: root, LOG_LEVEL: 'warn' });
+    const engine = await startEmbeddedClickHouse({ dir: join(root, 'clickhouse'), database: 's3ch', maxMemory: base.S3CH_CHDB_MAX_MEMORY, cacheSize: base.S3CH_CHDB_CACHE_SIZE, log: (l) => opts.log(`[tools] ${l}`) });
+    cleanups.push(engine.stop);
+    const env = envSchema.parse({ ...engine.env, S3CH_DATA_DIR: root, TEMPORAL_TASK_QUEUE: `s3ch-bench-${opts.label}`, LOG_LEVEL: 'warn' });
+    const destination = createDestination(env);
     cleanups.push(() => destination.close());
     const connector = await startConnector({ env, connections, temporalAddress: services.temporal.address, serveApi: false, destination });
     cleanups.push(() => connector.stop());

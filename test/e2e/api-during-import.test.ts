@@ -3,6 +3,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createBucket, eventually, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { adminClient } from '../support/harness.js';
 
 /**
  * The API answers while ClickHouse works. An import hook holds the worker's
@@ -42,8 +43,9 @@ describe('the API while an insert holds the engine', () => {
       hooks: {
         async beforeInsert(file, attempt) {
           if (!file.key.endsWith('/held.csv') || attempt !== 1) return;
-          // Parameterized on purpose: chdb-node's own binder runs bound statements one at a time process-wide.
-          heldSettled = c.destination.client
+          // A parameterized statement that ClickHouse runs until released; the administrator
+          // runs it, since the connector's own user may not read a URL.
+          heldSettled = (await adminClient())
             .query({
               query: `SELECT count() AS n FROM url('${holdUrl}', 'LineAsString', 'line String') WHERE line != {skip:String} SETTINGS http_receive_timeout = 300, max_execution_time = 300`,
               query_params: { skip: '' },

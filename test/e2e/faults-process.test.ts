@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { inject } from 'vitest';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { freePort } from '../../scripts/services.js';
-import { createBucket, eventually, minioConnection, put, testS3, uid } from '../support/harness.js';
+import { clickhouseEnv, createBucket, eventually, minioConnection, put, testDatabase, testS3, uid } from '../support/harness.js';
 
 /**
  * Exactly once when the worker dies: the connector runs as its own process
@@ -43,6 +43,7 @@ describe('worker killed mid-import: nothing lost, nothing doubled', () => {
   let bucket: string;
   let dataDir: string;
   let taskQueue: string;
+  let database: string;
   let port: number;
   const procs: ChildProcess[] = [];
 
@@ -64,6 +65,7 @@ describe('worker killed mid-import: nothing lost, nothing doubled', () => {
         S3CH_TEST_CONFIG: JSON.stringify({
           dataDir, temporalAddress: inject('temporalAddress'), taskQueue, port,
           workflowBundlePath: inject('workflowBundlePath'), connections: { local: minioConnection() },
+          clickhouse: clickhouseEnv(database),
         }),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -96,6 +98,7 @@ describe('worker killed mid-import: nothing lost, nothing doubled', () => {
   async function setup(name: string, prefix: string) {
     dataDir = await mkdtemp(join(tmpdir(), 's3ch-proc-'));
     taskQueue = uid('tq');
+    database = testDatabase();
     port = await freePort();
     await put(s3, bucket, `${prefix}/big.csv`, bigCsv(ROWS));
     await put(s3, bucket, `${prefix}/small.csv`, bigCsv(1000, ROWS));

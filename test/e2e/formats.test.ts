@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
+import { adminClient } from '../support/harness.js';
 import { reportsRunFinished } from '../support/workflow-wait.js';
 
 /**
@@ -174,7 +175,7 @@ describe('formats, compression, inference and quarantine', () => {
   it('Parquet written by ClickHouse: nulls, timestamps, decimals, dates, lists; columns inferred from the file', async () => {
     const p = uid('pq');
     const path = join(tmpdir(), `${p}.parquet`);
-    await c.destination.client.command({
+    await (await adminClient()).command({
       query: `INSERT INTO FUNCTION file('${path}', 'Parquet')
               SELECT number AS id,
                      toDateTime64('2024-01-01 00:00:00.123', 3, 'UTC') + number AS ts,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Connection } from '../../schemas/connection.js';
 import { createBucket, eventually, minioConnection, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { adminClient } from '../support/harness.js';
 import { startS3Proxy, type S3Proxy } from '../support/s3-proxy.js';
 
 /**
@@ -242,8 +243,8 @@ describe('hostile and malformed files', () => {
     const name = uid('pqbad');
     const good = join(dir, `${name}-good.parquet`);
     const bad = join(dir, `${name}-bad.parquet`);
-    await c.destination.client.command({ query: `INSERT INTO FUNCTION file('${good}', 'Parquet') SELECT number + 401 AS id, concat('good', toString(number + 1)) AS v FROM numbers(3)` });
-    await c.destination.client.command({ query: `INSERT INTO FUNCTION file('${bad}', 'Parquet') SELECT number AS id FROM numbers(100)` });
+    await (await adminClient()).command({ query: `INSERT INTO FUNCTION file('${good}', 'Parquet') SELECT number + 401 AS id, concat('good', toString(number + 1)) AS v FROM numbers(3)` });
+    await (await adminClient()).command({ query: `INSERT INTO FUNCTION file('${bad}', 'Parquet') SELECT number AS id FROM numbers(100)` });
     const bytes = await readFile(bad);
     expect(bytes.subarray(-4).toString()).toBe('PAR1');
     garbage(20, 7).copy(bytes, bytes.length - 20);

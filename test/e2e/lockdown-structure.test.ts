@@ -280,7 +280,7 @@ describe('locked down: the guards parse, they do not read text', () => {
   });
 
   it('a query over its time limit is stopped by ClickHouse, and one the API kills is cancelled, while other reads are answered', async () => {
-    const dest = (await processDestination()).api;
+    const dest = await processDestination();
     const scope = { databases: ['default'], defaultDatabase: 'default' };
     // 10^9 rows of a cheap function: far longer than the limits below on any machine.
     const slow = 'SELECT sum(cityHash64(i, j, k)) AS s FROM system.one ARRAY JOIN range(1000) AS i ARRAY JOIN range(1000) AS j ARRAY JOIN range(1000) AS k';

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { queryRows } from '../../clickhouse/destination.js';
 import { eventually, put, sql, uid, type TestConnector, useTestStack } from '../support/harness.js';
+import { adminClient } from '../support/harness.js';
 import { reportsRunFinished } from '../support/workflow-wait.js';
 
 /**
@@ -153,7 +154,8 @@ describe('Parquet from real writers (pyarrow, DuckDB)', () => {
 
   /** What ClickHouse itself reports for the fixture file. */
   async function describeFixture(fixture: string) {
-    return queryRows<{ name: string; type: string }>(c.destination.client, `DESCRIBE TABLE file({path:String}, 'Parquet')`, { path: `${FIXTURES}${fixture}` });
+    // The administrator reads the fixture from disk: the connector's user may not read files.
+    return queryRows<{ name: string; type: string }>(await adminClient(), `DESCRIBE TABLE file({path:String}, 'Parquet')`, { path: `${FIXTURES}${fixture}` });
   }
 
   async function get(name: string) {

@@ -264,7 +264,7 @@ describe('parseTokens and how the app uses them', () => {
     const inert = new Proxy({}, { get: () => { throw new Error('not used by these requests'); } });
     return createApp({
       temporal: inert as never, taskQueue: 'q', searchAttributes: false,
-      destination: { kind: 'chdb', database: 'default', client: inert } as unknown as Destination,
+      destination: { kind: 'server', database: 'default', client: inert, imports: inert, reader: inert } as unknown as Destination,
       s3: new S3Connections(new Map()), tokens: parseTokens(spec),
     });
   }

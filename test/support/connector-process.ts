@@ -1,7 +1,8 @@
 /**
  * The connector as a separate OS process, for the failure tests that kill it:
- * worker + API + its own chDB data dir, configured by one JSON environment
- * variable. Prints `READY <apiUrl>` once serving.
+ * worker + API against the run's ClickHouse engine (in the database the test
+ * names), configured by one JSON environment variable. Prints
+ * `READY <apiUrl>` once serving.
  *
  * S3CH_TEST_FAULT=kill-after-insert:<key> SIGKILLs the process right after
  * that file's rows are inserted and before its ledger entry says success.
@@ -22,13 +23,15 @@ interface ProcessConfig {
   port: number;
   workflowBundlePath: string;
   connections: Record<string, Connection>;
+  /** CLICKHOUSE_* variables: the engine, its users and the test's database. */
+  clickhouse: Record<string, string>;
 }
 
 const config = JSON.parse(process.env.S3CH_TEST_CONFIG ?? '{}') as ProcessConfig;
 const fault = process.env.S3CH_TEST_FAULT ?? '';
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
-const env = envSchema.parse({ S3CH_DATA_DIR: config.dataDir, TEMPORAL_TASK_QUEUE: config.taskQueue, PORT: String(config.port) });
+const env = envSchema.parse({ ...config.clickhouse, S3CH_DATA_DIR: config.dataDir, TEMPORAL_TASK_QUEUE: config.taskQueue, PORT: String(config.port) });
 const connector = await startConnector({
   env,
   connections: new Map(Object.entries(config.connections)),
@@ -45,7 +48,7 @@ const connector = await startConnector({
     },
   },
   hooks: {
-    // Tells a test that kills this process when a file's insert has begun (no query can see it: chDB runs one statement at a time).
+    // Tells a test that kills this process when a file's insert has begun.
     beforeInsert(file, attempt) {
       process.stdout.write(`INSERT START ${file.key} ${attempt}\n`);
     },

@@ -1,10 +1,11 @@
 import { bundleWorkflowCode } from '@temporalio/worker';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { ensureElasticmq, ensureTools } from '../../scripts/tools.js';
-import { freePort, startElasticmq, startLocalServices } from '../../scripts/services.js';
+import { ensureElasticmq, ensureEngine, ensureTools } from '../../scripts/tools.js';
+import { freePort, startClickHouseEngine, startElasticmq, startLocalServices } from '../../scripts/services.js';
 import { workflowsPath } from '../../worker/worker.js';
 
 declare module 'vitest' {
@@ -18,6 +19,18 @@ declare module 'vitest' {
     minioBin: string;
     /** ElasticMQ, the SQS-compatible server (region us-east-1, account 000000000000). */
     sqsEndpoint: string;
+    /** The run's ClickHouse engine process and its users (see harness.ts processDestination). */
+    clickhouseUrl: string;
+    clickhouseUser: string;
+    clickhousePassword: string;
+    clickhouseReaderUser: string;
+    clickhouseReaderPassword: string;
+    /** A user with every right, for fixtures the connector's user may not make (see harness.ts adminClient). */
+    clickhouseAdminPassword: string;
+    /** Grant pattern of the databases the test users own: each test process uses one of its own. */
+    clickhouseDatabasePrefix: string;
+    engineLauncher: string;
+    engineLibrary: string;
   }
 }
 
@@ -29,8 +42,13 @@ export default async function setup(project: TestProject) {
   // SQS: started beside the others, stopped after them.
   const sqsStarting = ensureElasticmq({ log }).then(async (emq) => startElasticmq({ ...emq, dir: join(dir, 'elasticmq'), port: await freePort(), logFile: join(dir, 'elasticmq.log') }));
   sqsStarting.catch(() => undefined);
-  const [{ temporal, minio, stop }, bundle] = await Promise.all([
+  const engineBins = await ensureEngine({ log });
+  const adminPassword = randomBytes(12).toString('hex');
+  const [{ temporal, minio, stop }, engine, bundle] = await Promise.all([
     startLocalServices({ tools, dir, minioUser: 'testadmin', minioPassword: 'testadmin-secret-key' }),
+    // One ClickHouse server process for the whole run, as in production: every
+    // test file talks to it over HTTP in a database of its own.
+    startClickHouseEngine({ ...engineBins, dir: join(dir, 'clickhouse'), port: await freePort(), databases: ['s3ch_t_*'], adminPassword, maxMemory: 4 * 1024 ** 3, cacheSize: 64 * 1024 ** 2 }),
     bundleWorkflowCode({ workflowsPath, logger: { info() {}, warn() {}, error: console.error, debug() {}, trace() {}, log() {} } }),
   ]);
   const bundlePath = join(dir, 'workflow-bundle.js');
@@ -42,11 +60,20 @@ export default async function setup(project: TestProject) {
   project.provide('workflowBundlePath', bundlePath);
   project.provide('temporalBin', tools.temporal);
   project.provide('minioBin', tools.minio);
+  project.provide('clickhouseUrl', engine.url);
+  project.provide('clickhouseUser', engine.connector.user);
+  project.provide('clickhousePassword', engine.connector.password);
+  project.provide('clickhouseReaderUser', engine.reader.user);
+  project.provide('clickhouseReaderPassword', engine.reader.password);
+  project.provide('clickhouseDatabasePrefix', 's3ch_t_');
+  project.provide('clickhouseAdminPassword', adminPassword);
+  project.provide('engineLauncher', engineBins.launcher);
+  project.provide('engineLibrary', engineBins.library);
   const sqs = await sqsStarting;
   project.provide('sqsEndpoint', sqs.endpoint);
   return async () => {
     await sqs.stop();
-    await stop();
+    await Promise.all([stop(), engine.stop()]);
     await rm(dir, { recursive: true, force: true });
   };
 }

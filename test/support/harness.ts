@@ -1,10 +1,8 @@
 import { CreateBucketCommand, PutObjectCommand, DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { createDestination, type Destination } from '../../clickhouse/destination.js';
 import { envSchema } from '../../schemas/config.js';
 import type { Connection } from '../../schemas/connection.js';
@@ -21,14 +19,49 @@ try {
   // Already installed in this process.
 }
 
-let destination: Destination | null = null;
+let destination: Promise<Destination> | null = null;
 
-/** One chDB per test process: libchdb binds a single data directory per process. */
-export async function processDestination(): Promise<Destination> {
-  if (!destination) {
-    const dir = await mkdtemp(join(tmpdir(), 's3ch-chdb-'));
-    destination = createDestination({ S3CH_DATA_DIR: dir, CLICKHOUSE_DATABASE: 'default', CLICKHOUSE_URL: undefined, CLICKHOUSE_USER: 'default', CLICKHOUSE_PASSWORD: '' });
-  }
+/** The run's ClickHouse engine as the environment of a connector process would name it, for a database of its own. */
+export function clickhouseEnv(database: string): Record<string, string> {
+  return {
+    CLICKHOUSE_URL: inject('clickhouseUrl'),
+    CLICKHOUSE_USER: inject('clickhouseUser'),
+    CLICKHOUSE_PASSWORD: inject('clickhousePassword'),
+    CLICKHOUSE_READER_USER: inject('clickhouseReaderUser'),
+    CLICKHOUSE_READER_PASSWORD: inject('clickhouseReaderPassword'),
+    CLICKHOUSE_DATABASE: database,
+  };
+}
+
+let admin: Promise<ClickHouseClient> | null = null;
+
+/**
+ * The engine as its administrator, in this process's database: for fixtures
+ * the connector's user may not make (Parquet written with file(), tables of
+ * other engines). Never give it to the connector.
+ */
+export function adminClient(): Promise<ClickHouseClient> {
+  admin ??= processDestination().then((d) =>
+    createClient({ url: inject('clickhouseUrl'), username: 's3ch_admin', password: inject('clickhouseAdminPassword'), database: d.database, log: { level: ClickHouseLogLevel.OFF } }),
+  );
+  return admin;
+}
+
+/** A fresh database name the test users own. */
+export const testDatabase = () => uid(`${inject('clickhouseDatabasePrefix')}db`);
+
+/**
+ * This test process's destination: the run's ClickHouse engine (one server
+ * process for every test file, as in production), in a database of this
+ * process's own, so files running side by side never see each other's
+ * ledgers or tables.
+ */
+export function processDestination(): Promise<Destination> {
+  destination ??= (async () => {
+    const d = createDestination(envSchema.parse(clickhouseEnv(testDatabase())));
+    await d.ensureDatabase();
+    return d;
+  })();
   return destination;
 }
 
@@ -66,11 +99,11 @@ export interface TestConnector extends Connector {
   request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
 }
 
-/** The real connector (worker + API in-process) against the run's Temporal and MinIO and this process's chDB. */
+/** The real connector (worker + API in-process) against the run's Temporal, MinIO and ClickHouse engine. */
 export async function startTestConnector(
   overrides: Record<string, string> = {},
   extraConnections: Record<string, Connection> = {},
-  options: { hooks?: ImportHooks; temporalAddress?: string } = {},
+  options: { hooks?: ImportHooks; temporalAddress?: string; destination?: Destination } = {},
 ): Promise<TestConnector> {
   const taskQueue = uid('tq');
   const env = envSchema.parse({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
@@ -79,7 +112,7 @@ export async function startTestConnector(
     connections: new Map([['local', minioConnection()], ...Object.entries(extraConnections)]),
     temporalAddress: options.temporalAddress ?? inject('temporalAddress'),
     workflowBundle: { codePath: inject('workflowBundlePath') },
-    destination: await processDestination(),
+    destination: options.destination ?? (await processDestination()),
     hooks: options.hooks,
   });
   return {

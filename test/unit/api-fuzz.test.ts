@@ -538,7 +538,7 @@ function fakeWorld(opts: { real?: Destination; temporalOn?: Record<string, (...a
   const calls: Call[] = [];
   const client = recordingClient(calls, opts.real?.client);
   const destination = {
-    kind: 'chdb', client, database: 'default', spoolDir: null,
+    kind: 'server', client, imports: client, reader: client, database: opts.real?.database ?? 'default',
     insertStream: async () => {
       calls.push({ target: 'clickhouse', op: 'insertStream', text: '' });
       throw new Error('fake ClickHouse: insertStream refused');
@@ -789,12 +789,16 @@ describe('hostile names the schema accepts reach ClickHouse only quoted', () => 
     for (const s of statements) {
       // Rows go only into the connector's own tables (the table claim), and never through SQL text.
       if (s.op === 'insert') {
-        expect(s.text).toMatch(/^INSERT INTO `default`\.`s3ch_[a-z_]+`$/);
+        expect(s.text).toBe(`INSERT INTO \`${real.database}\`.\`${s.text.split('.`')[1]}`);
+        expect(s.text).toMatch(/\.`s3ch_[a-z_]+`$/);
         continue;
       }
       expect(s.op).toBe('command');
       // The dry run's scratch database and table, and the connector's own (ledger) tables.
-      expect(s.text, s.text).toMatch(/^\s*((CREATE|DROP) DATABASE IF (NOT )?EXISTS `s3ch_scratch_[0-9a-f]+`$|CREATE TABLE IF NOT EXISTS `s3ch_scratch_[0-9a-f]+`\.`fuzz_ds`|DROP TABLE IF EXISTS `s3ch_scratch_[0-9a-f]+`\.`fuzz_ds`$|(CREATE|ALTER) TABLE (IF NOT EXISTS )?`default`\.`s3ch_[a-z_]+` )/);
+      // (The connector's own database is created when missing, by name.)
+      if (s.text === `CREATE DATABASE IF NOT EXISTS \`${real.database}\``) continue;
+      expect(s.text, s.text).toMatch(/^\s*((CREATE|DROP) DATABASE IF (NOT )?EXISTS `s3ch_scratch_[0-9a-f]+`$|CREATE TABLE IF NOT EXISTS `s3ch_scratch_[0-9a-f]+`\.`fuzz_ds`|DROP TABLE IF EXISTS `s3ch_scratch_[0-9a-f]+`\.`fuzz_ds`$|(CREATE|ALTER) TABLE (IF NOT EXISTS )?`s3ch_t_db_[0-9a-f]+`\.`s3ch_[a-z_]+` )/);
+      if (/^\s*(CREATE|ALTER) TABLE (IF NOT EXISTS )?`s3ch_t_/.test(s.text)) expect(s.text).toContain(`\`${real.database}\`.`);
     }
     // Validation passed: the workflow start was attempted (other Temporal calls, e.g. confirming a table's claimant, may come first).
     expect(world.calls.filter((x) => x.target !== 'clickhouse').map((x) => x.op)).toContain('temporal.workflow.start');
@@ -802,7 +806,10 @@ describe('hostile names the schema accepts reach ClickHouse only quoted', () => 
     // The victim survived; no scratch table is left.
     const rows = await (await real.client.query({ query: `SELECT count() AS n FROM ${victim}`, format: 'JSONEachRow' })).json<{ n: string }>();
     expect(Number(rows[0]?.n)).toBe(3);
-    const left = await (await real.client.query({ query: "SELECT name FROM system.databases WHERE name LIKE 's3ch_scratch_%'", format: 'JSONEachRow' })).json();
+    // (Only this test's own: other test files share the engine and dry-run their own specs meanwhile.)
+    const mine = [...new Set(statements.flatMap((s) => /`(s3ch_scratch_[0-9a-f]+)`/.exec(s.text)?.[1] ?? []))];
+    expect(mine.length).toBeGreaterThan(0);
+    const left = await (await real.client.query({ query: 'SELECT name FROM system.databases WHERE name IN {names:Array(String)}', query_params: { names: mine }, format: 'JSONEachRow' })).json();
     expect(left).toEqual([]);
 
     // The scratch CREATE, run under another name, has exactly the columns asked for.
@@ -811,7 +818,7 @@ describe('hostile names the schema accepts reach ClickHouse only quoted', () => 
     const check = `fuzz_check_${Math.random().toString(36).slice(2, 8)}`;
     await real.client.command({ query: create!.text.replace(scratch, `\`${check}\``) });
     try {
-      const cols = await (await real.client.query({ query: `SELECT name FROM system.columns WHERE database = 'default' AND table = {t:String} ORDER BY position`, query_params: { t: check }, format: 'JSONEachRow' })).json<{ name: string }>();
+      const cols = await (await real.client.query({ query: `SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String} ORDER BY position`, query_params: { t: check, db: real.database }, format: 'JSONEachRow' })).json<{ name: string }>();
       expect(cols.map((c) => c.name)).toEqual([name, 'ts']);
     } finally {
       await real.client.command({ query: `DROP TABLE IF EXISTS \`${check}\`` });

@@ -1,10 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createDestination, queryRows, type Destination } from '../../clickhouse/destination.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { queryRows, type Destination } from '../../clickhouse/destination.js';
+import { processDestination } from '../support/harness.js';
 import { LEDGER_ORDER, Ledger, latestOf } from '../../activities/ledger.js';
-import { loadEnv } from '../../schemas/config.js';
 
 /**
  * The ledger's event order is one number standing for the tuple
@@ -12,16 +9,10 @@ import { loadEnv } from '../../schemas/config.js';
  * under both, at the ends of DateTime64(9)'s range and for equal times.
  */
 describe('the ledger order as one number', () => {
-  let dir: string;
   let d: Destination;
 
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 's3ch-ledger-order-'));
-    d = createDestination({ ...loadEnv({ S3CH_DATA_DIR: dir }), CLICKHOUSE_URL: undefined });
-  });
-  afterAll(async () => {
-    await d?.close();
-    rmSync(dir, { recursive: true, force: true });
+  beforeAll(async () => {
+    d = await processDestination();
   });
 
   it('picks the same latest event as the tuple order, at the ends of the time range too', async () => {
