@@ -6,7 +6,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { runReadOnly } from '../../clickhouse/read-only.js';
-import { createBucket, processDestination, put, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { adminClient, createBucket, processDestination, put, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
 
 type Res = Awaited<ReturnType<TestConnector['request']>>;
 
@@ -155,27 +155,30 @@ describe('locked down: the guards parse, they do not read text', () => {
 
   it('the catalogue shows the connector\'s database only, without host paths', async () => {
     const dest = await processDestination();
-    await dest.client.command({ query: 'CREATE DATABASE IF NOT EXISTS `default.secret`' });
-    await dest.client.command({ query: "CREATE TABLE IF NOT EXISTS `default.secret`.t ENGINE = Memory AS SELECT 'the other database' AS s" });
-    await dest.client.command({ query: 'CREATE TABLE IF NOT EXISTS default.structure_own ENGINE = Memory AS SELECT toUInt8(1) AS a' });
+    // Another database, made by an administrator: the connector's user may not.
+    const admin = await adminClient();
+    await admin.command({ query: 'CREATE DATABASE IF NOT EXISTS `default.secret`' });
+    await admin.command({ query: "CREATE TABLE IF NOT EXISTS `default.secret`.t ENGINE = Memory AS SELECT 'the other database' AS s" });
+    await admin.command({ query: `CREATE TABLE IF NOT EXISTS ${dest.database}.structure_own ENGINE = Memory AS SELECT toUInt8(1) AS a` });
+    const own = dest.database;
     const q = async (query: string) => {
       const res = await c.request('POST', '/v1/sql', { query }, R);
       expect(res.status, JSON.stringify(res.body)).toBe(200);
       return res.body.data as Array<Record<string, unknown>>;
     };
-    expect(await q('SELECT DISTINCT database FROM system.tables')).toEqual([{ database: 'default' }]);
+    expect(await q('SELECT DISTINCT database FROM system.tables')).toEqual([{ database: own }]);
     expect(await q("SELECT count() AS n FROM system.tables WHERE database = 'system'")).toEqual([{ n: expect.anything() }]);
     expect(Number((await q("SELECT count() AS n FROM system.tables WHERE database = 'system'"))[0]!.n)).toBe(0);
-    expect(await q('SELECT DISTINCT database FROM system.columns')).toEqual([{ database: 'default' }]);
-    expect((await q('SELECT name FROM system.databases')).map((r) => r.name)).toEqual(['default']);
+    expect(await q('SELECT DISTINCT database FROM system.columns')).toEqual([{ database: own }]);
+    expect((await q('SELECT name FROM system.databases')).map((r) => r.name)).toEqual([own]);
     const all = JSON.stringify(await q('SELECT * FROM system.tables AS t'));
     expect(all).not.toContain('the other database');
     expect(all).not.toContain('default.secret');
     expect(all).not.toMatch(/data_paths|metadata_path/);
     // A join of catalogue tables reads the same scoped views, aliased or not.
     const joined = await q('SELECT DISTINCT c.database AS d FROM system.tables AS t INNER JOIN system.columns AS c ON t.name = c.table AND t.database = c.database');
-    expect(joined).toEqual([{ d: 'default' }]);
-    expect(await q("SELECT DISTINCT database FROM default.structure_own JOIN system.columns ON 1 WHERE database != ''")).toEqual([{ database: 'default' }]);
+    expect(joined).toEqual([{ d: own }]);
+    expect(await q(`SELECT DISTINCT database FROM ${own}.structure_own JOIN system.columns ON 1 WHERE database != ''`)).toEqual([{ database: own }]);
     // Reads that were always fine still are.
     expect(await q("SELECT if(count() > 0, 'yes', 'no') AS ok FROM system.one")).toEqual([{ ok: 'yes' }]);
     expect(await q("SELECT * APPLY(length) FROM (SELECT 'abc' AS p)")).toEqual([{ 'length(p)': expect.anything() }]);

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { queryRows, type Destination } from '../../clickhouse/destination.js';
 import { quoteIdent, quoteString } from '../../schemas/identifiers.js';
-import { eventually, processDestination, put, uid, type TestConnector, useTestStack } from '../support/harness.js';
+import { adminClient, eventually, processDestination, put, uid, type TestConnector, useTestStack } from '../support/harness.js';
 import { reportsRunFinished } from '../support/workflow-wait.js';
 import { jsonValues } from '../support/typed-values.js';
 
@@ -79,7 +79,8 @@ describe(`typed values load as ClickHouse reads them (seed ${SEED})`, () => {
 
   const source = (key: string, format: string) =>
     `s3(${[`${inject('minioEndpoint')}/${bucket}/${key}`, inject('minioUser'), inject('minioPassword'), format, structure].map(quoteString).join(', ')})`;
-  const command = (query: string) => dest.imports.command({ query });
+  // Scratch tables and objects written with s3(): an administrator's work, not the connector's.
+  const command = async (query: string) => (await adminClient()).command({ query });
   const select = <T>(query: string) => queryRows<T>(dest.imports, query);
 
   /** Create an on-demand data source over one object, with every column declared, sync once and wait until it settled. */
