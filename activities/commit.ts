@@ -220,6 +220,7 @@ export function createCommitPath({ destination, records, hooks }: { destination:
       return [];
     }
     i.progress.phase = 'move (earlier attempt)';
+    await hooks?.beforeMove?.(i.files, i.attempt);
     await move(i.plan, stageName, token, hooks?.settings?.('move', i.files, i.attempt) ?? {});
     await records.append(i.dataSource, i.generation, 'committed', stageName, token, versions);
     await drop(stageName);
