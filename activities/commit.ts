@@ -179,6 +179,13 @@ export interface CommitInput {
   stage(insertInto: string, settings: Record<string, string | number>): Promise<void>;
   /** Called once the rows of this import may be in the target (a stage recorded, or an earlier one being moved): from then on, only a retry may finish it. */
   onRecorded?(): void;
+  /**
+   * Check that versions which staged no row at all are still the objects
+   * listed (a HEAD pinned to the ETag): ClickHouse skips an object replaced by
+   * an empty one (`s3_skip_empty_files`) and finds nothing under a key gone,
+   * so no row's ETag check ran; throws if one is not.
+   */
+  verifyUnread?(versions: FileRef[]): Promise<void>;
   /** Which version a staged `_file` value belongs to (a zip entry's is `key::entry`). */
   versionOf(file: string, etag: string): VersionRef;
 }
@@ -261,6 +268,10 @@ export function createCommitPath({ destination, records, hooks }: { destination:
         v.rows += Number(c.rows);
         v.quarantined += Number(c.quarantined);
       }
+      await i.verifyUnread?.(todo.filter((f) => f.size > 0 && (() => {
+        const v = staged.get(id(f))!;
+        return v.rows + v.quarantined === 0;
+      })()));
       // Only a live attempt commits: a cancelled one (a pause, a delete) or one the server
       // gave up on (heartbeat timeout: the signal aborts) leaves its stage unrecorded, never moved.
       if (i.signal?.aborted) throw new CancelledBeforeMove();
@@ -304,4 +315,17 @@ export async function sweepStages(destination: Destination, records: CommitRecor
     dropped++;
   }
   return dropped;
+}
+
+/** Drop every staging table of a table (its import path is being removed). */
+export async function dropStages(destination: Destination, table: string): Promise<void> {
+  const rows = await queryRows<{ name: string; engine: string }>(
+    destination.client,
+    'SELECT name, engine FROM system.tables WHERE database = {db:String} AND startsWith(name, {p:String})',
+    { db: destination.database, p: stagePrefix(table) },
+  );
+  // Views first: a view's target must outlive it.
+  for (const r of [...rows].sort((a, b) => Number(b.engine === 'MaterializedView') - Number(a.engine === 'MaterializedView'))) {
+    await destination.client.command({ query: `DROP ${r.engine === 'MaterializedView' ? 'VIEW' : 'TABLE'} IF EXISTS ${quoteIdent(destination.database)}.${quoteIdent(r.name)}` });
+  }
 }

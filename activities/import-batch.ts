@@ -102,9 +102,11 @@ export interface BatchDeps {
   startHeartbeat(details: Record<string, unknown>): () => void;
   /** The commit path every import goes through (activities/commit.ts). */
   commit: ReturnType<typeof createCommitPath>;
+  /** See CommitInput.verifyUnread. */
+  verifyUnread(spec: DataSourceSpec, files: FileRef[], signal: AbortSignal | undefined): Promise<void>;
 }
 
-export function createBatchImport({ destination, s3, ledger, metaDatabase, hooks, startHeartbeat, commit }: BatchDeps) {
+export function createBatchImport({ destination, s3, ledger, metaDatabase, hooks, startHeartbeat, commit, verifyUnread }: BatchDeps) {
   const db = destination.database;
   const meta = (t: string) => `${quoteIdent(metaDatabase)}.${quoteIdent(t)}`;
 
@@ -198,6 +200,7 @@ export function createBatchImport({ destination, s3, ledger, metaDatabase, hooks
           }
         },
         versionOf: (file, etag) => ({ key: file, etag }),
+        verifyUnread: (unread) => verifyUnread(spec, unread, signal),
         onRecorded: () => {
           progressOf.recorded = true;
         },

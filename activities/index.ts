@@ -2,7 +2,7 @@ import { withCheckedExpressions } from '../clickhouse/spec-expressions.js';
 import { SqlGuardError } from '../clickhouse/sql-guard.js';
 import { Context, CancelledFailure } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { createSchemaTools } from './schema.js';
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -28,7 +28,7 @@ import { stageSettings, S3_READ_SETTINGS, linePassMemoryLimit, maxLineBytes, IMP
 import type { FileRef } from './schema.js';
 export type { FileRef } from './schema.js';
 import { createBatchImport } from './import-batch.js';
-import { CommitRecords, createCommitPath, sweepStages, type CommitHooks } from './commit.js';
+import { CommitRecords, createCommitPath, dropStages, sweepStages, type CommitHooks } from './commit.js';
 export type { ImportBatchInput, ImportBatchResult } from './import-batch.js';
 
 export type { DiscoverInput, DiscoverResult } from './discovery.js';
@@ -188,6 +188,14 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     } catch (err) {
       if (label && err instanceof Error) err.message = err.message.split(label.path).join(label.name);
       throw scrubSecrets(err, secrets);
+    }
+  }
+
+  /** Versions that staged no row are still what was listed, or the import fails as changed or missing (see CommitInput.verifyUnread). */
+  async function verifyUnread(spec: DataSourceSpec, files: FileRef[], signal: AbortSignal | undefined): Promise<void> {
+    const { bucket } = parseBucketUri(spec.bucketUri);
+    for (const f of files) {
+      await s3.client(spec.connection).send(new HeadObjectCommand({ Bucket: bucket, Key: f.key, IfMatch: `"${f.etag}"` }), { abortSignal: signal });
     }
   }
 
@@ -365,7 +373,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
   }
 
   const discover = createDiscovery({ ledger, pages: schema.matchingPages });
-  const importBatch = createBatchImport({ destination, s3, ledger, metaDatabase: metaDatabase ?? db, hooks, startHeartbeat, commit });
+  const importBatch = createBatchImport({ destination, s3, ledger, metaDatabase: metaDatabase ?? db, hooks, startHeartbeat, commit, verifyUnread });
 
   async function importOne({ dataSource, spec, columns, file, runId, evolve, reimport }: ImportInput): Promise<ImportResult> {
     const ctx = Context.current();
@@ -374,6 +382,8 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     const stopBeat = startHeartbeat(progress);
     const attempt = ctx.info.attempt;
     const base = { datasource: dataSource, key: file.key, etag: file.etag, size: file.size, attempt, run_id: runId, generation: reimport?.generation ?? 0 };
+    /** The rows may be moving into the target: from then on only a retry (which moves the recorded stage) may finish. */
+    let recorded = false;
     try {
       await hooks?.onStart?.(file, attempt);
       await ledger.record([{ ...base, status: 'running' }]);
@@ -413,6 +423,10 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
         },
         // Every staged row is this version's (a zip entry's `_file` is `key::entry`).
         versionOf: () => file,
+        verifyUnread: (unread) => verifyUnread(spec, unread, signal),
+        onRecorded: () => {
+          recorded = true;
+        },
       });
       await hooks?.afterInsert?.(file, attempt);
       const { rows, quarantined } = counted.get(`${file.key}\u0000${file.etag}`) ?? { rows: 0, quarantined: 0 };
@@ -427,7 +441,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
         throw e instanceof CancelledFailure ? e : new CancelledFailure('import cancelled');
       }
       const failure = classify(e);
-      const af = toApplicationFailure(failure);
+      const af = recorded ? ApplicationFailure.create({ type: failure.kind, message: failure.message, nonRetryable: false }) : toApplicationFailure(failure);
       await ledger
         .record([{ ...base, status: af.nonRetryable ? 'failure' : 'pending_retry', error: failure.message }])
         .catch(() => undefined);
@@ -569,10 +583,12 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     /** Remove a data source's import path; its table and ledger rows only when asked. */
     async dropDataSource({ dataSource, spec, dropTable, dropLedger }: { dataSource: string; spec: DataSourceSpec; dropTable: boolean; dropLedger: boolean }): Promise<void> {
       for (const sql of dropStatements(tableNames(db, spec.table), dropTable)) await destination.client.command({ query: sql });
-      if (dropLedger) {
-        await ledger.deleteDataSource(dataSource);
-        await records.deleteDataSource(dataSource);
-      }
+      await dropStages(destination, spec.table);
+      // With the table gone, the ledger's and the commit records' word that its files are in is no longer true:
+      // a data source made again under the name loads them again.
+      if (dropLedger) await ledger.deleteDataSource(dataSource);
+      else if (dropTable) await ledger.forgetFiles(dataSource);
+      if (dropLedger || dropTable) await records.deleteDataSource(dataSource);
     },
   };
 }

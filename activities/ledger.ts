@@ -314,6 +314,13 @@ export class Ledger {
     return rows.map((r) => ({ datasource: r.datasource, runs: Number(r.runs), lastFinished: Number(r.last) }));
   }
 
+  /** Forget which files a data source imported (its table was dropped, so they are not in), keeping its runs. */
+  async forgetFiles(datasource: string): Promise<void> {
+    for (const table of [LEDGER_TABLE, FILE_ROWS_TABLE]) {
+      await this.client.command({ query: `DELETE FROM ${this.t(table)} WHERE datasource = {ds:String}`, query_params: { ds: datasource } });
+    }
+  }
+
   async deleteDataSource(datasource: string): Promise<void> {
     for (const table of [LEDGER_TABLE, RUNS_TABLE, FILE_ROWS_TABLE]) {
       await this.client.command({

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { createBucket, eventually, processDestination, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
+import { createBucket, del, eventually, processDestination, put, sql, startTestConnector, testS3, uid, type TestConnector } from '../support/harness.js';
 import type { FileRef, ImportHooks } from '../../activities/index.js';
 import type { CommitStep } from '../../activities/commit.js';
 
@@ -27,6 +27,8 @@ interface Fault {
   beforeRetryMove?: () => Promise<void>;
   /** Run when the first staging insert starts (the test pauses the data source there). */
   onInsert?: () => Promise<void>;
+  /** Run on attempt 1 before staging (e.g. the object is replaced or deleted after it was listed). */
+  beforeStageDo?: (files: FileRef[]) => Promise<void>;
   /** Extra settings for every staging statement (every attempt). */
   stageAlways?: Record<string, string | number>;
 }
@@ -46,6 +48,7 @@ describe('exactly once by construction: a file version commits all at once, and 
       seen.push({ ds, step, attempt });
       const f = faults.get(ds);
       if (f && attempt > 1 && step === 'beforeMove') await f.beforeRetryMove?.();
+      if (f && attempt === 1 && step === 'beforeStage') await f.beforeStageDo?.(files);
       if (f?.throwAt === step && attempt === 1) throw new Error(`injected: worker lost at ${step}`);
     };
     const hooks: ImportHooks = {
@@ -260,4 +263,74 @@ describe('exactly once by construction: a file version commits all at once, and 
     const h = await c.request('GET', `/v1/datasources/${name}/files/history?key=${encodeURIComponent(`${name}/big.parquet`)}`);
     expect((h.body.items as Array<{ status: string }>).map((e) => e.status)).toContain('pending_retry');
   }, 240_000);
+
+  describe('statuses tell the truth', () => {
+    type Event = { etag: string; status: string; rows: number; error: string | null };
+    async function history(name: string, key: string): Promise<Event[]> {
+      const h = await c.request('GET', `/v1/datasources/${name}/files/history?key=${encodeURIComponent(key)}`);
+      expect(h.status, JSON.stringify(h.body)).toBe(200);
+      return h.body.items as Event[];
+    }
+
+    it('an object replaced by an empty one after it was listed: the listed version fails as changed (it read success with 0 rows), the empty one loads nothing', async () => {
+      const name = uid('emptied');
+      const key = `${name}/a.csv`;
+      faults.set(name, { beforeStageDo: async () => put(s3, bucket, key, '') });
+      await create(name, { bucketUri: `s3://${bucket}/${name}/*.csv` });
+      await put(s3, bucket, key, 'id,d,v\n1,2020-01-01,1\n2,2020-01-02,2\n');
+      const listed = (await sync(name, 1)).stats;
+      expect(listed.files.failure).toBe(1);
+      const first = await history(name, key);
+      const v1 = first[0]!.etag;
+      expect(first.filter((e) => e.etag === v1).map((e) => e.status)).not.toContain('success');
+      expect(first.find((e) => e.status === 'failure')!.error).toMatch(/changed/);
+      expect(Number((await sql<{ n: string }>(c, `SELECT count() AS n FROM ${name}`))[0]!.n)).toBe(0);
+      // The next sync imports what is there now: the empty version, 0 rows, and the listed one is superseded.
+      expect((await c.request('POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
+      await eventually(`${name}: the empty version settled`, async () => (await history(name, key)).some((e) => e.etag !== v1 && e.status === 'success'), 60_000);
+      const after = await history(name, key);
+      expect(after.filter((e) => e.etag === v1 && e.status === 'success')).toEqual([]);
+      expect(Number((await sql<{ n: string }>(c, `SELECT count() AS n FROM ${name}`))[0]!.n)).toBe(0);
+    }, 120_000);
+
+    it('a key with glob characters deleted after it was listed fails as missing (it read success with 0 rows)', async () => {
+      const name = uid('gone');
+      const key = `${name}/we*ird{1}.csv`;
+      faults.set(name, { beforeStageDo: async () => del(s3, bucket, key) });
+      await create(name, { bucketUri: `s3://${bucket}/${name}/*.csv` });
+      await put(s3, bucket, key, 'id,d,v\n1,2020-01-01,1\n');
+      await sync(name, 1);
+      const h = await history(name, key);
+      expect(h.map((e) => e.status)).not.toContain('success');
+      expect(h.find((e) => e.status === 'failure')!.error).toMatch(/no longer exists/);
+    }, 120_000);
+
+    it('an object replaced while a multi-block file is being read leaves no row of it (it left its first blocks before)', async () => {
+      const name = uid('midread');
+      const key = `${name}/big.csv`;
+      const N = 2_500_000;
+      const lines = ['id,d,v'];
+      for (let i = 1; i <= N; i++) lines.push(`${i},2020-01-01,${i % 1000}`);
+      faults.set(name, {
+        beforeStageDo: async () => {
+          // Replaced a moment after the read begins: the rest of the read is pinned to the listed ETag and fails.
+          setTimeout(() => void put(s3, bucket, key, 'id,d,v\n900000001,2020-01-01,1\n'), 400);
+        },
+      });
+      await create(name, { bucketUri: `s3://${bucket}/${name}/*.csv` });
+      await put(s3, bucket, key, lines.join('\n') + '\n');
+      await sync(name, 1);
+      const h = await history(name, key);
+      const v1 = h[0]!.etag;
+      const mine = h.filter((e) => e.etag === v1);
+      // Either the read finished before the replacement (every row, success) or it failed as changed with nothing in.
+      const [n] = await sql<{ n: string; u: string }>(c, `SELECT count() AS n, uniqExact(id) AS u FROM ${name} WHERE id < 900000000`);
+      if (mine.some((e) => e.status === 'success')) {
+        expect({ n: Number(n!.n), u: Number(n!.u) }).toEqual({ n: N, u: N });
+      } else {
+        expect(mine.find((e) => e.status === 'failure')!.error).toMatch(/changed/);
+        expect(Number(n!.n)).toBe(0);
+      }
+    }, 240_000);
+  });
 });
