@@ -333,4 +333,22 @@ describe('exactly once by construction: a file version commits all at once, and 
       }
     }, 240_000);
   });
+
+  it('keys in S3 order (UTF-8 bytes): with startAfter and in ordered mode, full-width and non-BMP names load as S3 lists them', async () => {
+    const name = uid('utf8');
+    const keys = ['a.csv', '！.csv', '😀.csv', '𐀀.csv'];
+    let id = 1;
+    for (const k of keys) await put(s3, bucket, `${name}/${k}`, `id,d,v\n${id++},2020-01-01,1\n`);
+    // startAfter a full-width name: S3 lists '😀' and '𐀀' after it (UTF-16 would put them before and drop them).
+    await create(name, { bucketUri: `s3://${bucket}/${name}/*.csv`, mode: 'ordered', startAfter: `${name}/！` });
+    await sync(name, 3);
+    const loaded = await sql<{ id: string }>(c, `SELECT id FROM ${name} ORDER BY id`);
+    expect(loaded.map((r) => Number(r.id))).toEqual([2, 3, 4]);
+    // The marker is the last key in S3's order: a later non-BMP name after it is found, a full-width one before it is not (ordered mode).
+    await put(s3, bucket, `${name}/🙂.csv`, 'id,d,v\n5,2020-01-01,1\n');
+    await put(s3, bucket, `${name}/！！.csv`, 'id,d,v\n6,2020-01-01,1\n');
+    await sync(name, 4);
+    const after = await sql<{ id: string }>(c, `SELECT id FROM ${name} ORDER BY id`);
+    expect(after.map((r) => Number(r.id))).toEqual([2, 3, 4, 5]);
+  }, 120_000);
 });
