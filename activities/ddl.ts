@@ -10,8 +10,20 @@ import { quoteIdent, quoteString } from '../schemas/identifiers.js';
  * touches a row.
  */
 
-/** Blocks remembered for insert deduplication per table (MergeTree default is 0 = off). */
+/** Blocks remembered for insert deduplication per table (MergeTree default is 0 = off; MergeTree has no time bound). */
 export const DEDUP_WINDOW = 100_000;
+/**
+ * The same horizon where a MergeTree becomes Replicated or Shared (ClickHouse
+ * Cloud turns MergeTree into SharedMergeTree): blocks kept in Keeper (its
+ * default, 10,000) and for how long (a week, not the default hour): a move
+ * re-run after a killed worker comes within minutes (activities/commit.ts).
+ */
+export const DEDUP_SETTINGS = {
+  non_replicated_deduplication_window: DEDUP_WINDOW,
+  replicated_deduplication_window: 10_000,
+  replicated_deduplication_window_seconds: 7 * 86_400,
+} as const;
+const DEDUP_SQL = Object.entries(DEDUP_SETTINGS).map(([k, v]) => `${k} = ${v}`).join(', ');
 export const FILE_ROWS_TABLE = 's3ch_file_rows';
 /** Quarantine keeps at most this much of a row's raw text (an oversized row is cut, and says so in its error). */
 export const QUARANTINE_RAW_MAX = 1024 * 1024;
@@ -494,7 +506,7 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
     settings,
     create: [
       target,
-      `CREATE TABLE IF NOT EXISTS ${names.quarantine} (_file String, _etag String, _line UInt64, column String, raw String, error String, _inserted_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY (_file, _line) SETTINGS non_replicated_deduplication_window = ${DEDUP_WINDOW}`,
+      `CREATE TABLE IF NOT EXISTS ${names.quarantine} (_file String, _etag String, _line UInt64, column String, raw String, error String, _inserted_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY (_file, _line) SETTINGS ${DEDUP_SQL}`,
       `CREATE TABLE IF NOT EXISTS ${names.converted} (${convertedCols.join(', ')}) ENGINE = Null`,
       typedView(names, columns),
       `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.quarantineView} TO ${names.quarantine} AS SELECT _s3ch_file AS _file, _s3ch_etag AS _etag, _s3ch_line AS _line, _s3ch_column AS column, _s3ch_raw AS raw, _s3ch_error AS error FROM ${names.converted} WHERE NOT _s3ch_ok`,
@@ -550,8 +562,8 @@ export function asTuple(expr: string): string {
 }
 
 function mergeTreeSettings(user: Record<string, string | number | boolean> | undefined): string {
-  // The connector's deduplication window last: exactly-once rests on it, whatever the spec says.
-  const settings: Record<string, string | number | boolean> = { ...user, non_replicated_deduplication_window: DEDUP_WINDOW };
+  // The connector's deduplication horizon last: a re-run move rests on it, whatever the spec says.
+  const settings: Record<string, string | number | boolean> = { ...user, ...DEDUP_SETTINGS };
   return Object.entries(settings)
     .map(([k, v]) => `${k} = ${typeof v === 'string' ? quoteString(v) : typeof v === 'boolean' ? (v ? 1 : 0) : v}`)
     .join(', ');
