@@ -204,18 +204,27 @@ export function createCommitPath({ destination, records, hooks }: { destination:
     return Number(row?.n ?? 0) > 0;
   }
 
-  /** The move of one stage: quarantine first, then the rows; each a no-op where the target has its blocks already. */
-  async function move(plan: ImportPlan, stageName: string, token: string, extra: Record<string, string | number>) {
+  /**
+   * The move of one stage: quarantine first, then the rows; each a no-op where the target has its blocks
+   * already. A part with no rows in the stage (by the counts recorded with it) is no statement at all.
+   */
+  async function move(plan: ImportPlan, stageName: string, token: string, extra: Record<string, string | number>, staged: VersionCounts[]) {
     const n: StageNames = { stage: `${quoteIdent(db)}.${quoteIdent(stageName)}`, landing: '', view: '' };
     const s: StagePlan = plan.stage(n);
-    for (const [part, m] of [['q', s.moveQuarantine], ['rows', s.moveRows]] as const) {
+    const parts = [['q', s.moveQuarantine, staged.some((v) => v.quarantined > 0)], ['rows', s.moveRows, staged.some((v) => v.rows > 0)]] as const;
+    for (const [part, m, any] of parts) {
+      if (!any) continue;
       // No abort signal: a move once begun finishes (a server would finish it anyway); its re-run is a no-op.
       await destination.imports.command({ query: `${m.insertInto} ${renderSettings({ ...moveSettings(`${token}-${part}`), ...extra })} ${m.select}` });
     }
   }
 
+  /** Drop a stage's tables; not awaited where nothing needs them gone (a later prepare sweeps what a crash leaves). */
   async function drop(stageName: string) {
-    await destination.client.command({ query: `DROP TABLE IF EXISTS ${quoteIdent(db)}.${quoteIdent(stageName)}` }).catch(() => undefined);
+    const q = (t: string) => `${quoteIdent(db)}.${quoteIdent(t)}`;
+    for (const sql of [`DROP VIEW IF EXISTS ${q(`${stageName}_mv`)}`, `DROP TABLE IF EXISTS ${q(`${stageName}_landing`)}`, `DROP TABLE IF EXISTS ${q(stageName)}`]) {
+      await destination.client.command({ query: sql }).catch(() => undefined);
+    }
   }
 
   /** Move a recorded stage again, record it committed and drop it; its versions' counts. */
@@ -228,9 +237,9 @@ export function createCommitPath({ destination, records, hooks }: { destination:
     }
     i.progress.phase = 'move (earlier attempt)';
     await hooks?.beforeMove?.(i.files, i.attempt);
-    await move(i.plan, stageName, token, hooks?.settings?.('move', i.files, i.attempt) ?? {});
+    await move(i.plan, stageName, token, hooks?.settings?.('move', i.files, i.attempt) ?? {}, versions);
     await records.append(i.dataSource, i.generation, 'committed', stageName, token, versions);
-    await drop(stageName);
+    void drop(stageName);
     return versions;
   }
 
@@ -259,7 +268,6 @@ export function createCommitPath({ destination, records, hooks }: { destination:
       i.progress.phase = 'stage';
       for (const sql of s.create) await destination.client.command({ query: sql });
       await i.stage(s.insertInto, hooks?.settings?.('stage', todo, i.attempt) ?? {});
-      for (const sql of s.dropLanding) await destination.client.command({ query: sql });
       const counted = await queryRows<{ file: string; etag: string; rows: string; quarantined: string }>(destination.client, s.counts);
       const staged = new Map<string, VersionRef & VersionCounts>(todo.map((f) => [id(f), { key: f.key, etag: f.etag, rows: 0, quarantined: 0 }]));
       for (const c of counted) {
@@ -280,18 +288,16 @@ export function createCommitPath({ destination, records, hooks }: { destination:
       i.onRecorded?.();
       await hooks?.beforeMove?.(todo, i.attempt);
       i.progress.phase = 'move';
-      await move(i.plan, names.name, i.token, hooks?.settings?.('move', todo, i.attempt) ?? {});
+      await move(i.plan, names.name, i.token, hooks?.settings?.('move', todo, i.attempt) ?? {}, [...staged.values()]);
       await hooks?.afterMove?.(todo, i.attempt);
       await records.append(i.dataSource, i.generation, 'committed', names.name, i.token, [...staged.values()]);
       for (const v of staged.values()) result.set(id(v), v);
-      await drop(names.name);
+      void drop(names.name);
       return result;
     } finally {
-      // An unrecorded stage is never moved: it goes now. A recorded one stays until its move is recorded.
-      if (!recorded) {
-        for (const sql of s.dropLanding) await destination.client.command({ query: sql }).catch(() => undefined);
-        await drop(names.name);
-      }
+      // An unrecorded stage is never moved: it goes now (its landing table first, so an insert a
+      // cancelled attempt left running stops writing). A recorded one stays until its move is recorded.
+      if (!recorded) await drop(names.name);
     }
   };
 }

@@ -171,8 +171,6 @@ export interface StagePlan {
   create: string[];
   /** `INSERT INTO <attempt landing> (...)`, as ImportPlan.insertInto. */
   insertInto: string;
-  /** DDL removing the landing table and its view (the staged rows stay). */
-  dropLanding: string[];
   /** The move of the staged good rows into the target, as `INSERT INTO target (...)` and its SELECT (rows in file and line order). */
   moveRows: { insertInto: string; select: string };
   /** The move of the staged bad rows into the quarantine table. */
@@ -488,7 +486,6 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
         `CREATE MATERIALIZED VIEW ${n.view} TO ${n.stage} AS ${convertSelect(n.landing)}`,
       ],
       insertInto: `INSERT INTO ${n.landing} (${landingColumnList})`,
-      dropLanding: [`DROP VIEW IF EXISTS ${n.view}`, `DROP TABLE IF EXISTS ${n.landing}`],
       moveRows: { insertInto: `INSERT INTO ${names.target} (${columns.map((c) => quoteIdent(c.name)).join(', ')})`, select: `${typed.select} ${inOrder(typed.q)}` },
       moveQuarantine: {
         insertInto: `INSERT INTO ${names.quarantine} (_file, _etag, _line, column, raw, error)`,
