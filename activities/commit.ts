@@ -244,7 +244,14 @@ export function createCommitPath({ destination, records, hooks }: { destination:
   }
 
   /** Commit the input's versions exactly once; returns each version's rows and quarantined rows. */
+  // Once per process: a data source prepared by an earlier version never prepares again to make it.
+  let ready: Promise<void> | null = null;
+
   return async function commit(i: CommitInput): Promise<Map<string, VersionCounts>> {
+    await (ready ??= records.ensureTable().catch((e: unknown) => {
+      ready = null;
+      throw e;
+    }));
     const result = new Map<string, VersionCounts>();
     i.progress.phase = 'checking';
     const known = await records.lookup(i.dataSource, i.generation, i.files);
