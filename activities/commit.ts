@@ -222,9 +222,8 @@ export function createCommitPath({ destination, records, hooks }: { destination:
   /** Drop a stage's tables; not awaited where nothing needs them gone (a later prepare sweeps what a crash leaves). */
   async function drop(stageName: string) {
     const q = (t: string) => `${quoteIdent(db)}.${quoteIdent(t)}`;
-    for (const sql of [`DROP VIEW IF EXISTS ${q(`${stageName}_mv`)}`, `DROP TABLE IF EXISTS ${q(`${stageName}_landing`)}`, `DROP TABLE IF EXISTS ${q(stageName)}`]) {
-      await destination.client.command({ query: sql }).catch(() => undefined);
-    }
+    // One statement for the three (DROP TABLE takes a view too), the view first so nothing writes into the others.
+    await destination.client.command({ query: `DROP TABLE IF EXISTS ${q(`${stageName}_mv`)}, ${q(`${stageName}_landing`)}, ${q(stageName)}` }).catch(() => undefined);
   }
 
   /** Move a recorded stage again, record it committed and drop it; its versions' counts. */
