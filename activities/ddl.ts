@@ -10,8 +10,20 @@ import { quoteIdent, quoteString } from '../schemas/identifiers.js';
  * touches a row.
  */
 
-/** Blocks remembered for insert deduplication per table (MergeTree default is 0 = off). */
+/** Blocks remembered for insert deduplication per table (MergeTree default is 0 = off; MergeTree has no time bound). */
 export const DEDUP_WINDOW = 100_000;
+/**
+ * The same horizon where a MergeTree becomes Replicated or Shared (ClickHouse
+ * Cloud turns MergeTree into SharedMergeTree): blocks kept in Keeper (its
+ * default, 10,000) and for how long (a week, not the default hour): a move
+ * re-run after a killed worker comes within minutes (activities/commit.ts).
+ */
+export const DEDUP_SETTINGS = {
+  non_replicated_deduplication_window: DEDUP_WINDOW,
+  replicated_deduplication_window: 10_000,
+  replicated_deduplication_window_seconds: 7 * 86_400,
+} as const;
+const DEDUP_SQL = Object.entries(DEDUP_SETTINGS).map(([k, v]) => `${k} = ${v}`).join(', ');
 export const FILE_ROWS_TABLE = 's3ch_file_rows';
 /** Quarantine keeps at most this much of a row's raw text (an oversized row is cut, and says so in its error). */
 export const QUARANTINE_RAW_MAX = 1024 * 1024;
@@ -277,6 +289,33 @@ export interface ImportPlan {
   inputFormat: string;
   structure: string;
   settings: Record<string, string | number>;
+  /** The same conversion on one import attempt's own tables (see activities/commit.ts). */
+  stage(names: StageNames): StagePlan;
+}
+
+/**
+ * One import attempt's tables: a Null landing table and a view converting
+ * its rows into `stage`, a MergeTree of the converted rows with their
+ * verdicts. Nothing else reads or writes them, so an insert left running by
+ * a cancelled or killed attempt writes nowhere that matters.
+ */
+export interface StageNames {
+  landing: string;
+  view: string;
+  stage: string;
+}
+
+export interface StagePlan {
+  /** DDL, in order, making the attempt's tables. */
+  create: string[];
+  /** `INSERT INTO <attempt landing> (...)`, as ImportPlan.insertInto. */
+  insertInto: string;
+  /** The move of the staged good rows into the target, as `INSERT INTO target (...)` and its SELECT (rows in file and line order). */
+  moveRows: { insertInto: string; select: string };
+  /** The move of the staged bad rows into the quarantine table. */
+  moveQuarantine: { insertInto: string; select: string };
+  /** Rows and quarantined rows per staged file version (`file`, `etag`, `rows`, `quarantined`). */
+  counts: string;
 }
 
 /**
@@ -587,7 +626,29 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
     return [{ column: raw(i), value: c.from === undefined ? read.values[k]! : objectValue(c) }];
   });
   const select = [...inserted.map((x) => x.value), read.tail].join(', ');
+  const landingColumnList = [...inserted.map((x) => x.column), '_row_error', '_raw_line', '_file', '_etag', '_line'].join(', ');
+  const convertSelect = (from: string) => `SELECT ${convs.map((c, i) => `${c.value} AS c${i}`).join(', ')}, ${ok} AS _s3ch_ok, _file AS _s3ch_file, _etag AS _s3ch_etag, _line AS _s3ch_line, if(_s3ch_ok, '', ${firstFailure('column')}) AS _s3ch_column, if(_s3ch_ok, '', ${firstFailure('reason')}) AS _s3ch_error, if(_s3ch_ok, '', ${rawJson}) AS _s3ch_raw${absent} FROM ${from}`;
+  const stage = (n: StageNames): StagePlan => {
+    const typed = typedSelect(n.stage, columns);
+    const inOrder = (q: string) => `ORDER BY ${q}_s3ch_file, ${q}_s3ch_line`;
+    return {
+      create: [
+        // Sorted as the move reads it, so the move merges sorted parts instead of sorting.
+        `CREATE TABLE ${n.stage} (${convertedCols.join(', ')}) ENGINE = MergeTree ORDER BY (_s3ch_file, _s3ch_line) SETTINGS non_replicated_deduplication_window = 0`,
+        `CREATE TABLE ${n.landing} (${landingCols.join(', ')}) ENGINE = Null`,
+        `CREATE MATERIALIZED VIEW ${n.view} TO ${n.stage} AS ${convertSelect(n.landing)}`,
+      ],
+      insertInto: `INSERT INTO ${n.landing} (${landingColumnList})`,
+      moveRows: { insertInto: `INSERT INTO ${names.target} (${columns.map((c) => quoteIdent(c.name)).join(', ')})`, select: `${typed.select} ${inOrder(typed.q)}` },
+      moveQuarantine: {
+        insertInto: `INSERT INTO ${names.quarantine} (_file, _etag, _line, column, raw, error)`,
+        select: `SELECT _s3ch_file, _s3ch_etag, _s3ch_line, _s3ch_column, _s3ch_raw, _s3ch_error FROM ${n.stage} WHERE NOT _s3ch_ok ${inOrder('')}`,
+      },
+      counts: `SELECT _s3ch_file AS file, _s3ch_etag AS etag, countIf(_s3ch_ok) AS rows, countIf(NOT _s3ch_ok) AS quarantined FROM ${n.stage} GROUP BY file, etag`,
+    };
+  };
   return {
+    stage,
     names,
     format,
     inputFormat,
@@ -595,15 +656,15 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
     settings,
     create: [
       target,
-      `CREATE TABLE IF NOT EXISTS ${names.quarantine} (_file String, _etag String, _line UInt64, column String, raw String, error String, _inserted_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY (_file, _line) SETTINGS non_replicated_deduplication_window = ${DEDUP_WINDOW}`,
+      `CREATE TABLE IF NOT EXISTS ${names.quarantine} (_file String, _etag String, _line UInt64, column String, raw String, error String, _inserted_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY (_file, _line) SETTINGS ${DEDUP_SQL}`,
       `CREATE TABLE IF NOT EXISTS ${names.converted} (${convertedCols.join(', ')}) ENGINE = Null`,
       typedView(names, columns),
       `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.quarantineView} TO ${names.quarantine} AS SELECT _s3ch_file AS _file, _s3ch_etag AS _etag, _s3ch_line AS _line, _s3ch_column AS column, _s3ch_raw AS raw, _s3ch_error AS error FROM ${names.converted} WHERE NOT _s3ch_ok`,
       `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.rowsView} TO ${quoteIdent(db)}.${FILE_ROWS_TABLE} AS SELECT ${quoteString(dataSource)} AS datasource, _s3ch_file AS key, _s3ch_etag AS etag, count() AS rows, countIf(NOT _s3ch_ok) AS quarantined FROM ${names.converted} GROUP BY _s3ch_file, _s3ch_etag`,
       `CREATE TABLE IF NOT EXISTS ${names.landing} (${landingCols.join(', ')}) ENGINE = Null`,
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.convertView} TO ${names.converted} AS SELECT ${convs.map((c, i) => `${c.value} AS c${i}`).join(', ')}, ${ok} AS _s3ch_ok, _file AS _s3ch_file, _etag AS _s3ch_etag, _line AS _s3ch_line, if(_s3ch_ok, '', ${firstFailure('column')}) AS _s3ch_column, if(_s3ch_ok, '', ${firstFailure('reason')}) AS _s3ch_error, if(_s3ch_ok, '', ${rawJson}) AS _s3ch_raw${absent} FROM ${names.landing}`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.convertView} TO ${names.converted} AS ${convertSelect(names.landing)}`,
     ],
-    insertInto: `INSERT INTO ${names.landing} (${[...inserted.map((x) => x.column), '_row_error', '_raw_line', '_file', '_etag', '_line'].join(', ')})`,
+    insertInto: `INSERT INTO ${names.landing} (${landingColumnList})`,
     select,
   };
 }
@@ -619,13 +680,18 @@ export function buildImportPlan(db: string, spec: DataSourceSpec, columns: Colum
  * A column with a DEFAULT gets it where the file had no value.
  */
 function typedView(names: TableNames, columns: ColumnSpec[]): string {
+  return `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.typedView} TO ${names.target} AS ${typedSelect(names.converted, columns).select}`;
+}
+
+/** The typed rows of a table of converted rows (see typedView); `q` is the qualifier its internal columns are read with. */
+function typedSelect(from: string, columns: ColumnSpec[]): { select: string; q: string } {
   const internal = new Set([...columns.map((_, i) => [`c${i}`, `_s3ch_absent${i}`]).flat(), '_s3ch_ok']);
   const q = columns.some((c) => internal.has(c.name)) ? 'src.' : '';
   // A default is computed from the row's other values, as ClickHouse computes a DEFAULT: its
   // identifiers name columns, which here are this SELECT's aliases.
   const value = (c: ColumnSpec, i: number) => (c.default === undefined ? `${q}c${i}` : `if(${q}_s3ch_absent${i}, CAST((${c.default}) AS ${canonicalType(c.type)}), ${q}c${i})`);
   const select = columns.map((c, i) => `${value(c, i)} AS ${quoteIdent(c.name)}`).join(', ');
-  return `CREATE MATERIALIZED VIEW IF NOT EXISTS ${names.typedView} TO ${names.target} AS SELECT ${select} FROM ${names.converted}${q ? ' AS src' : ''} WHERE ${q}_s3ch_ok`;
+  return { select: `SELECT ${select} FROM ${from}${q ? ' AS src' : ''} WHERE ${q}_s3ch_ok`, q };
 }
 
 /** `ts, id` (as Tinybird writes keys) becomes `(ts, id)`; a single expression stays as it is. */
@@ -646,8 +712,8 @@ export function asTuple(expr: string): string {
 }
 
 function mergeTreeSettings(user: Record<string, string | number | boolean> | undefined): string {
-  // The connector's deduplication window last: exactly-once rests on it, whatever the spec says.
-  const settings: Record<string, string | number | boolean> = { ...user, non_replicated_deduplication_window: DEDUP_WINDOW };
+  // The connector's deduplication horizon last: a re-run move rests on it, whatever the spec says.
+  const settings: Record<string, string | number | boolean> = { ...user, ...DEDUP_SETTINGS };
   return Object.entries(settings)
     .map(([k, v]) => `${k} = ${typeof v === 'string' ? quoteString(v) : typeof v === 'boolean' ? (v ? 1 : 0) : v}`)
     .join(', ');

@@ -1,5 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { keyAfter, modifiedSince, type DataSourceSpec } from '../schemas/datasource.js';
+import { compareKeys } from '../schemas/key-order.js';
 import { classify, toApplicationFailure } from './errors.js';
 import type { Ledger } from './ledger.js';
 import type { FileRef } from './schema.js';
@@ -69,7 +70,7 @@ export function createDiscovery({ ledger, pages }: { ledger: Pick<Ledger, 'settl
     let lastKey: string | null = null;
     // The spec's startAfter is where listing starts when it is later than the position asked for
     // (in ordered mode: the initial marker); `since` filters by last-modified time.
-    const from = spec.startAfter !== undefined && (startAfter === undefined || spec.startAfter > startAfter) ? spec.startAfter : startAfter;
+    const from = spec.startAfter !== undefined && (startAfter === undefined || compareKeys(spec.startAfter, startAfter) > 0) ? spec.startAfter : startAfter;
     try {
       for await (const page of pages(spec, { startAfter: from, signal: ctx?.cancellationSignal })) {
         lists++;

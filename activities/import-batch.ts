@@ -8,9 +8,10 @@ import { isBatchable } from '../schemas/import-batches.js';
 import { objectUrl } from '../s3/object-url.js';
 import { s3Source, scrubSecrets } from '../clickhouse/s3-source.js';
 import { insertStatement, objectParams, type ImportParams } from '../clickhouse/import-statement.js';
-import { importSettings } from '../clickhouse/import-settings.js';
+import { stageSettings } from '../clickhouse/import-settings.js';
 import { renderSettings } from '../clickhouse/destination.js';
-import { buildImportPlan, FILE_ROWS_TABLE } from './ddl.js';
+import { buildImportPlan } from './ddl.js';
+import type { createCommitPath } from './commit.js';
 import { queryRows, type Destination } from '../clickhouse/destination.js';
 import { classify, isNonRetryable, toApplicationFailure } from './errors.js';
 import { resolveCompression, resolveFormat } from './formats.js';
@@ -21,39 +22,24 @@ import type { FileRef } from './schema.js';
 /**
  * Many small files in one activity and one insert.
  *
- * Exactly once, the argument:
+ * Exactly once, the argument: the batch goes through the commit path of
+ * activities/commit.ts like every import. Its versions are looked up in the
+ * commit records first (committed: in; staged by an earlier attempt: that
+ * stage is moved again), the rest are read in one statement (one SELECT per
+ * file, each pinned to its ETag, joined by UNION ALL) into this attempt's own
+ * staging tables, recorded as staged, moved into the target under the batch's
+ * token (a hash of its sorted (key, ETag) list, fixed by the activity input)
+ * and recorded as committed.
  *
- * 1. The batch is fixed in the activity input, so every attempt of the
- *    activity inserts the same (key, ETag) list under the same
- *    `insert_deduplication_token` (a hash of that sorted list).
- * 2. The insert is all-or-nothing: squashing is set so that the whole batch
- *    (at most MAX_BATCH_BYTES of small files, bounded in memory by
- *    max_memory_usage) becomes one block, so each table behind the landing
- *    table receives one part, `<token>_0`, or none. Nothing is written before
- *    the last row of the last file is read, so a bad file, a changed object
- *    or a worker killed mid-read leaves nothing behind.
- * 3. Every attempt first reads which of its versions already have rows
- *    counted by the rows view (written by the same insert): those are in,
- *    from an earlier attempt (all of the batch, by 2) or an earlier import,
- *    and are left out. A retried attempt after a committed insert therefore
- *    inserts nothing; one after a kill between the insert's parts re-runs the
- *    same list under the same token, and the parts already written are
- *    dropped as duplicates.
- * 4. When the insert fails on a file problem (bad data, object gone or
- *    changed: what retrying cannot fix), nothing of it was committed (2), and
- *    the activity *completes* returning every file as `split`: the workflow
- *    imports them one by one (their own tokens, retries and statuses), and
- *    this activity, being complete, is never run again — so its token never
- *    commits later beside the single-file tokens.
- * 5. Retryable failures (S3 or ClickHouse unavailable) are retried as the
- *    batch. If they outlast the retry policy, the workflow imports each file
- *    as a batch of one, which checks its rows first (3) and splits to the
- *    single-file path only for a version with no rows in.
- *
- * Left open: a worker killed after an insert wrote the target table's part
- * but before the rows view's, followed by a file problem on the retry (an
- * object deleted or replaced in between), would split files whose rows are
- * in the target table. Both in one batch is the narrow case it takes.
+ * - A file problem while staging (bad data, an object gone or changed: what
+ *   retrying cannot fix) leaves nothing recorded and nothing moved: the
+ *   activity *completes* returning every file not in as `split`, and the
+ *   workflow imports them one by one (their own tokens, retries, statuses).
+ * - Any failure once the stage is recorded is retried, never split: every
+ *   later attempt, of this batch or of one of its files alone (after the
+ *   batch's retries ran out), finds the stage recorded and moves it again
+ *   under the batch's token, so a part of the move that committed is not
+ *   added twice and the rest is added once.
  */
 
 export interface ImportBatchInput {
@@ -88,27 +74,6 @@ export function batchToken(dataSource: string, files: Array<Pick<FileRef, 'key' 
 }
 
 /**
- * One block for the whole batch: squashing thresholds far above any batch,
- * so the insert writes one part per table or none. Both the minimums (a
- * block is cut only once they are reached) and, under
- * `use_strict_insert_block_limits`, the maximums: without it, the
- * deduplicating path of the materialized views cuts blocks at the default
- * 1,048,449 rows whatever the minimums say (measured on chDB 26: a
- * 1.3-million-row batch became two parts). Memory stays bounded by
- * max_memory_usage: a batch too big for it fails whole and is split.
- */
-export const ONE_BLOCK_SETTINGS = {
-  use_strict_insert_block_limits: 1,
-  max_insert_block_size: 1_000_000_000_000,
-  max_insert_block_size_rows: 1_000_000_000_000,
-  max_insert_block_size_bytes: 1024 ** 4,
-  min_insert_block_size_rows: 1_000_000_000_000,
-  min_insert_block_size_bytes: 1024 ** 4,
-  min_insert_block_size_rows_for_materialized_views: 1_000_000_000_000,
-  min_insert_block_size_bytes_for_materialized_views: 1024 ** 4,
-} as const;
-
-/**
  * Rename the query parameters of one file's SELECT (`{file:String}` ->
  * `{file_3:String}`), only those the import passes, so each file of the
  * batch has its own key, ETag and path.
@@ -135,25 +100,27 @@ export interface BatchDeps {
     onBatch?(files: FileRef[], attempt: number): void | Promise<void>;
   };
   startHeartbeat(details: Record<string, unknown>): () => void;
+  /** The commit path every import goes through (activities/commit.ts). */
+  commit: ReturnType<typeof createCommitPath>;
+  /** See CommitInput.verifyUnread. */
+  verifyUnread(spec: DataSourceSpec, files: FileRef[], signal: AbortSignal | undefined): Promise<void>;
 }
 
-export function createBatchImport({ destination, s3, ledger, metaDatabase, hooks, startHeartbeat }: BatchDeps) {
+export function createBatchImport({ destination, s3, ledger, metaDatabase, hooks, startHeartbeat, commit, verifyUnread }: BatchDeps) {
   const db = destination.database;
   const meta = (t: string) => `${quoteIdent(metaDatabase)}.${quoteIdent(t)}`;
 
   /** The batch's insert: one SELECT per file (each pinned to its ETag), joined by UNION ALL, in one statement. */
-  function statement(dataSource: string, spec: DataSourceSpec, columns: ColumnSpec[], files: FileRef[], credentials: Awaited<ReturnType<S3Connections['credentials']>>) {
+  function statement(dataSource: string, spec: DataSourceSpec, columns: ColumnSpec[], files: FileRef[], credentials: Awaited<ReturnType<S3Connections['credentials']>>, insertInto: string, extra: Record<string, string | number>) {
     const conn = s3.get(spec.connection);
     const { bucket } = parseBucketUri(spec.bucketUri);
     const selects: string[] = [];
     const params: Record<string, string> = {};
     let settings: Record<string, string | number> = {};
-    let insertInto = '';
     let secrets: string[] = [];
     files.forEach((file, i) => {
       const format = resolveFormat(spec, file.key);
       const plan = buildImportPlan(db, spec, columns, format, dataSource);
-      insertInto = plan.insertInto;
       settings = { ...settings, ...plan.settings };
       const compression = format === 'parquet' ? 'none' : resolveCompression(spec, file.key) ?? 'none';
       if (compression === 'zip') throw new Error(`${file.key}: zip archives are not batched`);
@@ -167,19 +134,8 @@ export function createBatchImport({ destination, s3, ledger, metaDatabase, hooks
       selects.push(r.sql);
       Object.assign(params, r.params);
     });
-    const all = { ...settings, ...importSettings(batchToken(dataSource, files), spec.limits.maxRowBytes), ...ONE_BLOCK_SETTINGS };
+    const all = { ...settings, ...stageSettings(spec.limits.maxRowBytes), ...extra };
     return { query: `${insertInto} ${renderSettings(all)} ${selects.join(' UNION ALL ')}`, params, secrets };
-  }
-
-  /** Rows and quarantined rows per file version of the batch, counted by the import path (one query). */
-  async function counts(dataSource: string, files: FileRef[]): Promise<Map<string, { rows: number; quarantined: number }>> {
-    const rows = await queryRows<{ key: string; etag: string; rows: string; quarantined: string }>(
-      destination.client,
-      `SELECT key, etag, sum(rows) AS rows, sum(quarantined) AS quarantined FROM ${meta(FILE_ROWS_TABLE)}
-       WHERE datasource = {ds:String} AND key IN {keys:Array(String)} GROUP BY key, etag`,
-      { ds: dataSource, keys: files.map((f) => f.key) },
-    );
-    return new Map(rows.map((r) => [`${r.key}\u0000${r.etag}`, { rows: Number(r.rows) - Number(r.quarantined), quarantined: Number(r.quarantined) }]));
   }
 
   /** Older failed versions of the batch's keys are superseded by the versions just imported (one query, one write). */
@@ -223,49 +179,50 @@ export function createBatchImport({ destination, s3, ledger, metaDatabase, hooks
       await supersede(dataSource, done);
       return out;
     };
-    let inserted = false;
-    let todo = files;
-    let before = new Map<string, { rows: number; quarantined: number }>();
+    const progressOf = { recorded: false };
     try {
       await hooks?.onBatch?.(files, attempt);
       for (const f of files) await hooks?.onStart?.(f, attempt);
       await ledger.record(files.map((f) => event(f, { status: 'running' })));
       const signal = ctx.cancellationSignal;
-      // Versions whose rows are already counted are in (an earlier attempt of this batch, which is
-      // all-or-nothing, or an earlier import of the same version): only the others are inserted.
-      before = await counts(dataSource, files);
-      todo = files.filter((f) => !before.has(`${f.key}\u0000${f.etag}`));
-      for (const f of files) await hooks?.beforeInsert?.(f, attempt);
-      if (todo.length) {
-        progress.phase = 'insert';
-        const credentials = await s3.credentials(spec.connection);
-        const { query, params, secrets } = statement(dataSource, spec, columns, todo, credentials);
-        try {
-          await destination.imports.command({ query, query_params: params, abort_signal: signal });
-        } catch (err) {
-          throw scrubSecrets(err, secrets);
-        }
-      }
-      inserted = true;
+      const plan = buildImportPlan(db, spec, columns, resolveFormat(spec, files[0]!.key), dataSource);
+      const counted = await commit({
+        dataSource, table: spec.table, plan, files, generation: 0, token: batchToken(dataSource, files), attempt, signal, progress,
+        stage: async (insertInto, extra) => {
+          for (const f of files) await hooks?.beforeInsert?.(f, attempt);
+          progress.phase = 'insert';
+          const credentials = await s3.credentials(spec.connection);
+          const { query, params, secrets } = statement(dataSource, spec, columns, files, credentials, insertInto, extra);
+          try {
+            await destination.imports.command({ query, query_params: params, abort_signal: signal });
+          } catch (err) {
+            throw scrubSecrets(err, secrets);
+          }
+        },
+        versionOf: (file, etag) => ({ key: file, etag }),
+        verifyUnread: (unread) => verifyUnread(spec, unread, signal),
+        onRecorded: () => {
+          progressOf.recorded = true;
+        },
+      });
       for (const f of files) await hooks?.afterInsert?.(f, attempt);
-      progress.phase = 'counting';
-      return { files: await succeed(files, todo.length ? await counts(dataSource, files) : before), split: [] };
+      return { files: await succeed(files, counted), split: [] };
     } catch (e) {
       if (ctx.cancellationSignal.aborted) {
         await ledger.record(files.map((f) => event(f, { status: 'cancelled', error: 'cancelled' }))).catch(() => undefined);
         throw e instanceof CancelledFailure ? e : new CancelledFailure('import cancelled');
       }
       const failure = classify(e);
-      // A ClickHouse server too old for the one-block settings rejects the statement before it runs.
+      // A ClickHouse server too old for a setting rejects the statement before it runs.
       const rejected = (e as { type?: string } | null)?.type === 'UNKNOWN_SETTING';
-      if ((isNonRetryable(failure.kind) || rejected) && !inserted) {
-        // A file problem: the one-block insert committed nothing, so each file goes its own way now.
-        const loaded = files.filter((f) => !todo.includes(f));
-        return { files: loaded.length ? await succeed(loaded, before) : [], split: todo, splitReason: failure.message };
+      if ((isNonRetryable(failure.kind) || rejected) && !progressOf.recorded) {
+        // A file problem while staging: nothing was recorded or moved, so each file goes its own way now
+        // (each one's commit-record lookup still finds a version an earlier batch committed).
+        return { files: [], split: files, splitReason: failure.message };
       }
       await ledger.record(files.map((f) => event(f, { status: 'pending_retry', error: failure.message }))).catch(() => undefined);
-      // After the insert, only the same batch may run again (its token deduplicates): never split then.
-      if (inserted) throw ApplicationFailure.create({ type: failure.kind, message: failure.message, nonRetryable: false });
+      // Once staged, only a move of that stage may add the rows: retried, never split.
+      if (progressOf.recorded) throw ApplicationFailure.create({ type: failure.kind, message: failure.message, nonRetryable: false });
       throw toApplicationFailure(failure);
     } finally {
       stopBeat();

@@ -2,7 +2,7 @@ import { withCheckedExpressions } from '../clickhouse/spec-expressions.js';
 import { SqlGuardError } from '../clickhouse/sql-guard.js';
 import { Context, CancelledFailure } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { createSchemaTools } from './schema.js';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -24,11 +24,12 @@ import type { S3Connections, S3Credentials } from '../s3/connections.js';
 import { objectUrl } from '../s3/object-url.js';
 import { s3Source, scrubSecrets } from '../clickhouse/s3-source.js';
 import { insertStatement, linePassStatement, objectParams, type ImportParams } from '../clickhouse/import-statement.js';
-import { importSettings, S3_READ_SETTINGS, linePassMemoryLimit, maxLineBytes, IMPORT_MAX_SECONDS } from '../clickhouse/import-settings.js';
+import { stageSettings, S3_READ_SETTINGS, linePassMemoryLimit, maxLineBytes, IMPORT_MAX_SECONDS } from '../clickhouse/import-settings.js';
 
 import type { FileRef } from './schema.js';
 export type { FileRef } from './schema.js';
 import { createBatchImport } from './import-batch.js';
+import { CommitRecords, createCommitPath, dropStages, sweepStages, type CommitHooks } from './commit.js';
 export type { ImportBatchInput, ImportBatchResult } from './import-batch.js';
 
 export type { DiscoverInput, DiscoverResult } from './discovery.js';
@@ -100,12 +101,12 @@ export interface ActivityDeps {
   log?: (line: string) => void;
 }
 
-export interface ImportHooks {
+export interface ImportHooks extends CommitHooks {
   /** When an import starts, after its heartbeat timer and before its first statement. */
   onStart?(file: FileRef, attempt: number): void | Promise<void>;
-  /** After a file's rows are inserted, before its ledger entry says success. */
+  /** After a file's rows are committed (moved into the target and recorded), before its ledger entry says success. */
   afterInsert?(file: FileRef, attempt: number): void | Promise<void>;
-  /** Before a file's insert starts. */
+  /** Before a file's rows are read into the attempt's staging tables. */
   beforeInsert?(file: FileRef, attempt: number): void | Promise<void>;
   /** When a batch import starts, with its files (then the per-file hooks run for each). */
   onBatch?(files: FileRef[], attempt: number): void | Promise<void>;
@@ -175,6 +176,8 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
   const ledger = new Ledger(destination.client, metaDatabase ?? db);
 
   const schema = createSchemaTools({ destination, s3 });
+  const records = new CommitRecords(destination.client, metaDatabase ?? db);
+  const commit = createCommitPath({ destination, records, hooks });
 
   /**
    * Run one import statement with its secrets scrubbed from any error, and
@@ -186,6 +189,14 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     } catch (err) {
       if (label && err instanceof Error) err.message = err.message.split(label.path).join(label.name);
       throw scrubSecrets(err, secrets);
+    }
+  }
+
+  /** Versions that staged no row are still what was listed, or the import fails as changed or missing (see CommitInput.verifyUnread). */
+  async function verifyUnread(spec: DataSourceSpec, files: FileRef[], signal: AbortSignal | undefined): Promise<void> {
+    const { bucket } = parseBucketUri(spec.bucketUri);
+    for (const f of files) {
+      await s3.client(spec.connection).send(new HeadObjectCommand({ Bucket: bucket, Key: f.key, IfMatch: `"${f.etag}"` }), { abortSignal: signal });
     }
   }
 
@@ -201,7 +212,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
    * gzip/zstd (a truncated or corrupt file fails before any row is
    * committed), then one INSERT ... SELECT FROM s3() into the landing table.
    */
-  async function importObject(o: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; file: FileRef; compression: Compression; credentials: S3Credentials | null; signal?: AbortSignal; progress: Record<string, unknown>; reimportId?: string }) {
+  async function importObject(o: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; file: FileRef; compression: Compression; credentials: S3Credentials | null; signal?: AbortSignal; progress: Record<string, unknown>; insertInto: string; extra: Record<string, string | number> }) {
     const { spec, file } = o;
     const format = resolveFormat(spec, file.key);
     const plan = buildImportPlan(db, spec, o.columns, format, o.dataSource);
@@ -233,12 +244,12 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     const source = s3Source({ url: target.url, credentials: o.credentials, format: plan.inputFormat, structure: plan.structure, compression });
     await run(
       insertStatement({
-        insertInto: plan.insertInto,
+        insertInto: o.insertInto,
         select: plan.select,
         source: source.sql,
         globbed: target.globbed,
         checkEtag: true,
-        settings: { ...plan.settings, ...importSettings(dedupToken(o.dataSource, file.key, file.etag, o.reimportId), spec.limits.maxRowBytes) },
+        settings: { ...plan.settings, ...stageSettings(spec.limits.maxRowBytes), ...o.extra },
       }),
       params, source.secrets, o.signal,
     );
@@ -255,7 +266,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
    * its own deduplication token over its index and name, so two entries with
    * one name both load. Entries whose format cannot be told are skipped.
    */
-  async function importZip(o: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; file: FileRef; signal: AbortSignal; progress: Record<string, unknown>; reimportId?: string }) {
+  async function importZip(o: { dataSource: string; spec: DataSourceSpec; columns: ColumnSpec[]; file: FileRef; signal: AbortSignal; progress: Record<string, unknown>; insertInto: string; extra: Record<string, string | number> }) {
     const { spec, file } = o;
     const { bucket } = parseBucketUri(spec.bucketUri);
     const dir = await mkdtemp(join(tmpdir(), 's3ch-zip-'));
@@ -276,13 +287,13 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
         const plan = buildImportPlan(db, spec, o.columns, format, o.dataSource);
         const id = `${file.key}::${entry.name}`;
         const query = insertStatement({
-          insertInto: plan.insertInto,
+          insertInto: o.insertInto,
           select: plan.select,
           source: `input(${quoteString(plan.structure)})`,
           globbed: false,
           // input() has no _etag: the archive was fetched with If-Match, so it is the listed version.
           checkEtag: false,
-          settings: { ...plan.settings, ...importSettings(dedupToken(o.dataSource, `${file.key}::${entry.index}::${entry.name}`, file.etag, o.reimportId), spec.limits.maxRowBytes) },
+          settings: { ...plan.settings, ...stageSettings(spec.limits.maxRowBytes), ...o.extra },
         });
         // A zip entry's rows keep the archive's key, ETag, size and time; their file name is the entry's.
         const params: ImportParams = { file: id, etag: file.etag, path: '', quotedEtag: '', ...objectParams(file, entry.name) };
@@ -339,6 +350,9 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
       throw e instanceof SqlGuardError ? ApplicationFailure.nonRetryable(e.message, 'bad_spec') : e;
     });
     await ledger.ensureTables();
+    await records.ensureTable();
+    // Staging tables of attempts killed before they recorded anything: nothing will move them.
+    await sweepStages(destination, records, dataSource, spec.table).catch(() => 0);
     s3.get(spec.connection);
     let columns = spec.columns ?? (await existingColumns(spec.table));
     let inferredFrom: string | null = null;
@@ -371,7 +385,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
   }
 
   const discover = createDiscovery({ ledger, pages: schema.matchingPages });
-  const importBatch = createBatchImport({ destination, s3, ledger, metaDatabase: metaDatabase ?? db, hooks, startHeartbeat });
+  const importBatch = createBatchImport({ destination, s3, ledger, metaDatabase: metaDatabase ?? db, hooks, startHeartbeat, commit, verifyUnread });
 
   async function importOne({ dataSource, spec, columns, file, runId, evolve, reimport }: ImportInput): Promise<ImportResult> {
     const ctx = Context.current();
@@ -380,6 +394,8 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     const stopBeat = startHeartbeat(progress);
     const attempt = ctx.info.attempt;
     const base = { datasource: dataSource, key: file.key, etag: file.etag, size: file.size, attempt, run_id: runId, generation: reimport?.generation ?? 0 };
+    /** The rows may be moving into the target: from then on only a retry (which moves the recorded stage) may finish. */
+    let recorded = false;
     try {
       await hooks?.onStart?.(file, attempt);
       await ledger.record([{ ...base, status: 'running' }]);
@@ -395,19 +411,37 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
         }
       }
       const signal = ctx.cancellationSignal;
-      // The name says; only a name without a data extension is sniffed by its first bytes.
-      const compression = resolveCompression(spec, file.key) ?? (isDataFileName(file.key) ? 'none' : await sniff(spec, file, signal));
-      await hooks?.beforeInsert?.(file, attempt);
-      if (compression === 'zip') {
-        await importZip({ dataSource, spec, columns, file, signal, progress, reimportId: reimport?.id });
-      } else {
-        const credentials = await s3.credentials(spec.connection);
-        await importObject({ dataSource, spec, columns, file, compression, credentials, signal, progress, reimportId: reimport?.id });
+      // The staging tables' columns are the same whatever the format: any plan of the data source makes them.
+      let planFormat: ResolvedFormat = 'csv';
+      try {
+        planFormat = resolveFormat(spec, file.key);
+      } catch {
+        // A zip archive under format auto: its entries say their formats.
       }
+      const plan = buildImportPlan(db, spec, columns, planFormat, dataSource);
+      const counted = await commit({
+        dataSource, table: spec.table, plan, files: [file], generation: reimport?.generation ?? 0,
+        token: dedupToken(dataSource, file.key, file.etag, reimport?.id), attempt, signal, progress,
+        stage: async (insertInto, extra) => {
+          // The name says; only a name without a data extension is sniffed by its first bytes.
+          const compression = resolveCompression(spec, file.key) ?? (isDataFileName(file.key) ? 'none' : await sniff(spec, file, signal));
+          await hooks?.beforeInsert?.(file, attempt);
+          if (compression === 'zip') {
+            await importZip({ dataSource, spec, columns, file, signal, progress, insertInto, extra });
+          } else {
+            const credentials = await s3.credentials(spec.connection);
+            await importObject({ dataSource, spec, columns, file, compression, credentials, signal, progress, insertInto, extra });
+          }
+        },
+        // Every staged row is this version's (a zip entry's `_file` is `key::entry`).
+        versionOf: () => file,
+        verifyUnread: (unread) => verifyUnread(spec, unread, signal),
+        onRecorded: () => {
+          recorded = true;
+        },
+      });
       await hooks?.afterInsert?.(file, attempt);
-      progress.phase = 'counting';
-      // The row counts hold every load of this version: a re-import's own are what earlier generations did not load.
-      const { rows, quarantined } = reimport ? await ledger.generationRows(dataSource, file.key, file.etag, reimport.generation) : await ledger.fileRows(dataSource, file.key, file.etag);
+      const { rows, quarantined } = counted.get(`${file.key}\u0000${file.etag}`) ?? { rows: 0, quarantined: 0 };
       await ledger.record([{ ...base, status: 'success', rows, quarantined_rows: quarantined, bytes: file.size }]);
       // Older versions of this key that failed will never be retried now: say so, rather than leave them as failures.
       await ledger.supersede(dataSource, file.key, file.etag);
@@ -419,7 +453,7 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
         throw e instanceof CancelledFailure ? e : new CancelledFailure('import cancelled');
       }
       const failure = classify(e);
-      const af = toApplicationFailure(failure);
+      const af = recorded ? ApplicationFailure.create({ type: failure.kind, message: failure.message, nonRetryable: false }) : toApplicationFailure(failure);
       await ledger
         .record([{ ...base, status: af.nonRetryable ? 'failure' : 'pending_retry', error: failure.message }])
         .catch(() => undefined);
@@ -561,7 +595,12 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
     /** Remove a data source's import path; its table and ledger rows only when asked. */
     async dropDataSource({ dataSource, spec, dropTable, dropLedger }: { dataSource: string; spec: DataSourceSpec; dropTable: boolean; dropLedger: boolean }): Promise<void> {
       for (const sql of dropStatements(tableNames(db, spec.table), dropTable)) await destination.client.command({ query: sql });
+      await dropStages(destination, spec.table);
+      // With the table gone, the ledger's and the commit records' word that its files are in is no longer true:
+      // a data source made again under the name loads them again.
       if (dropLedger) await ledger.deleteDataSource(dataSource);
+      else if (dropTable) await ledger.forgetFiles(dataSource);
+      if (dropLedger || dropTable) await records.deleteDataSource(dataSource);
     },
   };
 }

@@ -6,8 +6,8 @@ import { queryRows } from '../clickhouse/destination.js';
 /**
  * The per-file ledger: an append-only log of status transitions in ClickHouse.
  * It is what the API lists and what discovery consults to skip files already
- * settled; it never decides whether rows are inserted twice (the insert's
- * deduplication token does).
+ * settled; it never decides whether rows are inserted twice (the commit
+ * records and the move's token do: activities/commit.ts).
  */
 export const FILE_STATUSES = ['queued', 'running', 'success', 'failure', 'pending_retry', 'paused', 'cancelled'] as const;
 export type FileStatus = (typeof FILE_STATUSES)[number];
@@ -234,42 +234,6 @@ export class Ledger {
     }
   }
 
-  /** Rows loaded and quarantined for one file version, counted by the import path itself. */
-  async fileRows(datasource: string, key: string, etag: string): Promise<{ rows: number; quarantined: number }> {
-    const [row] = await queryRows<{ rows: string; quarantined: string }>(
-      this.client,
-      `SELECT sum(rows) AS rows, sum(quarantined) AS quarantined FROM ${this.t(FILE_ROWS_TABLE)}
-       WHERE datasource = {ds:String} AND (key = {key:String} OR startsWith(key, concat({key:String}, '::'))) AND etag = {etag:String}`,
-      { ds: datasource, key, etag },
-    );
-    const total = Number(row?.rows ?? 0);
-    const quarantined = Number(row?.quarantined ?? 0);
-    return { rows: total - quarantined, quarantined };
-  }
-
-  /**
-   * Rows one generation of a file version loaded. The row counts sum every
-   * load of the version (each re-import inserts its rows again), so a
-   * re-import's own are the total less what the other generations' successes
-   * recorded. It reads the same on every attempt of the generation: a retried
-   * insert deduplicates, adding nothing to the total.
-   */
-  async generationRows(datasource: string, key: string, etag: string, generation: number): Promise<{ rows: number; quarantined: number }> {
-    const total = await this.fileRows(datasource, key, etag);
-    const [other] = await queryRows<{ rows: string; quarantined: string }>(
-      this.client,
-      `SELECT sum(r) AS rows, sum(q) AS quarantined FROM (
-         SELECT generation, argMax(rows, seq) AS r, argMax(quarantined_rows, seq) AS q FROM ${this.t(LEDGER_TABLE)}
-         WHERE datasource = {ds:String} AND key = {key:String} AND etag = {etag:String} AND status = 'success' AND generation != {g:UInt32}
-         GROUP BY generation)`,
-      { ds: datasource, key, etag, g: generation },
-    );
-    return {
-      rows: Math.max(0, total.rows - Number(other?.rows ?? 0)),
-      quarantined: Math.max(0, total.quarantined - Number(other?.quarantined ?? 0)),
-    };
-  }
-
   /**
    * Files by their latest status, with row/byte totals, per data source (all
    * of them, or one); `events` is how many ledger rows were read for them,
@@ -312,6 +276,13 @@ export class Ledger {
       `SELECT datasource, count() AS runs, toUnixTimestamp(max(finished_at)) AS last FROM ${this.t(RUNS_TABLE)} GROUP BY datasource ORDER BY datasource`,
     );
     return rows.map((r) => ({ datasource: r.datasource, runs: Number(r.runs), lastFinished: Number(r.last) }));
+  }
+
+  /** Forget which files a data source imported (its table was dropped, so they are not in), keeping its runs. */
+  async forgetFiles(datasource: string): Promise<void> {
+    for (const table of [LEDGER_TABLE, FILE_ROWS_TABLE]) {
+      await this.client.command({ query: `DELETE FROM ${this.t(table)} WHERE datasource = {ds:String}`, query_params: { ds: datasource } });
+    }
   }
 
   async deleteDataSource(datasource: string): Promise<void> {

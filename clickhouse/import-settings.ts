@@ -4,7 +4,7 @@
  * become session-wide and leak into concurrent queries.
  */
 
-/** Rows and bytes an insert block is squashed to: fixed, so a retry cuts the same blocks. */
+/** Rows and bytes a move's insert blocks are squashed to: fixed, so a move run again cuts the same blocks. */
 export const INSERT_BLOCK_ROWS = 1_048_449;
 export const INSERT_BLOCK_BYTES = 64 * 1024 * 1024;
 /** Longest an import statement may run (the import activity's start-to-close timeout is 6 h). */
@@ -53,14 +53,56 @@ export const S3_READ_SETTINGS = {
 } as const;
 
 /**
- * Settings that make an insert exactly once across retries. A deduplication
- * token numbers the blocks of one insert (token_0, token_1, ...), so a retry
- * must cut the same rows into the same blocks. Parallel parsing keeps rows in
- * file order and cuts parsing chunks at fixed byte sizes; one insert stream
- * (max_insert_threads = 1, no re-split of the source's output) and fixed
- * squashing sizes then give identical blocks on every attempt, while
- * max_threads still parses in parallel. test/e2e/import-determinism.test.ts
- * interrupts an insert half-way and retries it to prove it.
+ * Settings of the statement that reads files into an attempt's staging
+ * tables. Nothing is deduplicated there (the tables are the attempt's own);
+ * what matters is `_line`, each row's line (or Parquet row) number in its
+ * file: one ordered stream (parallel parsing keeps file order, Parquet row
+ * groups are read in parallel and put back in order) so `rowNumberInAllBlocks()`
+ * is the row's place in the file on every attempt.
+ */
+export function stageSettings(maxRowBytes: number): Record<string, string | number> {
+  return {
+    ...S3_READ_SETTINGS,
+    insert_deduplicate: 0,
+    input_format_parallel_parsing: 1,
+    input_format_parquet_preserve_order: 1,
+    parallelize_output_from_storages: 0,
+    max_insert_threads: 1,
+    max_memory_usage: importMemoryLimit(maxRowBytes),
+    max_execution_time: IMPORT_MAX_SECONDS,
+  };
+}
+
+/**
+ * Settings of a move from a staged table into the target (see
+ * activities/commit.ts). The token numbers the move's blocks; the SELECT reads
+ * the staged rows in (file, line) order, and squashing is fixed, so a move
+ * run again over the same staged table cuts the same blocks and the target
+ * drops every one it has. A move is never refused for the partitions its
+ * rows span (the user's PARTITION BY decides those; a refusal after some
+ * tables took their part is how rows were lost before), and its blocks are
+ * deduplicated in the target's materialized views as well.
+ */
+export function moveSettings(token: string): Record<string, string | number> {
+  return {
+    insert_deduplicate: 1,
+    insert_deduplication_token: token,
+    deduplicate_blocks_in_dependent_materialized_views: 1,
+    max_partitions_per_insert_block: 0,
+    throw_on_max_partitions_per_insert_block: 0,
+    max_insert_threads: 1,
+    max_insert_block_size: INSERT_BLOCK_ROWS,
+    min_insert_block_size_rows: INSERT_BLOCK_ROWS,
+    min_insert_block_size_bytes: INSERT_BLOCK_BYTES,
+    max_execution_time: IMPORT_MAX_SECONDS,
+  };
+}
+
+/**
+ * Settings of a deduplicated insert straight from a source (one ordered
+ * stream, fixed squashing). Imports no longer rely on these (a retry's blocks
+ * need not match: see activities/commit.ts); kept for the import profile
+ * and the engine's own measurements in test/e2e/import-path.test.ts.
  */
 export function dedupSettings(token: string): Record<string, string | number> {
   return {

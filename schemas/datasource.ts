@@ -1,3 +1,4 @@
+import { compareKeys } from './key-order.js';
 import { z } from 'zod';
 import { DATA_SOURCE_NAME, TABLE_NAME, isValidColumnName } from './identifiers.js';
 import { ClickHouseTypeError, parseClickHouseType } from './clickhouse-type.js';
@@ -216,7 +217,8 @@ export function modifiedSince(lastModified: string, since: string | undefined): 
 
 /** Whether a key is one `startAfter` lets through (always, without one). */
 export function keyAfter(key: string, startAfter: string | undefined): boolean {
-  return startAfter === undefined || key > startAfter;
+  // In S3's order (UTF-8 bytes), as the listing's StartAfter applies it.
+  return startAfter === undefined || compareKeys(key, startAfter) > 0;
 }
 
 const dataSourceObject = z.strictObject({

@@ -22,6 +22,7 @@ const SCHEMA_CHANGED = 'schema_changed';
 import type { ColumnSpec, DataSourceSpec } from '../schemas/datasource.js';
 import { nextRunAt, parseSchedule } from '../schemas/schedule.js';
 import { planBatches } from '../schemas/import-batches.js';
+import { compareKeys } from '../schemas/key-order.js';
 import { AUTO_INTERVAL_MS, adaptiveIntervalMs, maxIdleIntervalMs, sweepIntervalMs } from '../schemas/polling.js';
 import {
   deleteUpdate,
@@ -96,6 +97,8 @@ export const RECORD_CANCELLED_PATCH = 'record-cancelled-imports';
  * left column DEFAULTs unapplied.
  */
 export const RECHECK_IMPORT_PATH_PATCH = 'recheck-import-path';
+/** The ordered marker compares keys as S3 does (UTF-8 bytes); executions before it compared UTF-16 units. */
+export const UTF8_KEY_ORDER_PATCH = 'utf8-key-order';
 
 /** Set by prepare when no file exists yet to infer columns from. */
 const WAITING_FOR_FIRST_FILE = 'waiting for a first file to infer the schema from (or declare columns)';
@@ -180,7 +183,7 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
   // branches return them. An execution started by an older version has no
   // marker here: a replay answers false without remembering it, and the
   // check at the branch finds its marker where that version recorded it.
-  for (const id of [LEAN_TICKS_PATCH, IMPORT_BATCHES_PATCH, RECORD_CANCELLED_PATCH, RECHECK_IMPORT_PATH_PATCH]) patched(id);
+  for (const id of [LEAN_TICKS_PATCH, IMPORT_BATCHES_PATCH, RECORD_CANCELLED_PATCH, RECHECK_IMPORT_PATH_PATCH, UTF8_KEY_ORDER_PATCH]) patched(id);
   let spec = input.spec;
   const s: CarriedState = input.state ?? {
     columns: spec.columns ?? null,
@@ -710,10 +713,12 @@ export async function dataSource(input: DataSourceInput): Promise<StatusView> {
           // pause (or left for later) is listed again after it, so nothing the
           // marker skipped is lost. It moves to the end of the longest settled
           // run of keys from the start of the batch.
-          const keys = batch.files.map((f) => f.key).sort();
+          // In S3's order (UTF-8 bytes): the marker becomes the listing's StartAfter.
+          const bytes = patched(UTF8_KEY_ORDER_PATCH);
+          const keys = bytes ? batch.files.map((f) => f.key).sort(compareKeys) : batch.files.map((f) => f.key).sort();
           let i = 0;
           while (i < keys.length && settled.has(keys[i]!)) i++;
-          if (i > 0 && (!s.marker || keys[i - 1]! > s.marker)) s.marker = keys[i - 1]!;
+          if (i > 0 && (!s.marker || (bytes ? compareKeys(keys[i - 1]!, s.marker) > 0 : keys[i - 1]! > s.marker))) s.marker = keys[i - 1]!;
           // Files of this batch are still pending: the next run lists them again; never loop on them here.
           if (i < keys.length) more = false;
         }

@@ -378,18 +378,23 @@ describe('controlling data sources (Temporal dev server + MinIO + chDB)', () => 
     expect(again.runs[0]).toMatchObject({ trigger: 'sync', filesFound: 0, filesImported: 0 });
     expect(await count(name)).toBe(4);
 
-    // Drop the table but keep the ledger.
+    // Drop the table but keep the ledger: the runs stay; the files' statuses go with the rows they described.
     const dropped = await c.request('DELETE', `/v1/datasources/${name}?dropTable=true&dropLedger=false`);
     expect(dropped.status, JSON.stringify(dropped.body)).toBe(200);
     expect(await exists(name)).toBe(0);
     expect(await exists(`${name}_quarantine`)).toBe(0);
     expect(await exists(`${name}_s3ch_landing`)).toBe(0);
-    expect(await ledgerRows(name)).toBeGreaterThan(0);
+    expect(await ledgerRows(name)).toBe(0);
+    expect(Number((await sql<{ n: string }>(c, `SELECT count() AS n FROM s3ch_runs WHERE datasource = '${name}'`))[0]!.n)).toBeGreaterThan(0);
 
-    // And everything: table and ledger.
+    // Made again under the name, its table empty: every file loads again (it read success with an empty table before).
     await create(spec);
     await c.request('POST', `/v1/datasources/${name}/sync`);
     await waitForRuns(name, 3);
+    await eventually(`${name}: loaded again`, async () => (await count(name)) === 4);
+    expect(await count(`${name}_quarantine`)).toBe(1);
+
+    // And everything: table and ledger.
     const all = await c.request('DELETE', `/v1/datasources/${name}?dropTable=true&dropLedger=true`);
     expect(all.status, JSON.stringify(all.body)).toBe(200);
     expect(await exists(name)).toBe(0);

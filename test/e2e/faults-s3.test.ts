@@ -102,7 +102,8 @@ describe('S3 faults, end to end', () => {
   }
 
   /** Trigger a sync; `whileRunning` runs once the sync is accepted. Resolves with the finished run. */
-  async function sync(name: string, whileRunning?: () => Promise<void>, timeoutMs = 60_000): Promise<{ run: RunItem; ds: any }> {
+  // Generous: thirty files one at a time on a shared two-core machine.
+  async function sync(name: string, whileRunning?: () => Promise<void>, timeoutMs = 180_000): Promise<{ run: RunItem; ds: any }> {
     const before = (await runs(name)).length;
     expect((await c.request('POST', `/v1/datasources/${name}/sync`)).status).toBe(202);
     await whileRunning?.();
@@ -178,7 +179,7 @@ describe('S3 faults, end to end', () => {
     expect(t.distinct).toBe(t.rows);
     expect(t.perFile).toEqual(expected(Array.from({ length: N - 1 }, (_, i) => [i, ROWS])));
     expect(ds.stats.files).toMatchObject({ success: N - 1, failure: 1 });
-  });
+  }, 240_000);
 
   describe('a truncated gzip', () => {
     const name = uid('trunc');
