@@ -28,8 +28,8 @@ const STATIC_PAGES = [
 const COUNTRIES = ['US', 'DE', 'FR', 'GB', 'JP', 'BR', 'IN', 'CA', 'AU', 'ES', 'IT', 'NL', 'SE', 'PL', 'MX', 'KR', 'CN', 'ZA', 'AR', 'CH'];
 const CHUNK_ROWS = 10_000;
 
-/** mulberry32: tiny, fast, good enough for test data. */
-function prng(seed: number): () => number {
+/** mulberry32: a small seeded PRNG, fast and good enough for test data; the same seed gives the same values. */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -6,17 +6,10 @@
  * refuses (which the connector must quarantine). Same seed, same values.
  */
 
-/** mulberry32: a small seeded PRNG, so a failure reproduces from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../scripts/bench/data.js';
+
+/** The benchmark's seeded PRNG, so a failure reproduces from its seed. */
+export const rng = prng;
 
 type Rand = () => number;
 const int = (r: Rand, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
