@@ -297,19 +297,33 @@ export function createActivities({ destination, s3, metaDatabase, hooks, log }: 
         });
         // A zip entry's rows keep the archive's key, ETag, size and time; their file name is the entry's.
         const params: ImportParams = { file: id, etag: file.etag, path: '', quotedEtag: '', ...objectParams(file, entry.name) };
+        // The entry's stream fails when the archive lies (an entry longer than
+        // its header says, a bad CRC). The HTTP client that reads it as the
+        // request body does not listen for that, so it is caught here: it ends
+        // the statement and fails the file, instead of an uncaught stream error
+        // ending the worker.
+        const values = await entry.open();
+        let entryError: Error | undefined;
+        const entryFailed = new AbortController();
+        values.on('error', (err: Error) => {
+          entryError = err;
+          entryFailed.abort();
+        });
         try {
           const result = await destination.imports.exec({
             query: `${query} FORMAT ${plan.inputFormat}`,
             query_params: { ...params },
-            values: await entry.open(),
-            abort_signal: o.signal,
+            values,
+            abort_signal: AbortSignal.any([o.signal, entryFailed.signal]),
             http_headers: inner && inner !== 'none' ? { 'Content-Encoding': inner } : {},
           });
           result.stream.resume();
           await finished(result.stream);
         } catch (err) {
+          if (entryError && !o.signal.aborted) throw new ImportError('bad_file', `zip entry ${entry.name} is damaged: ${entryError.message}`);
           throw scrubSecrets(err, []);
         }
+        if (entryError) throw new ImportError('bad_file', `zip entry ${entry.name} is damaged: ${entryError.message}`);
         imported++;
       });
       if (imported === 0) throw new ImportError('bad_file', `${file.key}: the zip archive has no entry of a known data format (csv, tsv, ndjson, jsonl, json, parquet)`);

@@ -7,7 +7,7 @@ import { inject } from 'vitest';
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { freePort } from '../../scripts/services.js';
-import { createBucket, eventually, minioConnection, put, testS3, uid } from '../support/harness.js';
+import { clickhouseEnv, createBucket, eventually, minioConnection, put, testDatabase, testS3, uid } from '../support/harness.js';
 import { createQueue, queueConnection, s3Records, send, testSqs } from '../support/sqs.js';
 
 /**
@@ -28,6 +28,8 @@ describe('SQS consumer killed before the delete', () => {
   let sqs: SQSClient;
   let bucket: string;
   let dataDir: string;
+  /** The processes' database on the run's engine (each process is a worker of the same connector). */
+  let database: string;
   const procs: ChildProcess[] = [];
 
   beforeAll(async () => {
@@ -35,6 +37,7 @@ describe('SQS consumer killed before the delete', () => {
     sqs = testSqs();
     bucket = await createBucket(s3);
     dataDir = await mkdtemp(join(tmpdir(), 's3ch-sqs-proc-'));
+    database = testDatabase();
   });
   afterEach(() => {
     for (const p of procs.splice(0)) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
@@ -53,6 +56,7 @@ describe('SQS consumer killed before the delete', () => {
         S3CH_TEST_CONFIG: JSON.stringify({
           dataDir, temporalAddress: inject('temporalAddress'), taskQueue: config.taskQueue, port: config.port,
           workflowBundlePath: inject('workflowBundlePath'), connections: { local: minioConnection(), aws: queueConnection(config.queueUrl) },
+          clickhouse: clickhouseEnv(database),
         }),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
