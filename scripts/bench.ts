@@ -42,11 +42,13 @@ import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { readFileSync, statfsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
+import { createClient } from '@clickhouse/client';
 import { createDestination, queryRows, type Destination } from '../clickhouse/destination.js';
 import { ConfigError, loadEnv } from '../schemas/config.js';
 import type { Connection } from '../schemas/connection.js';
@@ -443,8 +445,13 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
   // The engine's own settings (S3CH_CHDB_MAX_MEMORY, ...) come from the environment, as for `npm start`.
   const engineSettings = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('S3CH_CHDB_')));
   const base = loadEnv({ ...engineSettings, S3CH_DATA_DIR: join(root, 'connector'), LOG_LEVEL: 'warn' });
-  const engine = await startEmbeddedClickHouse({ dir: join(root, 'clickhouse'), database: 's3ch', maxMemory: base.S3CH_CHDB_MAX_MEMORY, cacheSize: base.S3CH_CHDB_CACHE_SIZE, log: step });
+  // The benchmark's own data files are written by ClickHouse with file(): an
+  // administrator's work, which the connector's user may not do.
+  const adminPassword = randomBytes(12).toString('hex');
+  const engine = await startEmbeddedClickHouse({ dir: join(root, 'clickhouse'), database: 's3ch', maxMemory: base.S3CH_CHDB_MAX_MEMORY, cacheSize: base.S3CH_CHDB_CACHE_SIZE, adminPassword, log: step });
   cleanups.push(engine.stop);
+  const admin = createClient({ url: engine.url, username: 's3ch_admin', password: adminPassword, database: 's3ch' });
+  cleanups.push(() => admin.close());
   const env = loadEnv({ ...engineSettings, ...engine.env, S3CH_DATA_DIR: join(root, 'connector'), TEMPORAL_TASK_QUEUE: 's3ch-bench', LOG_LEVEL: 'warn' });
   const destination: Destination = createDestination(env);
   cleanups.push(async () => destination.close().catch(() => undefined));
@@ -478,8 +485,8 @@ async function main(opts: Options, cleanups: Array<() => Promise<void>>): Promis
     const csvPath = join(localDir, `${base}.csv`);
     await writeCsvFile(csvPath, i, opts.rows);
     const src = `file(${quoteString(csvPath)}, 'CSVWithNames', ${quoteString(STRUCTURE)})`;
-    await ch.command({ query: `INSERT INTO FUNCTION file(${quoteString(join(localDir, `${base}.parquet`))}, 'Parquet') SELECT * FROM ${src}` });
-    await ch.command({ query: `INSERT INTO FUNCTION file(${quoteString(join(localDir, `${base}.ndjson`))}, 'JSONEachRow') SELECT * FROM ${src} SETTINGS output_format_json_quote_decimals = 0, output_format_json_quote_64bit_integers = 0` });
+    await admin.command({ query: `INSERT INTO FUNCTION file(${quoteString(join(localDir, `${base}.parquet`))}, 'Parquet') SELECT * FROM ${src}` });
+    await admin.command({ query: `INSERT INTO FUNCTION file(${quoteString(join(localDir, `${base}.ndjson`))}, 'JSONEachRow') SELECT * FROM ${src} SETTINGS output_format_json_quote_decimals = 0, output_format_json_quote_64bit_integers = 0` });
     await writeFile(join(localDir, `${base}.csv.gz`), gzipSync(await readFile(csvPath), { level: 6 }));
     for (const k of largeKinds) totals.set(k.name, totals.get(k.name)! + (await upload(join(localDir, `${base}.${k.ext}`), `${k.prefix}/${base}.${k.ext}`)));
   }

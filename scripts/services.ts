@@ -809,10 +809,12 @@ export async function startEmbeddedClickHouse(opts: {
   maxMemory: number;
   cacheSize: number;
   port?: number;
+  /** Adds the user `s3ch_admin` with every right, for a benchmark's or test's own fixtures; never for the connector. */
+  adminPassword?: string;
   log?: (line: string) => void;
 }): Promise<ClickHouseEngine & { env: Record<'CLICKHOUSE_URL' | 'CLICKHOUSE_USER' | 'CLICKHOUSE_PASSWORD' | 'CLICKHOUSE_READER_USER' | 'CLICKHOUSE_READER_PASSWORD' | 'CLICKHOUSE_DATABASE', string> }> {
   const bins = await ensureEngine({ log: opts.log });
-  const engine = await startClickHouseEngine({ ...bins, dir: opts.dir, port: opts.port ?? (await freePort()), databases: [opts.database], maxMemory: opts.maxMemory, cacheSize: opts.cacheSize });
+  const engine = await startClickHouseEngine({ ...bins, dir: opts.dir, port: opts.port ?? (await freePort()), databases: [opts.database], maxMemory: opts.maxMemory, cacheSize: opts.cacheSize, adminPassword: opts.adminPassword });
   return {
     ...engine,
     env: {
