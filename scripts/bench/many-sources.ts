@@ -39,7 +39,7 @@ import type { Connection } from '../../schemas/connection.js';
 import { envSchema } from '../../schemas/config.js';
 import { startConnector } from '../../worker/runtime.js';
 import { workflowIdFor } from '../../workflows/messages.js';
-import { freePort, startMinio, startTemporalDevServer, type RunningService } from '../services.js';
+import { freePort, startEmbeddedClickHouse, startMinio, startTemporalDevServer, type RunningService } from '../services.js';
 import { ensureTools } from '../tools.js';
 import { procCpuSeconds } from './process-cpu.js';
 
@@ -126,12 +126,12 @@ export async function runManySources(opts: ManySourcesOptions = {}): Promise<Sum
     const bucket = 'many';
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
 
-    // Embedded chDB as npm start has it; its memory cap and cache sizes follow the environment, as there.
-    const env = envSchema.parse({
-      S3CH_DATA_DIR: join(root, 'chdb'), TEMPORAL_TASK_QUEUE: 's3ch-bench-many', LOG_LEVEL: 'warn',
-      S3CH_CHDB_MAX_MEMORY: process.env.S3CH_CHDB_MAX_MEMORY, S3CH_CHDB_CACHE_SIZE: process.env.S3CH_CHDB_CACHE_SIZE,
-    });
-    const destination = createDestination({ ...env, CLICKHOUSE_URL: undefined });
+    // The ClickHouse engine process as npm start has it; its memory cap and cache sizes follow the environment, as there.
+    const base = envSchema.parse({ S3CH_DATA_DIR: root, S3CH_CHDB_MAX_MEMORY: process.env.S3CH_CHDB_MAX_MEMORY, S3CH_CHDB_CACHE_SIZE: process.env.S3CH_CHDB_CACHE_SIZE });
+    const engine = await startEmbeddedClickHouse({ dir: join(root, 'clickhouse'), database: 's3ch', maxMemory: base.S3CH_CHDB_MAX_MEMORY, cacheSize: base.S3CH_CHDB_CACHE_SIZE, log });
+    cleanups.push(() => engine.stop());
+    const env = envSchema.parse({ ...engine.env, S3CH_DATA_DIR: root, TEMPORAL_TASK_QUEUE: 's3ch-bench-many', LOG_LEVEL: 'warn' });
+    const destination = createDestination(env);
     cleanups.push(() => destination.close().catch(() => undefined));
     const connector = await startConnector({ env, connections: new Map([['local', local]]), temporalAddress: temporal.address, serveApi: false, destination });
     cleanups.push(() => connector.stop().catch((e) => log(`stopping the connector: ${(e as Error).message}`)));
