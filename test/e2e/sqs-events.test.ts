@@ -35,6 +35,13 @@ describe('events from SQS', () => {
   async function create(name: string, bucketUri: string, schedule = '@on-demand') {
     const res = await c.request('POST', '/v1/datasources', { name, connection: 'aws', bucketUri, format: 'csv', schedule, columns });
     expect(res.status, JSON.stringify(res.body)).toBe(201);
+    // The consumer routes to the data sources Temporal's visibility lists; a
+    // workflow started a moment ago may not be listed yet (events for it
+    // before then are unmatched, and the schedule's sweep is the net).
+    await eventually(`${name} to be listed`, async () => {
+      const list = await c.request('GET', `/v1/datasources?prefix=${name}`);
+      return (list.body.items as Array<{ name: string }> | undefined)?.some((d) => d.name === name);
+    }, 30_000, 100);
   }
 
   beforeAll(async () => {
